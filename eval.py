@@ -1,0 +1,4 @@
+from alexlab.evaluate import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Lightning callbacks: layer summary with MACs, non-finite loss guard."""

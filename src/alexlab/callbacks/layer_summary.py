@@ -1,0 +1,45 @@
+"""Print per-layer output shape, parameters and MACs when fitting starts."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from rich.console import Console
+from rich.table import Table
+
+from alexlab.models.summary import LayerRow, layer_summary
+
+
+class LayerSummary(L.Callback):
+    """Replaces Lightning's model summary with one that also gives forward MACs.
+
+    It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: forward plus a backward
+    that costs about twice the forward) so Lightning's ``ThroughputMonitor`` can report FLOP/s.
+    """
+
+    def __init__(self, input_size: int | None = None) -> None:
+        self.input_size = input_size
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        net = pl_module.net
+        size = self.input_size or getattr(net, "input_size", 224)
+        rows = layer_summary(net, size)
+        macs = sum(r.macs for r in rows)
+        batch = getattr(trainer.datamodule, "batch_size", None)
+        if batch:
+            pl_module.flops_per_batch = 3 * 2 * macs * batch
+        self._print(rows, macs, f"{type(net).__name__} at {size}x{size}")
+
+    @rank_zero_only
+    def _print(self, rows: list[LayerRow], macs: int, title: str) -> None:
+        table = Table(title=title)
+        for col, justify in (("layer", "left"), ("type", "left"), ("output", "right"),
+                             ("params", "right"), ("MACs", "right")):  # fmt: skip
+            table.add_column(col, justify=justify)
+        for r in rows:
+            shape = "x".join(str(d) for d in r.out_shape[1:])
+            table.add_row(r.name, r.kind, shape, f"{r.params:,}" if r.params else "",
+                          f"{r.macs / 1e6:,.1f}M" if r.macs else "")  # fmt: skip
+        params = sum(r.params for r in rows)
+        table.add_row("total", "", "", f"{params:,}", f"{macs / 1e9:.3f}G", style="bold")
+        Console().print(table)

@@ -1,0 +1,68 @@
+"""Config and path checks that run before training starts.
+
+Every failure is a `ConfigError` whose message names the key (or file) and the fix; the entry
+points print it as one short paragraph instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value or path that cannot work. The message names the key and the fix."""
+
+
+def require_positive(cfg: DictConfig, key: str, *, optional: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and optional:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{key}={value} must be a positive number. Set e.g. {key}=<value > 0>.")
+
+
+def require_dir(path: str | Path | None, key: str, hint: str) -> Path:
+    if path is None or str(path) == "":
+        raise ConfigError(f"{key} is not set. {hint}")
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"{key}={path}: no such directory. {hint}")
+    return p
+
+
+def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
+    """Open a Lightning checkpoint safely (``weights_only=True``, memory-mapped) and return it."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(
+            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
+            f"{key}=runs/<date>/checkpoints/last.ckpt."
+        )
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated or not a "
+            f"Lightning .ckpt; pick another file, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(
+            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
+            f"A plain weight file goes to model.weights=... instead."
+        )
+    return ckpt
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Checks that need no data or model: run before anything is built."""
+    require_positive(cfg, "optimizer.lr")
+    require_positive(cfg, "data.batch_size")
+    require_positive(cfg, "data.global_batch_size", optional=True)
+    require_positive(cfg, "trainer.max_epochs")
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path)

@@ -1,0 +1,4 @@
+"""Data: where samples come from (sources) and how they are loaded (torch or DALI).
+
+Nothing here imports the LightningModule.
+"""

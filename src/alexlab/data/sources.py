@@ -1,0 +1,116 @@
+"""Where samples come from: class-folder trees (ImageNet, any ImageFolder) and the embedded
+``digits`` dataset, written once as a JPEG tree so the default run takes ImageNet's JPEG path.
+
+A source checks its paths when it is built, i.e. before training starts, and exposes one
+directory per split with one sub-folder per class.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alexlab.checks import ConfigError, require_dir
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+class FolderSource:
+    """A root with ``train/`` and ``val/`` (and optionally ``test/``) class-folder trees.
+
+    Args:
+        root: dataset root. For ImageNet, the folder holding ``train/`` and ``val/`` with one
+            sub-folder per WNID.
+        train_split, val_split, test_split: sub-folder names; ``test_split=None`` means none.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None,
+        *,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+    ) -> None:
+        hint = (
+            "Pass data.root=/path/to/dataset holding train/ and val/ sub-folders, one folder per "
+            "class (for data=imagenet, exporting IMAGENET_ROOT works too)."
+        )
+        self.root = require_dir(root, "data.root", hint)
+        self.splits: dict[str, Path] = {}
+        for name, sub in (("train", train_split), ("val", val_split), ("test", test_split)):
+            if sub is None:
+                continue
+            split_dir = self.root / sub
+            if not split_dir.is_dir():
+                raise ConfigError(f"data.root={root} has no '{sub}/' folder. {hint}")
+            if not class_folders(split_dir):
+                raise ConfigError(f"{split_dir} has no class folders. {hint}")
+            self.splits[name] = split_dir
+        train_classes = class_folders(self.splits["train"])
+        for name, split_dir in self.splits.items():
+            if class_folders(split_dir) != train_classes:
+                raise ConfigError(
+                    f"{split_dir} and {self.splits['train']} hold different class folders; "
+                    f"every split needs the same classes."
+                )
+        self.classes = train_classes
+
+    def split_dir(self, split: str) -> Path:
+        return self.splits[split]
+
+
+class DigitsSource(FolderSource):
+    """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs.
+
+    The split is stratified and fixed by ``seed``; the tree is built in a temporary folder and
+    renamed into place, so a crash never leaves half a cache and parallel ranks agree.
+
+    Args:
+        root: the cache folder the tree goes into (``<root>/digits-s<seed>-v<val%>-<size>px``).
+        seed: split seed. Default 0.
+        val_fraction: share of each class held out for validation. Default 0.2.
+        size: side of the written JPEGs (upsampled bicubically from 8x8). Default 32.
+    """
+
+    def __init__(
+        self, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2, size: int = 32
+    ) -> None:
+        if not 0 < val_fraction < 1:
+            raise ConfigError(f"data.source.val_fraction={val_fraction} must be in (0, 1).")
+        root = Path(root).expanduser() / f"digits-s{seed}-v{round(val_fraction * 100)}-{size}px"
+        if not root.is_dir():
+            write_digits(root, seed=seed, val_fraction=val_fraction, size=size)
+        super().__init__(root)
+
+
+def write_digits(root: Path, *, seed: int, val_fraction: float, size: int) -> None:
+    from sklearn.datasets import load_digits  # ships its data: no download
+
+    images, labels = load_digits(return_X_y=True)  # (1797, 64) in 0..16, (1797,)
+    rng = np.random.default_rng(seed)
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for label in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_val = round(len(idx) * val_fraction)
+        for split, split_idx in (("val", idx[:n_val]), ("train", idx[n_val:])):
+            out = tmp / split / str(label)
+            out.mkdir(parents=True)
+            for i in split_idx:
+                pixels = (images[i].reshape(8, 8) * (255 / 16)).round().astype(np.uint8)
+                img = Image.fromarray(pixels, mode="L").resize((size, size), Image.BICUBIC)
+                img.save(out / f"{i:04d}.jpg", quality=95)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process finished first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)

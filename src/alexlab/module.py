@@ -1,0 +1,119 @@
+"""``ClassificationModule``: the training logic around an injected network.
+
+Metric names are defined here once (``metric_name``) and used by callbacks and configs
+(``monitor: val/acc1``, checked at start-up).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from alexlab.optim.param_groups import param_groups
+
+STAGES = ("train", "val", "test")
+METRICS = ("loss", "acc1", "acc5")
+
+
+def metric_name(stage: str, metric: str) -> str:
+    """``"val/acc1"``: the one spelling used in logs, checkpoints names and ``metrics.json``."""
+    return f"{stage}/{metric}"
+
+
+def all_metric_names() -> list[str]:
+    return [metric_name(s, m) for s in STAGES for m in METRICS]
+
+
+class ClassificationModule(L.LightningModule):
+    """Cross-entropy training with top-1/top-5 accuracy.
+
+    Args:
+        net: the network (``alexlab.models``), ``(B, 3, S, S) -> (B, num_classes)`` logits.
+        optimizer: ``_partial_`` optimizer, called with ``params=<param groups>``.
+        schedule: ``_partial_`` schedule, called with the optimizer, ``total_steps`` and
+            ``steps_per_epoch``; stepped after every optimizer step. None for a constant lr.
+        num_classes: classifier outputs.
+        label_smoothing: cross-entropy label smoothing (0 = off).
+        exclude_bias_and_norm: no weight decay (or LARS adaptation) on biases and norm params.
+        run_config: the resolved run config, stored in checkpoints so eval can rebuild the net.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., Optimizer],
+        schedule: Callable[..., LRScheduler] | None = None,
+        *,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        exclude_bias_and_norm: bool = True,
+        run_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "schedule"])
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.schedule_factory = schedule
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        top5 = min(5, num_classes)
+        for stage in STAGES:
+            metrics = MetricCollection(
+                {
+                    "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+                    "acc5": MulticlassAccuracy(num_classes, top_k=top5, average="micro"),
+                },
+                prefix=f"{stage}/",
+            )
+            setattr(self, f"{stage}_metrics", metrics)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch  # (B, 3, S, S) float, (B,) int64
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        metrics.update(logits.detach(), labels)
+        training = stage == "train"
+        # Per-step values stay local; epoch aggregates are reduced over ranks.
+        self.log(
+            metric_name(stage, "loss"), loss.detach(), on_step=training, on_epoch=True,
+            prog_bar=True, sync_dist=not training, batch_size=labels.numel(),
+        )  # fmt: skip
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._shared_step(batch, "train")
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        groups = param_groups(self.net, exclude_bias_and_norm=self.hparams.exclude_bias_and_norm)
+        optimizer = self.optimizer_factory(params=groups)
+        if self.schedule_factory is None:
+            return optimizer
+        total_steps = int(self.trainer.estimated_stepping_batches)  # sets num_training_batches
+        steps_per_epoch = max(
+            1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        )
+        scheduler = self.schedule_factory(
+            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

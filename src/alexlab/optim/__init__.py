@@ -1,0 +1,1 @@
+"""Optimizers, parameter grouping, learning-rate schedules and batch-size arithmetic."""

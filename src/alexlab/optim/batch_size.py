@@ -1,0 +1,29 @@
+"""Batch-size arithmetic: per-device batch, world size and gradient accumulation."""
+
+from __future__ import annotations
+
+from alexlab.checks import ConfigError
+
+
+def accumulation_steps(*, global_batch_size: int | None, batch_size: int, world_size: int) -> int:
+    """Micro-batches per optimizer step so that one step sees ``global_batch_size`` images.
+
+    ``None`` means no accumulation: the global batch is ``batch_size * world_size``.
+    """
+    if global_batch_size is None:
+        return 1
+    per_step = batch_size * world_size
+    if global_batch_size % per_step:
+        raise ConfigError(
+            f"data.global_batch_size={global_batch_size} is not a multiple of data.batch_size="
+            f"{batch_size} x {world_size} device(s) = {per_step}. Pick a per-device batch that "
+            f"divides it, e.g. data.batch_size={_largest_divisor(global_batch_size, world_size, batch_size)}."
+        )
+    return global_batch_size // per_step
+
+
+def _largest_divisor(global_batch: int, world_size: int, at_most: int) -> int:
+    for b in range(at_most, 0, -1):
+        if global_batch % (b * world_size) == 0:
+            return b
+    return 1
