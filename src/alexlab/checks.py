@@ -6,15 +6,64 @@ points print it as one short paragraph instead of a traceback.
 
 from __future__ import annotations
 
+import functools
+import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 
 class ConfigError(ValueError):
     """A config value or path that cannot work. The message names the key and the fix."""
+
+
+def find_config_error(exc: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind ``exc`` (Hydra's ``instantiate`` wraps the ones it meets)."""
+    while exc is not None:
+        if isinstance(exc, ConfigError):
+            return exc
+        if isinstance(exc, MissingMandatoryValue):
+            key = getattr(exc, "full_key", None) or "a key"
+            return ConfigError(
+                f"{key} has no value and no default: set {key}=... on the command line."
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, re-raising a ConfigError met inside as itself."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as e:
+        error = find_config_error(e)
+        if error is None or error is e:
+            raise
+        raise error from None
+
+
+def report_config_errors(task: Callable[..., Any]) -> Callable[..., Any]:
+    """CLI wrapper: a ConfigError becomes one line on stderr and exit status 2, no traceback."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except Exception as e:
+            error = find_config_error(e)
+            if error is None:
+                raise
+            print(f"alexlab: config error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
 
 
 def require_positive(cfg: DictConfig, key: str, *, optional: bool = False) -> None:
@@ -42,6 +91,11 @@ def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
             f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
             f"{key}=runs/<date>/checkpoints/last.ckpt."
         )
+    if not zipfile.is_zipfile(p):
+        raise ConfigError(
+            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
+            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
@@ -63,6 +117,5 @@ def check_train_config(cfg: DictConfig) -> None:
     require_positive(cfg, "optimizer.lr")
     require_positive(cfg, "data.batch_size")
     require_positive(cfg, "data.global_batch_size", optional=True)
-    require_positive(cfg, "trainer.max_epochs")
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path)

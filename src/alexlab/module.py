@@ -38,7 +38,8 @@ class ClassificationModule(L.LightningModule):
 
     Args:
         net: the network (``alexlab.models``), ``(B, 3, S, S) -> (B, num_classes)`` logits.
-        optimizer: ``_partial_`` optimizer, called with ``params=<param groups>``.
+        optimizer: ``_partial_`` optimizer, called with ``params=<param groups>`` (None to
+            evaluate only).
         schedule: ``_partial_`` schedule, called with the optimizer, ``total_steps`` and
             ``steps_per_epoch``; stepped after every optimizer step. None for a constant lr.
         num_classes: classifier outputs.
@@ -50,7 +51,7 @@ class ClassificationModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: Callable[..., Optimizer],
+        optimizer: Callable[..., Optimizer] | None = None,
         schedule: Callable[..., LRScheduler] | None = None,
         *,
         num_classes: int,
@@ -105,6 +106,8 @@ class ClassificationModule(L.LightningModule):
         self._shared_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("ClassificationModule was built without an optimizer: eval only")
         groups = param_groups(self.net, exclude_bias_and_norm=self.hparams.exclude_bias_and_norm)
         optimizer = self.optimizer_factory(params=groups)
         if self.schedule_factory is None:
@@ -116,4 +119,7 @@ class ClassificationModule(L.LightningModule):
         scheduler = self.schedule_factory(
             optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexlab.checks import ConfigError, check_train_config
+from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
 from alexlab.console import print_metrics
 from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps
@@ -24,7 +23,7 @@ from alexlab.optim.batch_size import accumulation_steps
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
+def instantiate_all(group: DictConfig | None) -> list[Any]:
     """``callbacks: {name: {_target_: ...}}`` -> list of objects (an empty group -> [])."""
     return [instantiate(c) for c in (group or {}).values() if c is not None]
 
@@ -33,13 +32,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents."""
     check_train_config(cfg)
     if cfg.monitor not in all_metric_names():
-        raise ConfigError(f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}")
+        raise ConfigError(
+            f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}"
+        )
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule = instantiate(cfg.data)  # checks data paths and class counts now
-    net = instantiate(cfg.model)
+    datamodule = build(cfg.data)  # checks data paths and class counts now
+    if cfg.data.get("num_classes") is None:  # data=folder: counted from the class folders
+        with open_dict(cfg):
+            cfg.data.num_classes = datamodule.num_classes
+    net = build(cfg.model)
     module = instantiate(
         cfg.module,
         _recursive_=False,  # run_config is data, not something to build
@@ -52,8 +56,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         strategy=instantiate(cfg.strategy),
-        callbacks=_instantiate_all(cfg.get("callbacks")),
-        logger=_instantiate_all(cfg.get("logger")) or False,
+        callbacks=instantiate_all(cfg.get("callbacks")),
+        logger=instantiate_all(cfg.get("logger")) or False,
     )
     # Derived once, here, from the world size Lightning resolved (devices x nodes).
     trainer.accumulate_grad_batches = accumulation_steps(
@@ -73,20 +77,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_seconds = time.perf_counter() - start
 
+    # Read before validate(): restoring the best checkpoint also restores the callback's state.
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    ckpt = best if best else None  # fast_dev_run and callbacks=none write no checkpoint
+    last = getattr(trainer.checkpoint_callback, "last_model_path", "") or None
+    ckpt = best  # None under fast_dev_run or callbacks=none: validate the weights in memory
     metrics: dict[str, Any] = {}
-    for result in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True):
+    for result in trainer.validate(
+        module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True
+    ):
         metrics.update(result)
     if datamodule.has_test:
-        for result in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True):
+        for result in trainer.test(
+            module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True
+        ):
             metrics.update(result)
     summary = {
         "monitor": cfg.monitor,
         "value": metrics.get(cfg.monitor),
         "metrics": metrics,
         "best_ckpt": best,
-        "last_ckpt": getattr(trainer.checkpoint_callback, "last_model_path", "") or None,
+        "last_ckpt": last,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "global_batch_size": global_batch,
@@ -110,12 +120,9 @@ def _write_json(data: dict, path: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@report_config_errors
 def main(cfg: DictConfig) -> float | None:
-    try:
-        summary = train(cfg)
-    except ConfigError as e:
-        print(f"alexlab: config error: {e}", file=sys.stderr)
-        sys.exit(2)
+    summary = train(cfg)
     print_metrics(summary)
     return summary["value"]  # the number a Hydra sweeper (Optuna) optimises
 

@@ -26,7 +26,8 @@ class ImageDataModule(L.LightningDataModule):
     Args:
         root: dataset root (``data.root``); for ``digits``, the cache it is written into.
         source: builds the source from ``root`` (a ``_partial_`` of a class in ``sources``).
-        num_classes: expected number of classes; checked against the class folders.
+        num_classes: expected number of classes, checked against the class folders; None
+            takes the number of class folders.
         loader: ``"torch"``.
         batch_size: images per device per step.
         global_batch_size: images per optimizer step over all devices, or None (no accumulation).
@@ -44,7 +45,7 @@ class ImageDataModule(L.LightningDataModule):
         *,
         root: str | Path | None,
         source: Callable[[str | Path | None], FolderSource] = FolderSource,
-        num_classes: int,
+        num_classes: int | None = None,
         loader: str = "torch",
         batch_size: int = 256,
         global_batch_size: int | None = None,
@@ -62,6 +63,8 @@ class ImageDataModule(L.LightningDataModule):
         if loader not in LOADERS:
             raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
         self.source = source(root)  # checks the paths now, before any training starts
+        if num_classes is None:
+            num_classes = len(self.source.classes)
         if len(self.source.classes) != num_classes:
             raise ConfigError(
                 f"data.num_classes={num_classes} but {self.source.split_dir('train')} has "
@@ -78,7 +81,12 @@ class ImageDataModule(L.LightningDataModule):
         self.resize_size = resize_size
         self.pin_memory = pin_memory
         self._train_tf = torch_loader.train_transform(
-            image_size=image_size, scale=scale, ratio=ratio, hflip_prob=hflip_prob, mean=mean, std=std
+            image_size=image_size,
+            scale=scale,
+            ratio=ratio,
+            hflip_prob=hflip_prob,
+            mean=mean,
+            std=std,
         )
         self._eval_tf = torch_loader.eval_transform(
             image_size=image_size, resize_size=resize_size, mean=mean, std=std

@@ -56,7 +56,7 @@ class FolderSource:
                 raise ConfigError(f"{split_dir} has no class folders. {hint}")
             self.splits[name] = split_dir
         train_classes = class_folders(self.splits["train"])
-        for name, split_dir in self.splits.items():
+        for split_dir in self.splits.values():
             if class_folders(split_dir) != train_classes:
                 raise ConfigError(
                     f"{split_dir} and {self.splits['train']} hold different class folders; "

@@ -40,7 +40,9 @@ def layer_summary(net: nn.Module, input_size: int) -> list[LayerRow]:
     def hook(module: nn.Module, _inputs, out: torch.Tensor) -> None:
         params = sum(p.numel() for p in module.parameters(recurse=False))
         rows.append(
-            LayerRow(names[module], type(module).__name__, tuple(out.shape), params, _macs(module, out))
+            LayerRow(
+                names[module], type(module).__name__, tuple(out.shape), params, _macs(module, out)
+            )
         )
 
     leaves = [m for m in net.modules() if not list(m.children())]

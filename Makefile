@@ -1,0 +1,44 @@
+# alexlab: `make train` and `make test` work on a fresh clone (they create .venv first).
+# Extra Hydra overrides go in ARGS, e.g.  make train ARGS="optimizer=adamw trainer.max_epochs=3"
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train eval test test-all lint format clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# Reinstalls only when pyproject.toml changes, so `make install` is a no-op otherwise.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install alexlab with its dev tools (idempotent)
+
+train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~1.5 min); ARGS= for overrides
+	$(PY) train.py $(ARGS)
+
+eval: install ## evaluate a checkpoint: make eval ARGS="ckpt_path=runs/<date>/checkpoints/last.ckpt"
+	$(PY) eval.py $(ARGS)
+
+test: install ## run the fast test suite (every feature at a tiny size)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all: install ## run every test, slow ones included
+	$(PY) -m pytest $(ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests train.py eval.py
+	$(VENV)/bin/ruff format --check src tests train.py eval.py
+
+format: install ## ruff autofix + format
+	$(VENV)/bin/ruff check --fix src tests train.py eval.py
+	$(VENV)/bin/ruff format src tests train.py eval.py
+
+clean: ## remove run outputs and caches (keeps .venv)
+	rm -rf runs outputs multirun .cache .pytest_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
+
+The network is rebuilt from the config stored in the checkpoint (no need to repeat model
+overrides); the data comes from this command's config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from alexlab.checks import ConfigError, build, check_checkpoint, report_config_errors
+from alexlab.console import print_metrics
+from alexlab.module import ClassificationModule
+from alexlab.train import CONF_DIR
+
+
+def load_module(ckpt_path: str, *, num_classes: int | None = None) -> ClassificationModule:
+    """Rebuild the network from a checkpoint's stored run config and load its weights."""
+    ckpt = check_checkpoint(ckpt_path)
+    run_config = ckpt.get("hyper_parameters", {}).get("run_config")
+    if not run_config:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds no alexlab run config; was it written by alexlab?"
+        )
+    trained_classes = run_config["model"]["num_classes"]
+    if num_classes is not None and num_classes != trained_classes:
+        raise ConfigError(
+            f"data.num_classes={num_classes} but ckpt_path={ckpt_path} was trained with "
+            f"{trained_classes} classes. Evaluate on the data it was trained for (its config: "
+            f"data={run_config['data'].get('_target_', '?')}, root={run_config['data'].get('root')})."
+        )
+    net = instantiate(run_config["model"], weights=None)
+    module = ClassificationModule(net, num_classes=trained_classes)
+    module.load_state_dict(ckpt["state_dict"])
+    return module
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Centre-crop top-1/top-5 of ``cfg.ckpt_path`` on the data's test (or val) split."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build(cfg.data)
+    module = load_module(cfg.ckpt_path, num_classes=datamodule.num_classes)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    metrics: dict[str, Any] = {}
+    for result in trainer.test(module, datamodule=datamodule):
+        metrics.update(result)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"ckpt_path": str(cfg.ckpt_path), "metrics": metrics, "output_dir": str(out)}
+    (out / "eval.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@report_config_errors
+def main(cfg: DictConfig) -> None:
+    print_metrics(evaluate(cfg), title="alexlab evaluation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Shared fixtures: a tiny, fast, CPU-only composition of the real configs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from alexlab.train import CONF_DIR
+
+# A ~30K-parameter AlexNet at 64 px (the smallest side its three 3/2 pools accept is 63).
+TINY = [
+    "model.widths=[8,16,16,16,16]",
+    "model.hidden=32",
+    "data.image_size=64",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",  # (a RichProgressBar with the bar disabled is an error)
+    "logger=none",
+]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated-data cache (the digits JPEG tree) shared by the whole session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def digits_root(cache_dir: Path) -> Path:
+    """The digits JPEG tree (train/ and val/, 10 class folders): a real folder dataset."""
+    from alexlab.data.sources import DigitsSource
+
+    return DigitsSource(cache_dir).root
+
+
+def compose_config(
+    name: str, overrides: list[str], *, output_dir: Path, cache_dir: Path
+) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            name,
+            overrides=[
+                *overrides,
+                f"paths.output_dir={output_dir}",
+                f"paths.cache_dir={cache_dir}",
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)  # resolves ${hydra:...} as under @hydra.main
+    with open_dict(cfg):
+        del cfg.hydra  # @hydra.main hands the task a config without it
+    return cfg
+
+
+@pytest.fixture
+def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
+    """``train_cfg("optimizer=adam", ...)``: the real train config, tiny, writing to tmp_path."""
+
+    def make(*overrides: str, tiny: bool = True, output_dir: Path | None = None) -> DictConfig:
+        return compose_config(
+            "train",
+            [*(TINY if tiny else []), *overrides],
+            output_dir=output_dir or tmp_path / "run",
+            cache_dir=cache_dir,
+        )
+
+    return make
+
+
+@pytest.fixture
+def eval_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
+    """``eval_cfg(ckpt, "data=folder", ...)``: the real eval config with TINY's data/trainer keys."""
+    tiny = [o for o in TINY if o.startswith(("data.", "trainer."))]
+
+    def make(ckpt_path: str, *overrides: str) -> DictConfig:
+        return compose_config(
+            "eval",
+            [*overrides, *tiny, f"ckpt_path={ckpt_path}"],
+            output_dir=tmp_path / "eval",
+            cache_dir=cache_dir,
+        )
+
+    return make

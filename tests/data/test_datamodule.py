@@ -1,0 +1,63 @@
+import pytest
+import torch
+from PIL import Image
+
+from alexlab.checks import ConfigError
+from alexlab.data.datamodule import ImageDataModule
+from alexlab.data.sources import DigitsSource
+from alexlab.data.torch_loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+
+def digits_module(cache_dir, **kwargs):
+    settings = dict(root=cache_dir, source=DigitsSource, num_workers=0, batch_size=8,
+                    image_size=64, resize_size=64, pin_memory=False)  # fmt: skip
+    return ImageDataModule(**{**settings, **kwargs})
+
+
+def test_batches_are_normalised_nchw_float_with_int64_labels(cache_dir):
+    dm = digits_module(cache_dir, num_classes=10)
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        images, labels = next(iter(loader))
+        assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
+        assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
+        assert -3 < images.min() < images.max() < 3  # ImageNet-normalised range
+
+
+def test_labels_follow_the_class_folders(cache_dir):
+    dm = digits_module(cache_dir, num_classes=10)
+    dataset = dm.val_dataloader().dataset
+    for path, label in dataset.samples[::50]:
+        assert dm.classes[label] == path.split("/")[-2]
+
+
+def test_train_epoch_has_whole_batches_and_val_sees_every_image(cache_dir):
+    dm = digits_module(cache_dir, num_classes=10)
+    train = dm.train_dataloader()
+    assert len(train) == len(train.dataset) // 8  # drop_last: same step count on every rank
+    assert sum(len(labels) for _, labels in dm.val_dataloader()) == len(dm.val_dataloader().dataset)
+
+
+def test_num_classes_mismatch_and_unknown_loader(cache_dir):
+    with pytest.raises(ConfigError, match="data.num_classes=1000 .* 10 class folders"):
+        digits_module(cache_dir, num_classes=1000)
+    with pytest.raises(ConfigError, match="data.loader=pil is unknown"):
+        digits_module(cache_dir, num_classes=10, loader="pil")
+    assert digits_module(cache_dir).num_classes == 10  # None: counted from the folders
+
+
+def test_eval_transform_by_hand():
+    # a 300x200 image of one grey level: resize shorter side to 256, crop 224, normalise
+    img = Image.new("RGB", (300, 200), (128, 128, 128))
+    out = eval_transform(image_size=224, resize_size=256)(img)
+    assert out.shape == (3, 224, 224)
+    expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(out.mean(dim=(1, 2)), expected, atol=1e-3, rtol=0)
+
+
+def test_train_transform_flip_setting():
+    img = Image.new("RGB", (64, 64))
+    img.paste((255, 255, 255), (0, 0, 32, 64))  # left half white
+    flip = train_transform(image_size=64, scale=(1, 1), ratio=(1, 1), hflip_prob=1.0)
+    keep = train_transform(image_size=64, scale=(1, 1), ratio=(1, 1), hflip_prob=0.0)
+    assert flip(img)[0, 0, 0] < flip(img)[0, 0, -1]  # white moved to the right
+    assert keep(img)[0, 0, 0] > keep(img)[0, 0, -1]

@@ -1,0 +1,130 @@
+"""End to end through ``train(cfg)`` and the CLI, at a tiny size."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from alexlab.callbacks.nonfinite import NonFiniteLossError
+from alexlab.checks import ConfigError
+from alexlab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fast_dev_run(train_cfg):
+    summary = train(train_cfg("trainer.fast_dev_run=true"))
+    assert summary["global_step"] == 1
+    assert 0.0 <= summary["metrics"]["val/acc1"] <= 1.0
+
+
+def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path):
+    cfg = train_cfg("callbacks.model_checkpoint.filename=best", "trainer.max_epochs=2")
+    summary = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = OmegaConf.load(out / "config.yaml")
+    assert saved.model.widths == [8, 16, 16, 16, 16] and saved.data.num_classes == 10
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(summary))
+    assert metrics["value"] == metrics["metrics"]["val/acc1"]
+    assert metrics["epochs"] == 2 and metrics["global_step"] == 6  # 2 epochs x 3 batches
+    for name in ("last.ckpt", "best.ckpt"):
+        ckpt = torch.load(out / "checkpoints" / name, weights_only=True)  # plain data only
+        assert ckpt["hyper_parameters"]["run_config"]["model"]["norm"] == "bn"
+    assert metrics["best_ckpt"] == str(out / "checkpoints" / "best.ckpt")
+
+
+def test_resume_from_last_continues_the_step_count(train_cfg, tmp_path):
+    first = train(train_cfg(output_dir=tmp_path / "first"))
+    assert first["global_step"] == 3
+    resumed = train(
+        train_cfg(
+            f"ckpt_path={first['last_ckpt']}",
+            "trainer.max_epochs=2",
+            output_dir=tmp_path / "second",
+        )
+    )
+    assert resumed["global_step"] == 6 and resumed["epochs"] == 2
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(train_cfg):
+    # lr x 1e12 from epoch 1 on: the loss turns NaN/Inf within a few steps of epoch 1
+    cfg = train_cfg(
+        "schedule=step", "schedule.milestones_epochs=[1]", "schedule.gamma=1e12",
+        "trainer.max_epochs=3", "trainer.limit_train_batches=5",
+    )  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"at step (\d+) \(epoch 1, lr [0-9.e+]+\)") as err:
+        train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert str(last) in str(err.value)
+    state = torch.load(last, weights_only=True)["state_dict"]
+    assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive number"),
+        ("optimizer.lr=0", "optimizer.lr=0 must be a positive number"),
+        ("data.batch_size=0", "data.batch_size=0 must be a positive number"),
+        ("data.global_batch_size=100", "not a multiple of data.batch_size=16"),
+        ("monitor=val/top1", "monitor=val/top1 is not a logged metric"),
+        ("ckpt_path=/no/such.ckpt", "ckpt_path=/no/such.ckpt: no such file"),
+    ],
+)
+def test_config_errors_name_the_key(train_cfg, override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        train(train_cfg(override))
+
+
+def test_data_root_errors(train_cfg):
+    with pytest.raises(ConfigError, match="data.root=/no/such/dir: no such directory"):
+        train(train_cfg("data=folder", "data.root=/no/such/dir"))
+
+
+def test_checkpoint_that_is_not_a_checkpoint(train_cfg, tmp_path):
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00" * 1000)
+    with pytest.raises(ConfigError, match="is not a checkpoint"):
+        train(train_cfg(f"ckpt_path={garbage}"))
+    weights = tmp_path / "weights.pth"
+    torch.save({"w": torch.zeros(1)}, weights)
+    with pytest.raises(ConfigError, match="holds no 'state_dict'.*model.weights"):
+        train(train_cfg(f"ckpt_path={weights}"))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_cli_unknown_option_lists_the_valid_ones(tmp_path):
+    result = run_cli("model=vgg16", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'model/vgg16'" in result.stderr
+    assert "alexnet_bn" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
+    result = run_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("alexlab:")]
+    assert errors == ["alexlab: config error: optimizer.lr=-1 must be a positive number. "
+                      "Set e.g. optimizer.lr=<value > 0>."]  # fmt: skip
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_default_run_reaches_97_percent(tmp_path):
+    """`python train.py` with no arguments: AlexNet-BN on digits, 5 epochs on the CPU."""
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (metrics_file,) = (tmp_path / "runs").glob("*/metrics.json")
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["metrics"]["val/acc1"] >= 0.97
+    assert (metrics_file.parent / "checkpoints" / "last.ckpt").is_file()
