@@ -49,10 +49,14 @@ def test_every_option_composes_and_instantiates(train_cfg, digits_root, group, o
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_runs_at_a_tiny_size(train_cfg, experiment, tmp_path):
+def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, experiment):
     cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true")
+    if cfg.data.source._target_.endswith("FolderSource"):  # ImageNet recipes: digits stand in
+        cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true",
+                        f"data.root={digits_root}", "data.num_classes=10")  # fmt: skip
     summary = train(cfg)
     assert summary["global_step"] == 1
+    assert summary["lr"] == cfg.optimizer.lr
 
 
 def test_help_lists_groups_and_options():

@@ -23,7 +23,7 @@ def test_fast_dev_run(train_cfg):
 
 
 def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path):
-    cfg = train_cfg("callbacks.model_checkpoint.filename=best", "trainer.max_epochs=2")
+    cfg = train_cfg("callbacks.best_checkpoint.filename=best", "trainer.max_epochs=2")
     summary = train(cfg)
     out = Path(cfg.paths.output_dir)
     saved = OmegaConf.load(out / "config.yaml")
@@ -35,6 +35,7 @@ def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path)
     for name in ("last.ckpt", "best.ckpt"):
         ckpt = torch.load(out / "checkpoints" / name, weights_only=True)  # plain data only
         assert ckpt["hyper_parameters"]["run_config"]["model"]["norm"] == "bn"
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert metrics["best_ckpt"] == str(out / "checkpoints" / "best.ckpt")
 
 
@@ -128,3 +129,25 @@ def test_the_default_run_reaches_97_percent(tmp_path):
     metrics = json.loads(metrics_file.read_text())
     assert metrics["metrics"]["val/acc1"] >= 0.97
     assert (metrics_file.parent / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_plateau_schedule_reacts_to_validation_through_training(train_cfg):
+    # threshold 10: no epoch counts as an improvement, so with patience 1 the lr drops by 10
+    # after every epoch but the first: 3 epochs -> 2 reductions
+    cfg = train_cfg("schedule=plateau", "schedule.patience=1", "schedule.threshold=10",
+                    "trainer.max_epochs=3", "optimizer.lr=0.1")  # fmt: skip
+    summary = train(cfg)
+    ckpt = torch.load(summary["last_ckpt"], weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 9  # last.ckpt is the final epoch's
+    assert ckpt["lr_schedulers"][0]["lr_lambdas"][0]["reductions"] == 2
+    # epoch 2 ran at 0.1 / 10 (reduced after epoch 1); the second reduction applies from the
+    # next step on, i.e. after a resume
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01)
+
+
+def test_lars_with_accumulation_trains(train_cfg):
+    cfg = train_cfg("optimizer=lars", "data.global_batch_size=32", "trainer.limit_train_batches=4",
+                    "optimizer.lr=1.0", "trainer.max_epochs=2")  # fmt: skip
+    summary = train(cfg)
+    assert summary["accumulation"] == 2 and summary["global_step"] == 4  # 2 x (4 batches / 2)
+    assert summary["metrics"]["val/loss"] < 10

@@ -16,7 +16,15 @@ def print_metrics(summary: dict[str, Any], title: str = "alexlab results") -> No
     table.add_column("value", justify="right")
     for name, value in summary["metrics"].items():
         table.add_row(name, f"{value:.4f}")
-    for key in ("epochs", "global_step", "global_batch_size", "fit_seconds", "best_ckpt"):
+    for key in (
+        "epochs",
+        "global_step",
+        "global_batch_size",
+        "accumulation",
+        "lr",
+        "fit_seconds",
+        "best_ckpt",
+    ):
         if summary.get(key) is not None:
             table.add_row(key, str(summary[key]))
     table.add_row("output_dir", summary["output_dir"])

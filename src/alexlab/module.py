@@ -12,13 +12,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexlab.optim.param_groups import param_groups
+from alexlab.optim.schedules import report_epoch_metrics
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "acc1", "acc5")
@@ -75,6 +77,9 @@ class ClassificationModule(L.LightningModule):
                 prefix=f"{stage}/",
             )
             setattr(self, f"{stage}_metrics", metrics)
+        # val/test loss as a metric object too: reduced over ranks, readable at epoch end
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
@@ -85,12 +90,15 @@ class ClassificationModule(L.LightningModule):
         loss = self.criterion(logits, labels)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits.detach(), labels)
-        training = stage == "train"
-        # Per-step values stay local; epoch aggregates are reduced over ranks.
-        self.log(
-            metric_name(stage, "loss"), loss.detach(), on_step=training, on_epoch=True,
-            prog_bar=True, sync_dist=not training, batch_size=labels.numel(),
-        )  # fmt: skip
+        if stage == "train":  # per-step value, local to the rank
+            self.log(metric_name(stage, "loss"), loss.detach(), on_step=True, on_epoch=True,
+                     prog_bar=True, batch_size=labels.numel())  # fmt: skip
+        else:
+            mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
+            mean_loss.update(loss.detach(), weight=labels.numel())
+            self.log(
+                metric_name(stage, "loss"), mean_loss, on_step=False, on_epoch=True, prog_bar=True
+            )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -98,6 +106,17 @@ class ClassificationModule(L.LightningModule):
         loss = self._shared_step(batch, "train")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        # Plateau schedules see this epoch's val metrics here, before ModelCheckpoint saves in
+        # on_validation_end, so a checkpoint always holds the schedule state that matches it.
+        fitting = self.trainer.state.fn == TrainerFn.FITTING  # not the final validate()
+        if self.trainer.sanity_checking or not fitting:
+            return
+        epoch_metrics = {metric_name("val", "loss"): self.val_loss.compute()}
+        epoch_metrics.update(self.val_metrics.compute())
+        for config in self.trainer.lr_scheduler_configs:
+            report_epoch_metrics(config.scheduler, epoch_metrics)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val")

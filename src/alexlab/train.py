@@ -13,10 +13,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from alexlab.callbacks.checkpoint_paths import best_and_last
 from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
 from alexlab.console import print_metrics
 from alexlab.module import all_metric_names
-from alexlab.optim.batch_size import accumulation_steps
+from alexlab.optim.batch_size import accumulation_steps, scaled_lr
 
 # conf/ sits at the repository root, beside src/ (an absolute path: Hydra would read a relative
 # one from inside a package as a python module path)
@@ -26,6 +27,27 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 def instantiate_all(group: DictConfig | None) -> list[Any]:
     """``callbacks: {name: {_target_: ...}}`` -> list of objects (an empty group -> [])."""
     return [instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+def derive_batch_and_lr(cfg: DictConfig, *, world_size: int) -> dict[str, Any]:
+    """Accumulation, global batch and lr, derived once from the config and the world size."""
+    accumulation = accumulation_steps(
+        global_batch_size=cfg.data.get("global_batch_size"),
+        batch_size=cfg.data.batch_size,
+        world_size=world_size,
+    )
+    global_batch = cfg.data.batch_size * world_size * accumulation
+    lr = cfg.optimizer.lr
+    if cfg.get("scale_lr"):
+        lr = scaled_lr(
+            lr, global_batch_size=global_batch, reference_batch_size=cfg.lr_reference_batch
+        )
+    return {
+        "world_size": world_size,
+        "accumulation": accumulation,
+        "global_batch_size": global_batch,
+        "lr": lr,
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -43,33 +65,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.get("num_classes") is None:  # data=folder: counted from the class folders
         with open_dict(cfg):
             cfg.data.num_classes = datamodule.num_classes
-    net = build(cfg.model)
-    module = instantiate(
-        cfg.module,
-        _recursive_=False,  # run_config is data, not something to build
-        _convert_="all",  # plain dicts in checkpoints: they load with weights_only=True
-        net=net,
-        optimizer=instantiate(cfg.optimizer),
-        schedule=instantiate(cfg.schedule) if cfg.get("schedule") else None,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-    )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         strategy=instantiate(cfg.strategy),
         callbacks=instantiate_all(cfg.get("callbacks")),
         logger=instantiate_all(cfg.get("logger")) or False,
     )
-    # Derived once, here, from the world size Lightning resolved (devices x nodes).
-    trainer.accumulate_grad_batches = accumulation_steps(
-        global_batch_size=cfg.data.get("global_batch_size"),
-        batch_size=cfg.data.batch_size,
-        world_size=trainer.world_size,
-    )
-    global_batch = cfg.data.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+    derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
+    trainer.accumulate_grad_batches = derived["accumulation"]
     rank_zero_info(
-        f"[alexlab] run dir {out} | global batch {global_batch} = {cfg.data.batch_size} per "
-        f"device x {trainer.world_size} device(s) x {trainer.accumulate_grad_batches} "
-        f"accumulation | lr {cfg.optimizer.lr}"
+        f"[alexlab] run dir {out} | global batch {derived['global_batch_size']} = "
+        f"{cfg.data.batch_size} per device x {trainer.world_size} device(s) x "
+        f"{derived['accumulation']} accumulation | lr {derived['lr']:g}"
+        + (f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else "")
+    )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(derived)
+
+    module = instantiate(
+        cfg.module,
+        _recursive_=False,  # run_config is data, not something to build
+        _convert_="all",  # plain dicts in checkpoints: they load with weights_only=True
+        net=build(cfg.model),
+        optimizer=instantiate(cfg.optimizer, lr=derived["lr"]),
+        schedule=instantiate(cfg.schedule) if cfg.get("schedule") else None,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     _save_config(cfg, out / "config.yaml")
 
@@ -77,9 +97,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_seconds = time.perf_counter() - start
 
-    # Read before validate(): restoring the best checkpoint also restores the callback's state.
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    last = getattr(trainer.checkpoint_callback, "last_model_path", "") or None
+    # Read before validate(): restoring the best checkpoint also restores the callbacks' state.
+    best, last = best_and_last(trainer)
     ckpt = best  # None under fast_dev_run or callbacks=none: validate the weights in memory
     metrics: dict[str, Any] = {}
     for result in trainer.validate(
@@ -99,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_ckpt": last,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
-        "global_batch_size": global_batch,
+        **derived,
         "fit_seconds": round(fit_seconds, 2),
         "output_dir": str(out),
     }

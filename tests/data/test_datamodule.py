@@ -61,3 +61,27 @@ def test_train_transform_flip_setting():
     keep = train_transform(image_size=64, scale=(1, 1), ratio=(1, 1), hflip_prob=0.0)
     assert flip(img)[0, 0, 0] < flip(img)[0, 0, -1]  # white moved to the right
     assert keep(img)[0, 0, 0] > keep(img)[0, 0, -1]
+
+
+def test_lighting_adds_the_pca_offset_by_hand():
+    from alexlab.data.torch_loader import IMAGENET_EIGVAL, IMAGENET_EIGVEC, Lighting
+
+    image = torch.full((3, 4, 4), 0.5)
+    torch.manual_seed(0)
+    out = Lighting(std=0.1)(image)
+    torch.manual_seed(0)
+    alpha = torch.randn(3) * 0.1
+    offset = [sum(IMAGENET_EIGVEC[c][k] * alpha[k].item() * IMAGENET_EIGVAL[k] for k in range(3))
+              for c in range(3)]  # fmt: skip
+    torch.testing.assert_close(out[:, 0, 0], 0.5 + torch.tensor(offset))
+    assert torch.equal(out[:, 0, 0], out[:, 3, 3])  # one offset for the whole image
+    with pytest.raises(ValueError, match="Lighting needs a"):
+        Lighting()(torch.zeros(1, 3, 4, 4))
+
+
+def test_paper_crop_takes_a_random_crop_of_the_central_square():
+    img = Image.new("RGB", (400, 300), (10, 200, 30))
+    out = train_transform(image_size=227, crop="paper", resize_size=256, hflip_prob=0.5)(img)
+    assert out.shape == (3, 227, 227)
+    with pytest.raises(ValueError, match="data.crop='ten'"):
+        train_transform(image_size=224, crop="ten")

@@ -21,3 +21,23 @@ def test_accumulation(global_batch, per_device, world, expected):
 def test_not_divisible_names_the_keys_and_a_fix():
     with pytest.raises(ConfigError, match=r"data.global_batch_size=1000 .* data.batch_size=250"):
         accumulation_steps(global_batch_size=1000, batch_size=256, world_size=2)
+
+
+def test_linear_scaling_rule():
+    from alexlab.optim.batch_size import scaled_lr
+
+    assert scaled_lr(0.1, global_batch_size=8192) == pytest.approx(3.2)  # Goyal et al.: 0.1 x 32
+    assert scaled_lr(2.0, global_batch_size=512, reference_batch_size=512) == 2.0
+
+
+@pytest.mark.parametrize(("world", "accumulation"), [(1, 8), (2, 4), (8, 1)])
+def test_derived_values_for_several_world_sizes(train_cfg, world, accumulation):
+    from alexlab.train import derive_batch_and_lr
+
+    cfg = train_cfg("data.batch_size=64", "data.global_batch_size=512", "optimizer.lr=0.1",
+                    "scale_lr=true", "lr_reference_batch=256")  # fmt: skip
+    derived = derive_batch_and_lr(cfg, world_size=world)
+    assert derived == {"world_size": world, "accumulation": accumulation,
+                       "global_batch_size": 512, "lr": pytest.approx(0.2)}  # fmt: skip
+    cfg.scale_lr = False
+    assert derive_batch_and_lr(cfg, world_size=world)["lr"] == 0.1

@@ -65,3 +65,36 @@ def test_state_dict_is_plain_data():
     torch.save(sched.state_dict(), buffer)
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)["lr_lambdas"][0]["kind"] == "cosine"
+
+
+def test_plateau_divides_after_patience_and_stops_after_max_reductions():
+    s = WarmupSchedule(kind="plateau", total_steps=100, patience=2, max_reductions=2, gamma=0.1)
+    history = []
+    for acc in (0.5, 0.6, 0.6, 0.59, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
+        s.report({"val/acc1": acc})
+        history.append(s(50))
+    # improves, improves, flat, flat -> /10; improves, flat, flat -> /10; never a third time
+    assert history == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
+
+
+def test_plateau_mode_min_and_missing_metric():
+    s = WarmupSchedule(kind="plateau", total_steps=10, monitor="val/loss", mode="min", patience=1)
+    s.report({"val/acc1": 0.9})  # not the monitored metric: ignored
+    s.report({"val/loss": 1.0})
+    s.report({"val/loss": 0.5})  # lower is better
+    assert s(5) == 1.0
+    s.report({"val/loss": 0.7})
+    assert s(5) == pytest.approx(0.1)
+
+
+def test_plateau_state_survives_a_checkpoint():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_lr_scheduler(opt, total_steps=10, steps_per_epoch=5, kind="plateau", patience=1)
+    for acc in (0.5, 0.4):
+        sched.lr_lambdas[0].report({"val/acc1": acc})
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = warmup_lr_scheduler(opt, total_steps=10, steps_per_epoch=5, kind="plateau", patience=1)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert fresh.lr_lambdas[0].reductions == 1 and fresh.lr_lambdas[0].best == 0.5

@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from alexlab.callbacks.checkpoint_paths import best_and_last
+
 
 class NonFiniteLossError(RuntimeError):
     """Raised when the training loss is NaN or infinite; the message names the step and lr."""
@@ -20,7 +22,7 @@ class NonFiniteLossGuard(L.Callback):
         if torch.isfinite(loss).all():
             return
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
-        ckpt = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+        ckpt = best_and_last(trainer)[1] or "none written yet"
         raise NonFiniteLossError(
             f"non-finite loss ({loss.item()}) at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, lr {lr:.4g}). Training stopped; last good "

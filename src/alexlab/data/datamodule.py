@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from alexlab.checks import ConfigError
@@ -34,8 +35,10 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: loader worker processes per device.
         image_size: crop side fed to the network (224 or 227 for ImageNet).
         resize_size: shorter side before the eval centre crop (256 for ImageNet).
+        crop: train crop, ``"random_resized"`` (torchvision's) or ``"paper"`` (256, random S).
         scale, ratio: random-resized-crop area and aspect ranges (train).
         hflip_prob: horizontal flip probability (train).
+        lighting_std: PCA colour noise std (Krizhevsky et al. 2012 §4.1: 0.1); 0 is off.
         mean, std: per-channel normalisation in [0, 1] units.
         pin_memory: page-locked host batches for faster copies to a GPU.
     """
@@ -52,9 +55,11 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 4,
         image_size: int = 224,
         resize_size: int = 256,
+        crop: str = "random_resized",
         scale: Sequence[float] = (0.08, 1.0),
         ratio: Sequence[float] = (3 / 4, 4 / 3),
         hflip_prob: float = 0.5,
+        lighting_std: float = 0.0,
         mean: Sequence[float] = torch_loader.IMAGENET_MEAN,
         std: Sequence[float] = torch_loader.IMAGENET_STD,
         pin_memory: bool = True,
@@ -99,7 +104,7 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             train=train,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
         )
 
     def train_dataloader(self) -> DataLoader:

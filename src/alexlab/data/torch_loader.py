@@ -17,25 +17,71 @@ from torchvision.transforms import v2
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Principal components of ImageNet RGB pixel values in [0, 1] for the PCA colour ("lighting")
+# noise of Krizhevsky et al. 2012 §4.1; the decomposition published with fb.resnet.torch.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+class Lighting(torch.nn.Module):
+    """Add ``eigvec @ (alpha * eigval)`` to every pixel, alpha ~ N(0, std) once per image
+    (Krizhevsky et al. 2012 §4.1, std 0.1). Input: float (3, H, W) in [0, 1]."""
+
+    def __init__(self, std: float = 0.1) -> None:
+        super().__init__()
+        self.std = std
+        self.register_buffer("eigval", torch.tensor(IMAGENET_EIGVAL))
+        self.register_buffer("eigvec", torch.tensor(IMAGENET_EIGVEC))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"Lighting needs a (3, H, W) image. Got shape {tuple(image.shape)}")
+        alpha = torch.randn(3) * self.std
+        shift = self.eigvec @ (alpha * self.eigval)  # (3,) RGB offset
+        return image + shift.view(3, 1, 1)
 
 
 def train_transform(
     *,
     image_size: int,
+    crop: str = "random_resized",
+    resize_size: int = 256,
     scale: Sequence[float] = (0.08, 1.0),
     ratio: Sequence[float] = (3 / 4, 4 / 3),
     hflip_prob: float = 0.5,
+    lighting_std: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> v2.Compose:
-    """Random-resized crop, optional flip, normalise: PIL image -> float (3, S, S)."""
-    steps: list = [
-        v2.PILToTensor(),
-        v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
-    ]
+    """PIL image -> float (3, S, S), normalised.
+
+    ``crop="random_resized"``: a random area ``scale`` and aspect ``ratio`` resized to S
+    (torchvision's reference). ``crop="paper"``: Krizhevsky et al. 2012 §2 and §4.1, shorter side
+    to ``resize_size``, central square, then a random S x S crop.
+    """
+    steps: list = [v2.PILToTensor()]
+    if crop == "random_resized":
+        steps.append(
+            v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True)
+        )
+    elif crop == "paper":
+        steps += [
+            v2.Resize(resize_size, antialias=True),
+            v2.CenterCrop(resize_size),
+            v2.RandomCrop(image_size),
+        ]
+    else:
+        raise ValueError(f"data.crop={crop!r} is unknown; valid: random_resized, paper")
     if hflip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(hflip_prob))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if lighting_std > 0:
+        steps.append(Lighting(lighting_std))
+    steps.append(v2.Normalize(mean, std))
     return v2.Compose(steps)
 
 

@@ -1,4 +1,4 @@
-"""Batch-size arithmetic: per-device batch, world size and gradient accumulation."""
+"""Batch-size arithmetic: per-device batch, world size, gradient accumulation, scaled lr."""
 
 from __future__ import annotations
 
@@ -27,3 +27,8 @@ def _largest_divisor(global_batch: int, world_size: int, at_most: int) -> int:
         if global_batch % (b * world_size) == 0:
             return b
     return 1
+
+
+def scaled_lr(base_lr: float, *, global_batch_size: int, reference_batch_size: int = 256) -> float:
+    """The linear scaling rule (Goyal et al. 2017, §2.1): lr grows with the global batch."""
+    return base_lr * global_batch_size / reference_batch_size

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-Kind = Literal["constant", "step", "cosine", "poly"]
-KINDS = ("constant", "step", "cosine", "poly")
+Kind = Literal["constant", "step", "cosine", "poly", "plateau"]
+KINDS = ("constant", "step", "cosine", "poly", "plateau")
 
 
 class WarmupSchedule:
@@ -28,7 +28,11 @@ class WarmupSchedule:
        - ``step``: ``gamma ** (number of milestones <= t)`` (milestones in steps);
        - ``cosine``: ``min_factor + (1 - min_factor) * (1 + cos(pi * p)) / 2``;
        - ``poly``: ``min_factor + (1 - min_factor) * (1 - p) ** power``
-         (power 2 in You et al. 2017, §5).
+         (power 2 in You et al. 2017, §5);
+       - ``plateau``: ``gamma ** reductions``, where ``report()`` adds a reduction when the
+         monitored metric has not improved for ``patience`` epochs, at most ``max_reductions``
+         times (Krizhevsky et al. 2012 §5: lr / 10 when the validation error stops improving,
+         three times in all).
     """
 
     def __init__(
@@ -41,6 +45,11 @@ class WarmupSchedule:
         gamma: float = 0.1,
         power: float = 2.0,
         min_factor: float = 0.0,
+        monitor: str = "val/acc1",
+        mode: Literal["max", "min"] = "max",
+        patience: int = 5,
+        max_reductions: int = 3,
+        threshold: float = 1e-4,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"schedule.kind={kind!r} is unknown; valid: {', '.join(KINDS)}")
@@ -51,6 +60,26 @@ class WarmupSchedule:
         self.gamma = float(gamma)
         self.power = float(power)
         self.min_factor = float(min_factor)
+        # plateau state: plain numbers, so it round-trips through LambdaLR.state_dict()
+        self.monitor, self.mode, self.patience = monitor, mode, int(patience)
+        self.max_reductions, self.threshold = int(max_reductions), float(threshold)
+        self.best: float | None = None
+        self.bad_epochs = 0
+        self.reductions = 0
+
+    def report(self, metrics: Mapping[str, Any]) -> None:
+        """Called once per epoch after validation with the logged metrics (plateau only)."""
+        if self.kind != "plateau" or self.monitor not in metrics:
+            return
+        value = float(metrics[self.monitor])
+        sign = 1.0 if self.mode == "max" else -1.0
+        if self.best is None or sign * (value - self.best) > self.threshold:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
+            self.reductions += 1
+            self.bad_epochs = 0
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -59,6 +88,8 @@ class WarmupSchedule:
             return 1.0
         if self.kind == "step":
             return self.gamma ** bisect.bisect_right(self.milestones, step)
+        if self.kind == "plateau":
+            return self.gamma**self.reductions
         decay_steps = max(1, self.total_steps - self.warmup_steps)
         p = min(1.0, (step - self.warmup_steps) / decay_steps)
         if self.kind == "cosine":
@@ -79,8 +110,10 @@ def warmup_lr_scheduler(
     gamma: float = 0.1,
     power: float = 2.0,
     min_factor: float = 0.0,
+    **plateau: Any,
 ) -> LambdaLR:
-    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer."""
+    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer.
+    ``plateau`` takes ``monitor``, ``mode``, ``patience``, ``max_reductions``, ``threshold``."""
     schedule = WarmupSchedule(
         kind=kind,
         total_steps=total_steps,
@@ -89,5 +122,15 @@ def warmup_lr_scheduler(
         gamma=gamma,
         power=power,
         min_factor=min_factor,
+        **plateau,
     )
     return LambdaLR(optimizer, schedule)
+
+
+def report_epoch_metrics(scheduler: Any, metrics: Mapping[str, Any]) -> None:
+    """Hand an epoch's validation metrics to every schedule that reacts to them (plateau)."""
+    # LambdaLR holds the same schedule once per param group: report to each object once
+    unique = {id(fn): fn for fn in getattr(scheduler, "lr_lambdas", [])}
+    for fn in unique.values():
+        if isinstance(fn, WarmupSchedule):
+            fn.report(metrics)

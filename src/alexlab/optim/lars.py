@@ -1,0 +1,120 @@
+"""LARS: Layer-wise Adaptive Rate Scaling.
+
+You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+https://arxiv.org/abs/1708.03888, Algorithm 1. Each layer (parameter tensor) gets a local lr
+
+    local_lr = eta * ||w|| / (||g|| + beta * ||w||)
+
+(eta: trust coefficient, beta: weight decay), and the update with momentum m and global lr
+gamma_t is
+
+    v <- m * v + gamma_t * local_lr * (g + beta * w)
+    w <- w - v
+
+The ratio is 1 when either norm is 0 (a fresh zero-initialised tensor, or no gradient signal).
+``trust_clip=True`` is LARC's clipping (NVIDIA apex ``LARC(clip=True)``): the effective lr is
+``min(gamma_t * local_lr, gamma_t)``. Parameter groups flagged ``lars_exclude`` (biases and norm
+parameters, see ``param_groups.py``) skip the adaptation: plain SGD with momentum.
+
+The step is vectorised with ``torch._foreach_*``: the number of kernel launches per group does
+not grow with the number of layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from alexlab.optim.param_groups import LARS_EXCLUDE
+
+
+class LARS(Optimizer):
+    """LARS with momentum (You et al. 2017, Algorithm 1).
+
+    Args:
+        params: parameters or parameter groups. A group with ``lars_exclude=True`` gets plain
+            SGD with momentum (and its own ``weight_decay``, 0 for biases and norms by default).
+        lr (float): global learning rate gamma_t (the schedule scales it). Required.
+        momentum (float): momentum m. Default 0.9.
+        weight_decay (float): weight decay beta, applied inside the trust ratio and the update.
+            Default 0.
+        trust_coefficient (float): eta. Default 0.001 (the paper's value).
+        eps (float): added to the denominator of the trust ratio. Default 0.
+        trust_clip (bool): LARC clipping, effective lr = min(lr * local_lr, lr). Default False.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 0.001,
+        eps: float = 0.0,
+        trust_clip: bool = False,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"Invalid momentum: {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        if trust_coefficient <= 0:
+            raise ValueError(f"Invalid trust_coefficient: {trust_coefficient}")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+            trust_clip=trust_clip,
+            **{LARS_EXCLUDE: False},
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update_group(group, params)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
+        grads = [p.grad for p in params]
+        # 1) local lr per tensor, all tensors at once: (n_tensors,)
+        if group[LARS_EXCLUDE]:
+            scales: list[torch.Tensor] | float = lr
+        else:
+            w_norm = torch.stack(torch._foreach_norm(params))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            trust = group["trust_coefficient"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+            trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+            if group["trust_clip"]:
+                trust = torch.clamp(trust / lr, max=1.0)
+            scales = list((trust * lr).unbind())
+        # 2) d = lr * local_lr * (g + beta * w)
+        d = torch._foreach_add(grads, params, alpha=wd) if wd else [g.clone() for g in grads]
+        torch._foreach_mul_(d, scales)
+        # 3) v = m * v + d;  w = w - v
+        if momentum:
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            if any(b is None for b in buffers):  # first step: v = d
+                for p, di, b in zip(params, d, buffers, strict=True):
+                    if b is None:
+                        self.state[p]["momentum_buffer"] = di.clone()
+                    else:
+                        b.mul_(momentum).add_(di)
+            else:
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, d)
+            d = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_sub_(params, d)
