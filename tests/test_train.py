@@ -151,3 +151,23 @@ def test_lars_with_accumulation_trains(train_cfg):
     summary = train(cfg)
     assert summary["accumulation"] == 2 and summary["global_step"] == 4  # 2 x (4 batches / 2)
     assert summary["metrics"]["val/loss"] < 10
+
+
+def test_lars_under_bf16_mixed_precision(train_cfg):
+    summary = train(train_cfg("optimizer=lars", "trainer.precision=bf16-mixed", "optimizer.lr=0.5"))
+    assert summary["global_step"] == 3 and torch.isfinite(torch.tensor(summary["metrics"]["val/loss"]))
+
+
+def test_lars_under_two_process_ddp_on_cpu(tmp_path):
+    """`strategy=ddp` with 2 gloo processes: one run dir, world size 2 in the derived batch."""
+    result = run_cli(
+        "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "optimizer=lars",
+        "data.global_batch_size=64", "data.batch_size=16", "model.widths=[8,16,16,16,16]",
+        "model.hidden=32", "logger=none", f"paths.cache_dir={tmp_path}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics_file,) = (tmp_path / "runs").glob("*/metrics.json")  # both ranks share one dir
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["world_size"] == 2 and metrics["accumulation"] == 2
+    assert metrics["global_step"] == 2  # 4 batches per rank / accumulation 2
