@@ -155,7 +155,9 @@ def test_lars_with_accumulation_trains(train_cfg):
 
 def test_lars_under_bf16_mixed_precision(train_cfg):
     summary = train(train_cfg("optimizer=lars", "trainer.precision=bf16-mixed", "optimizer.lr=0.5"))
-    assert summary["global_step"] == 3 and torch.isfinite(torch.tensor(summary["metrics"]["val/loss"]))
+    assert summary["global_step"] == 3 and torch.isfinite(
+        torch.tensor(summary["metrics"]["val/loss"])
+    )
 
 
 def test_lars_under_two_process_ddp_on_cpu(tmp_path):

@@ -7,15 +7,19 @@ from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.sources import DigitsSource
 from alexlab.data.torch_loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
+LOADERS = ["torch", "dali"]
+
 
 def digits_module(cache_dir, **kwargs):
     settings = dict(root=cache_dir, source=DigitsSource, num_workers=0, batch_size=8,
-                    image_size=64, resize_size=64, pin_memory=False)  # fmt: skip
+                    image_size=64, resize_size=64, pin_memory=False, dali_threads=1)  # fmt: skip
     return ImageDataModule(**{**settings, **kwargs})
 
 
-def test_batches_are_normalised_nchw_float_with_int64_labels(cache_dir):
-    dm = digits_module(cache_dir, num_classes=10)
+@pytest.mark.parametrize("loader", LOADERS)
+def test_batches_are_normalised_nchw_float_with_int64_labels(cache_dir, loader):
+    dm = digits_module(cache_dir, num_classes=10, loader=loader)
+    assert dm.loader == loader
     for loader in (dm.train_dataloader(), dm.val_dataloader()):
         images, labels = next(iter(loader))
         assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
@@ -24,23 +28,33 @@ def test_batches_are_normalised_nchw_float_with_int64_labels(cache_dir):
 
 
 def test_labels_follow_the_class_folders(cache_dir):
-    dm = digits_module(cache_dir, num_classes=10)
+    dm = digits_module(cache_dir, num_classes=10, loader="torch")
     dataset = dm.val_dataloader().dataset
     for path, label in dataset.samples[::50]:
         assert dm.classes[label] == path.split("/")[-2]
+    # DALI: every val image once, and each label as often as its class folder has files
+    dali_labels = torch.cat(
+        [y for _, y in digits_module(cache_dir, loader="dali").val_dataloader()]
+    )
+    per_folder = [len(list((dm.source.split_dir("val") / c).iterdir())) for c in dm.classes]
+    assert torch.bincount(dali_labels, minlength=10).tolist() == per_folder
 
 
-def test_train_epoch_has_whole_batches_and_val_sees_every_image(cache_dir):
-    dm = digits_module(cache_dir, num_classes=10)
+@pytest.mark.parametrize("loader", LOADERS)
+def test_train_epoch_has_whole_batches_and_val_sees_every_image(cache_dir, loader):
+    dm = digits_module(cache_dir, num_classes=10, loader=loader)
+    n_train = sum(1 for _ in dm.source.split_dir("train").rglob("*.jpg"))
+    n_val = sum(1 for _ in dm.source.split_dir("val").rglob("*.jpg"))
     train = dm.train_dataloader()
-    assert len(train) == len(train.dataset) // 8  # drop_last: same step count on every rank
-    assert sum(len(labels) for _, labels in dm.val_dataloader()) == len(dm.val_dataloader().dataset)
+    assert len(train) == n_train // 8  # whole batches: same step count on every rank
+    assert sum(1 for _ in train) == len(train)
+    assert sum(len(labels) for _, labels in dm.val_dataloader()) == n_val
 
 
 def test_num_classes_mismatch_and_unknown_loader(cache_dir):
     with pytest.raises(ConfigError, match="data.num_classes=1000 .* 10 class folders"):
         digits_module(cache_dir, num_classes=1000)
-    with pytest.raises(ConfigError, match="data.loader=pil is unknown"):
+    with pytest.raises(ConfigError, match="data.loader=pil is unknown; valid: auto, dali, torch"):
         digits_module(cache_dir, num_classes=10, loader="pil")
     assert digits_module(cache_dir).num_classes == 10  # None: counted from the folders
 

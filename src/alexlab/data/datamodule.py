@@ -7,29 +7,45 @@ to derive gradient accumulation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from lightning.pytorch.utilities import rank_zero_warn
 
 from alexlab.checks import ConfigError
-from alexlab.data import torch_loader
+from alexlab.data import dali, torch_loader
 from alexlab.data.sources import FolderSource
 
-LOADERS = ("torch",)
+LOADERS = ("auto", "dali", "torch")
+
+
+def resolve_loader(loader: str) -> str:
+    """``auto`` -> ``dali`` where DALI imports, else ``torch``; ``dali`` without DALI warns once."""
+    if loader not in LOADERS:
+        raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
+    if loader == "torch":
+        return "torch"
+    if dali.DALI_AVAILABLE:
+        return "dali"
+    if loader == "dali":
+        rank_zero_warn(
+            "data.loader=dali: NVIDIA DALI is not installed here; using the torch loader."
+        )
+    return "torch"
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Class-folder data through the torch loader.
+    """Class-folder data through DALI (GPU or CPU backend) or the torch loader.
 
     Args:
         root: dataset root (``data.root``); for ``digits``, the cache it is written into.
         source: builds the source from ``root`` (a ``_partial_`` of a class in ``sources``).
         num_classes: expected number of classes, checked against the class folders; None
             takes the number of class folders.
-        loader: ``"torch"``.
+        loader: ``"auto"`` (DALI where it imports), ``"dali"`` or ``"torch"``.
         batch_size: images per device per step.
         global_batch_size: images per optimizer step over all devices, or None (no accumulation).
         num_workers: loader worker processes per device.
@@ -40,7 +56,10 @@ class ImageDataModule(L.LightningDataModule):
         hflip_prob: horizontal flip probability (train).
         lighting_std: PCA colour noise std (Krizhevsky et al. 2012 §4.1: 0.1); 0 is off.
         mean, std: per-channel normalisation in [0, 1] units.
-        pin_memory: page-locked host batches for faster copies to a GPU.
+        pin_memory: page-locked host batches for faster copies to a GPU (torch loader).
+        dali_threads: DALI CPU worker threads per device.
+        dali_prefetch: batches DALI prepares ahead.
+        seed: base seed of the DALI pipelines (each rank adds its rank).
     """
 
     def __init__(
@@ -49,7 +68,7 @@ class ImageDataModule(L.LightningDataModule):
         root: str | Path | None,
         source: Callable[[str | Path | None], FolderSource] = FolderSource,
         num_classes: int | None = None,
-        loader: str = "torch",
+        loader: str = "auto",
         batch_size: int = 256,
         global_batch_size: int | None = None,
         num_workers: int = 4,
@@ -63,10 +82,12 @@ class ImageDataModule(L.LightningDataModule):
         mean: Sequence[float] = torch_loader.IMAGENET_MEAN,
         std: Sequence[float] = torch_loader.IMAGENET_STD,
         pin_memory: bool = True,
+        dali_threads: int = 4,
+        dali_prefetch: int = 2,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        if loader not in LOADERS:
-            raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
+        self.loader = resolve_loader(loader)
         self.source = source(root)  # checks the paths now, before any training starts
         if num_classes is None:
             num_classes = len(self.source.classes)
@@ -78,13 +99,20 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.classes = self.source.classes
         self.num_classes = num_classes
-        self.loader = loader
         self.batch_size = batch_size
         self.global_batch_size = global_batch_size
         self.num_workers = num_workers
         self.image_size = image_size
         self.resize_size = resize_size
         self.pin_memory = pin_memory
+        self.dali_threads = dali_threads
+        self.dali_prefetch = dali_prefetch
+        self.seed = seed
+        self.lighting_std = lighting_std
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._augment = dict(
+            crop=crop, scale=tuple(scale), ratio=tuple(ratio), hflip_prob=hflip_prob
+        )
         self._train_tf = torch_loader.train_transform(
             image_size=image_size,
             scale=scale,
@@ -97,7 +125,39 @@ class ImageDataModule(L.LightningDataModule):
             image_size=image_size, resize_size=resize_size, mean=mean, std=std
         )
 
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
+    def _placement(self) -> dict[str, Any]:
+        """Rank, world size and device of the trainer this module serves (rank 0 of 1 on the
+        CPU when used on its own)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return dict(shard_id=0, num_shards=1, gpu=False, device_id=None)
+        device = trainer.strategy.root_device
+        gpu = device.type == "cuda"
+        return dict(shard_id=trainer.global_rank, num_shards=trainer.world_size, gpu=gpu,
+                    device_id=device.index if gpu else None)  # fmt: skip
+
+    def _dali_loader(self, split: str, *, train: bool) -> dali.DaliLoader:
+        place = self._placement()
+        common = dict(
+            file_root=self.source.split_dir(split), shard_id=place["shard_id"],
+            num_shards=place["num_shards"], gpu=place["gpu"], image_size=self.image_size,
+            resize_size=self.resize_size, mean=self.mean, std=self.std,
+            batch_size=self.batch_size, num_threads=self.dali_threads,
+            device_id=place["device_id"], prefetch_queue_depth=self.dali_prefetch,
+        )  # fmt: skip
+        factory = dali.train_pipeline if train else dali.eval_pipeline
+        extra = self._augment if train else {}
+
+        def build(epoch: int):
+            seed = self.seed + place["shard_id"] + 7919 * epoch  # per rank, per rebuild
+            return factory(seed=seed, **common, **extra)
+
+        return dali.DaliLoader(build, batch_size=self.batch_size, shard_id=place["shard_id"],
+                               num_shards=place["num_shards"], train=train)  # fmt: skip
+
+    def _loader(self, split: str, *, train: bool) -> Iterable:
+        if self.loader == "dali":
+            return self._dali_loader(split, train=train)
         return torch_loader.folder_loader(
             self.source.split_dir(split),
             self._train_tf if train else self._eval_tf,
@@ -107,13 +167,30 @@ class ImageDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # DALI path: the paper's PCA lighting noise runs here, on the device, after transfer
+        # (the torch loader applies it per image in its workers)
+        trainer = getattr(self, "trainer", None)
+        if (
+            self.loader == "dali"
+            and self.lighting_std > 0
+            and trainer is not None
+            and trainer.training
+        ):
+            images, labels = batch
+            batch = (
+                torch_loader.lighting_on_normalized_batch(images, self.lighting_std, self.std),
+                labels,
+            )
+        return batch
+
+    def train_dataloader(self) -> Iterable:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Iterable:
         return self._loader("val", train=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> Iterable:
         return self._loader("test" if self.has_test else "val", train=False)
 
     @property

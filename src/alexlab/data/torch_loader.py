@@ -34,15 +34,32 @@ class Lighting(torch.nn.Module):
     def __init__(self, std: float = 0.1) -> None:
         super().__init__()
         self.std = std
-        self.register_buffer("eigval", torch.tensor(IMAGENET_EIGVAL))
-        self.register_buffer("eigvec", torch.tensor(IMAGENET_EIGVEC))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"Lighting needs a (3, H, W) image. Got shape {tuple(image.shape)}")
-        alpha = torch.randn(3) * self.std
-        shift = self.eigvec @ (alpha * self.eigval)  # (3,) RGB offset
-        return image + shift.view(3, 1, 1)
+        return image + lighting_offsets(1, self.std)[0].view(3, 1, 1)
+
+
+def lighting_offsets(batch: int, std: float, device: torch.device | None = None) -> torch.Tensor:
+    """(B, 3) RGB offsets ``eigvec @ (alpha * eigval)``, alpha ~ N(0, std) per image."""
+    eigval = torch.tensor(IMAGENET_EIGVAL, device=device)
+    eigvec = torch.tensor(IMAGENET_EIGVEC, device=device)
+    alpha = torch.randn(batch, 3, device=device) * std
+    return (alpha * eigval) @ eigvec.T
+
+
+def lighting_on_normalized_batch(
+    images: torch.Tensor, std: float, norm_std: Sequence[float], *, channels_last: bool = False
+) -> torch.Tensor:
+    """PCA lighting for a batch already normalised (the DALI path, on the GPU after transfer):
+    an offset of ``o`` in [0, 1] units is ``o / norm_std`` per channel after ``Normalize``."""
+    if images.ndim != 4:
+        raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
+    offsets = lighting_offsets(images.shape[0], std, images.device)
+    offsets = offsets / torch.tensor(norm_std, device=images.device)
+    shape = (-1, 1, 1, 3) if channels_last else (-1, 3, 1, 1)
+    return images + offsets.view(shape).to(images.dtype)
 
 
 def train_transform(

@@ -1,0 +1,68 @@
+"""``python -m alexlab.data verify|fake-imagenet|prepare-imagenet``: dataset tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from alexlab.checks import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alexlab.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    verify = sub.add_parser("verify", help="list corrupt, truncated, empty or non-image files")
+    verify.add_argument("root", type=Path, help="dataset root (with train/, val/) or a split")
+
+    fake = sub.add_parser("fake-imagenet", help="write an ImageNet-shaped JPEG tree")
+    fake.add_argument("out", type=Path)
+    fake.add_argument("--classes", type=int, default=10)
+    fake.add_argument("--per-class", type=int, default=20, help="train images per class")
+    fake.add_argument("--val-per-class", type=int, default=None, help="default: per-class / 5")
+    fake.add_argument("--seed", type=int, default=0)
+
+    prep = sub.add_parser("prepare-imagenet", help="flat ILSVRC-2012 val/ -> class folders (links)")
+    prep.add_argument("val_dir", type=Path, help="the official flat val/ folder")
+    prep.add_argument("out_dir", type=Path, help="where <wnid>/<file> links go, e.g. ROOT/val")
+    group = prep.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--labels", type=Path, help="text file: '<file> <wnid>' or '<wnid>' per line"
+    )
+    group.add_argument("--devkit", type=Path, help="ILSVRC2012_devkit_t12.tar.gz")
+    prep.add_argument("--link", choices=("symlink", "hardlink"), default="symlink")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "verify":
+            from alexlab.data.verify import verify_tree
+
+            if not args.root.is_dir():
+                raise ConfigError(f"{args.root}: no such directory")
+            checked, problems = verify_tree(args.root)
+            for p in problems:
+                print(f"{p.path}: {p.reason}")
+            print(f"checked {checked} files: {len(problems)} problem(s)")
+            return 1 if problems else 0
+        if args.command == "fake-imagenet":
+            from alexlab.data.fake_imagenet import write_fake_imagenet
+
+            root = write_fake_imagenet(args.out, classes=args.classes, per_class=args.per_class,
+                                       val_per_class=args.val_per_class, seed=args.seed)  # fmt: skip
+            print(f"wrote {root} ({args.classes} classes)")
+            return 0
+        from alexlab.data.prepare_imagenet import prepare_val
+
+        n = prepare_val(
+            args.val_dir, args.out_dir, labels=args.labels, devkit=args.devkit, link=args.link
+        )
+        print(f"linked {n} images into {args.out_dir}/<wnid>/")
+        return 0
+    except (ConfigError, FileExistsError) as e:
+        print(f"alexlab: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""ImageNet-shaped JPEG trees for benchmarks and tests (nothing is downloaded).
+
+Each class gets its own palette and shape family; each image is a smooth two-colour gradient
+with blurred shapes, mild noise and JPEG compression, at sizes around ImageNet's typical
+500x375 (landscape and portrait), so decoding and resizing cost what they cost on ImageNet.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def _image(rng: np.random.Generator, class_idx: int, num_classes: int) -> Image.Image:
+    w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
+    if rng.random() < 0.25:
+        w, h = h, w  # some portrait images, as in ImageNet
+    hue = (class_idx / max(num_classes, 1) + rng.normal(0, 0.02)) % 1.0
+    top = np.array(colorsys.hsv_to_rgb(hue, 0.6, 0.9)) * 255
+    bottom = np.array(colorsys.hsv_to_rgb((hue + 0.15) % 1.0, 0.8, 0.4)) * 255
+    t = np.linspace(0, 1, h)[:, None, None]
+    pixels = (1 - t) * top + t * bottom + rng.normal(0, 6, (h, w, 3))  # (H, W, 3)
+    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 8))):
+        x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+        x1, y1 = x0 + int(rng.integers(30, w // 2)), y0 + int(rng.integers(30, h // 2))
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        if class_idx % 3 == 0:
+            draw.ellipse((x0, y0, x1, y1), fill=color)
+        elif class_idx % 3 == 1:
+            draw.rectangle((x0, y0, x1, y1), fill=color)
+        else:
+            draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=color)
+    return img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.0))))
+
+
+def write_fake_imagenet(
+    root: Path, *, classes: int = 10, per_class: int = 20, val_per_class: int | None = None,
+    seed: int = 0, quality: int = 90,
+) -> Path:  # fmt: skip
+    """Write ``root/{train,val}/nXXXXXXXX/*.JPEG`` and return ``root``. Built in a temporary
+    folder and renamed into place, so an interrupted run leaves nothing half-written."""
+    root = Path(root)
+    if root.exists():
+        raise FileExistsError(f"{root} exists; pick a new folder or remove it first")
+    val_per_class = max(1, per_class // 5) if val_per_class is None else val_per_class
+    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", per_class), ("val", val_per_class)):
+        for c in range(classes):
+            folder = tmp / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                _image(rng, c, classes).save(
+                    folder / f"{split}_{c:04d}_{i:05d}.JPEG", quality=quality
+                )
+    tmp.rename(root)
+    return root
