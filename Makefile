@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-all lint format clean
+.PHONY: help install train eval test test-all lint format clean bench-data fake-imagenet
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ lint: install ## ruff lint + format check
 format: install ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix src tests train.py eval.py
 	$(VENV)/bin/ruff format src tests train.py eval.py
+
+bench-data: install ## DALI vs torch loader images/s on a generated ImageNet-shaped tree -> BENCHMARKS.md
+	$(PY) -m alexlab.bench $(ARGS)
+
+fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
+	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)
 
 clean: ## remove run outputs and caches (keeps .venv)
 	rm -rf runs outputs multirun .cache .pytest_cache .ruff_cache
