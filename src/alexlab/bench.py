@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alexlab.bench", description=__doc__)
     parser.add_argument("--root", type=Path, default=None,
                         help="an ImageNet-shaped tree; default: a generated one in the cache")  # fmt: skip
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("ALEXLAB_CACHE", ".cache")))
+    parser.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("ALEXLAB_CACHE", ".cache"))
+    )
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)

@@ -18,14 +18,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 
-class ConfigError(ValueError):
+class InputError(Exception):
+    """Bad input (config, path, data file): the message names it and the fix. The entry points
+    print it as one paragraph, no traceback."""
+
+
+class ConfigError(InputError, ValueError):
     """A config value or path that cannot work. The message names the key and the fix."""
 
 
-def find_config_error(exc: BaseException | None) -> ConfigError | None:
-    """The ConfigError behind ``exc`` (Hydra's ``instantiate`` wraps the ones it meets)."""
+class CorruptImageError(InputError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def find_config_error(exc: BaseException | None) -> InputError | None:
+    """The InputError behind ``exc`` (Hydra's ``instantiate`` wraps the ones it meets)."""
     while exc is not None:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, InputError):
             return exc
         if isinstance(exc, MissingMandatoryValue):
             key = getattr(exc, "full_key", None) or "a key"
@@ -34,6 +43,15 @@ def find_config_error(exc: BaseException | None) -> ConfigError | None:
             )
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _last_line(message: str) -> str:
+    """A DataLoader worker re-raises with the worker's traceback in the message: keep the
+    original message only."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -60,7 +78,8 @@ def report_config_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             error = find_config_error(e)
             if error is None:
                 raise
-            print(f"alexlab: config error: {error}", file=sys.stderr)
+            kind = "config error" if isinstance(error, ConfigError) else "data error"
+            print(f"alexlab: {kind}: {_last_line(str(error))}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper

@@ -153,7 +153,9 @@ class DaliLoader:
         shard_id: int = 0,
         num_shards: int = 1,
         train: bool,
+        file_root: Path | None = None,
     ) -> None:
+        self.file_root = file_root  # scanned to name the file when DALI cannot decode one
         self._build = build
         self.train = train
         self._epoch = 0
@@ -177,13 +179,16 @@ class DaliLoader:
     def _new_iterator(self) -> DALIGenericIterator:
         self._pipe = self._build(self._epoch)
         self._pipe.build()
-        return DALIGenericIterator(
-            [self._pipe],
-            ["images", "labels"],
-            reader_name=READER,
-            auto_reset=True,
-            last_batch_policy=LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL,
-        )
+        try:  # the iterator runs the first batch now
+            return DALIGenericIterator(
+                [self._pipe],
+                ["images", "labels"],
+                reader_name=READER,
+                auto_reset=True,
+                last_batch_policy=LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL,
+            )
+        except RuntimeError as e:
+            raise self._decode_error(e) from None
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._iterator is None or not self._complete:
@@ -191,10 +196,32 @@ class DaliLoader:
         self._complete = False
         self._epoch += 1
         produced = 0
-        for data in self._iterator:
-            if produced == self.steps:
-                continue  # drain this shard's surplus so the iterator resets itself
-            produced += 1
-            out = data[0]
-            yield out["images"], out["labels"].reshape(-1).long()
+        try:
+            for data in self._iterator:
+                if produced == self.steps:
+                    continue  # drain this shard's surplus so the iterator resets itself
+                produced += 1
+                out = data[0]
+                yield out["images"], out["labels"].reshape(-1).long()
+        except RuntimeError as e:
+            raise self._decode_error(e) from None
         self._complete = True
+
+    def _decode_error(self, error: RuntimeError) -> Exception:
+        """DALI's decoder errors do not say which file; find it (or them) in the split."""
+        from alexlab.checks import CorruptImageError
+        from alexlab.data.verify import verify_tree
+
+        root = getattr(self, "file_root", None)
+        if root is None or "decod" not in str(error).lower() and "codec" not in str(error).lower():
+            return error
+        _, problems = verify_tree(Path(root))
+        if not problems:
+            return error
+        named = "; ".join(f"{p.path}: {p.reason}" for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        return CorruptImageError(
+            f"DALI could not decode an image in {root}: {named}{more}. Remove or replace them "
+            f"(`python -m alexlab.data verify ROOT` lists all), or set data.skip_corrupt=true "
+            f"(skips and counts them; uses the torch loader)."
+        )

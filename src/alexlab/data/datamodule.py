@@ -22,11 +22,16 @@ from alexlab.data.sources import FolderSource
 LOADERS = ("auto", "dali", "torch")
 
 
-def resolve_loader(loader: str) -> str:
-    """``auto`` -> ``dali`` where DALI imports, else ``torch``; ``dali`` without DALI warns once."""
+def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
+    """``auto`` -> ``dali`` where DALI imports, else ``torch``; ``dali`` without DALI warns once.
+    ``skip_corrupt`` needs per-image error handling: the torch loader."""
     if loader not in LOADERS:
         raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
     if loader == "torch":
+        return "torch"
+    if skip_corrupt:
+        if loader == "dali":
+            rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
         return "torch"
     if dali.DALI_AVAILABLE:
         return "dali"
@@ -60,6 +65,7 @@ class ImageDataModule(L.LightningDataModule):
         dali_threads: DALI CPU worker threads per device.
         dali_prefetch: batches DALI prepares ahead.
         seed: base seed of the DALI pipelines (each rank adds its rank).
+        skip_corrupt: skip (and count) undecodable images instead of stopping with their path.
     """
 
     def __init__(
@@ -85,9 +91,11 @@ class ImageDataModule(L.LightningDataModule):
         dali_threads: int = 4,
         dali_prefetch: int = 2,
         seed: int = 0,
+        skip_corrupt: bool = False,
     ) -> None:
         super().__init__()
-        self.loader = resolve_loader(loader)
+        self.skip_corrupt = skip_corrupt
+        self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
         self.source = source(root)  # checks the paths now, before any training starts
         if num_classes is None:
             num_classes = len(self.source.classes)
@@ -153,7 +161,8 @@ class ImageDataModule(L.LightningDataModule):
             return factory(seed=seed, **common, **extra)
 
         return dali.DaliLoader(build, batch_size=self.batch_size, shard_id=place["shard_id"],
-                               num_shards=place["num_shards"], train=train)  # fmt: skip
+                               num_shards=place["num_shards"], train=train,
+                               file_root=self.source.split_dir(split))  # fmt: skip
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
         if self.loader == "dali":
@@ -165,6 +174,7 @@ class ImageDataModule(L.LightningDataModule):
             train=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
+            skip_corrupt=self.skip_corrupt,
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -6,13 +6,20 @@ The presets are plain callables with keyword-only settings (as torchvision's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
+
+from alexlab.checks import CorruptImageError
+
+log = logging.getLogger(__name__)
 
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -121,6 +128,38 @@ def eval_transform(
     )
 
 
+def load_rgb(path: str) -> Image.Image:
+    """Decode a whole image file as RGB, or raise CorruptImageError naming it."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()  # decode every byte now: truncation shows here, not in a transform
+            return img.convert("RGB")
+    except Exception as e:
+        raise CorruptImageError(
+            f"{path}: cannot decode ({type(e).__name__}: {e}). Remove or replace it (find all "
+            f"with `python -m alexlab.data verify ROOT`), or set data.skip_corrupt=true."
+        ) from None
+
+
+class SkippingImageFolder(datasets.ImageFolder):
+    """``ImageFolder`` that skips an undecodable file, counts it (per process) and serves the
+    next decodable one instead, so batches keep their size and DDP ranks their step count."""
+
+    skipped = 0
+
+    def __getitem__(self, index: int) -> Any:
+        for offset in range(len(self)):
+            try:
+                return super().__getitem__((index + offset) % len(self))
+            except CorruptImageError as e:
+                type(self).skipped += 1
+                log.warning(
+                    "skipped corrupt image %d (data.skip_corrupt=true): %s", self.skipped, e
+                )
+        raise CorruptImageError(f"{self.root}: no decodable image at all")
+
+
 def folder_loader(
     directory: Path,
     transform: v2.Compose,
@@ -129,12 +168,15 @@ def folder_loader(
     train: bool,
     num_workers: int,
     pin_memory: bool,
+    skip_corrupt: bool = False,
 ) -> DataLoader:
     """Batches of ``(images float (B, 3, S, S), labels int64 (B,))`` from a class-folder tree.
 
-    Training drops the last partial batch so every rank runs the same number of steps.
+    Training drops the last partial batch so every rank runs the same number of steps. An
+    undecodable file stops the run with its path, or is skipped with ``skip_corrupt``.
     """
-    dataset = datasets.ImageFolder(str(directory), transform=transform)
+    cls = SkippingImageFolder if skip_corrupt else datasets.ImageFolder
+    dataset = cls(str(directory), transform=transform, loader=load_rgb)
     return DataLoader(
         dataset,
         batch_size=batch_size,
