@@ -19,7 +19,6 @@ TINY = [
     "model.hidden=32",
     "data.image_size=64",
     "data.batch_size=16",
-    "data.num_workers=0",
     "trainer.accelerator=cpu",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=3",
@@ -69,12 +68,15 @@ def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
     """``train_cfg("optimizer=adam", ...)``: the real train config, tiny, writing to tmp_path."""
 
     def make(*overrides: str, tiny: bool = True, output_dir: Path | None = None) -> DictConfig:
-        return compose_config(
+        cfg = compose_config(
             "train",
             [*(TINY if tiny else []), *overrides],
             output_dir=output_dir or tmp_path / "run",
             cache_dir=cache_dir,
         )
+        if tiny and "num_workers" in cfg.data and not any("num_workers" in o for o in overrides):
+            cfg.data.num_workers = 0  # no worker processes in tests (where the data has them)
+        return cfg
 
     return make
 
@@ -93,3 +95,27 @@ def eval_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
         )
 
     return make
+
+
+def write_fake_cifar10(root: Path, *, per_batch: int = 20) -> Path:
+    """``root/cifar-10-batches-py/`` in the real format (pickled dicts of uint8 rows)."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = [i % 10 for i in range(per_batch)]
+        data = rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump(
+                {b"batch_label": name.encode(), b"labels": labels, b"data": data}, f, protocol=2
+            )
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_cifar10(tmp_path_factory.mktemp("cifar"))

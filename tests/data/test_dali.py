@@ -89,3 +89,12 @@ def test_train_pipeline_output(fake_root, crop):
     assert labels.dtype == torch.int64
     # normalised with ImageNet statistics: pixels 0..255 map into about [-2.2, 2.7]
     assert images.min() > -2.2 and images.max() < 2.7
+
+
+def test_channels_last_and_fp16_outputs(fake_root):
+    dm = module(fake_root, channels_last=True, fp16=True)
+    images, _ = next(iter(dm.val_dataloader()))
+    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float16
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    reference, _ = next(iter(module(fake_root).val_dataloader()))
+    torch.testing.assert_close(images.float(), reference, atol=2e-2, rtol=0)  # fp16 rounding

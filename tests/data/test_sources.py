@@ -75,3 +75,16 @@ def test_folder_source_errors(tmp_path, layout, message):
 def test_unset_root():
     with pytest.raises(ConfigError, match="data.root is not set"):
         FolderSource(None)
+
+
+def test_imagenet_names_follow_sorted_wnids(tmp_path):
+    from alexlab.data.sources import ImageNetSource
+
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    for split in ("train", "val"):
+        for w in wnids:
+            (tmp_path / split / w).mkdir(parents=True)
+    source = ImageNetSource(tmp_path)
+    assert source.classes[0] == "n00000000"
+    names = source.class_names
+    assert len(names) == 1000 and names[0] == "tench" and names[-1] == "toilet tissue"

@@ -154,7 +154,9 @@ class DaliLoader:
         num_shards: int = 1,
         train: bool,
         file_root: Path | None = None,
+        channels_last: bool = False,
     ) -> None:
+        self.channels_last = channels_last  # pipeline emits NHWC: hand out an NCHW view of it
         self.file_root = file_root  # scanned to name the file when DALI cannot decode one
         self._build = build
         self.train = train
@@ -202,7 +204,10 @@ class DaliLoader:
                     continue  # drain this shard's surplus so the iterator resets itself
                 produced += 1
                 out = data[0]
-                yield out["images"], out["labels"].reshape(-1).long()
+                images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
+                if self.channels_last:
+                    images = images.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
+                yield images, out["labels"].reshape(-1).long()
         except RuntimeError as e:
             raise self._decode_error(e) from None
         self._complete = True

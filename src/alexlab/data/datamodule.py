@@ -66,6 +66,9 @@ class ImageDataModule(L.LightningDataModule):
         dali_prefetch: batches DALI prepares ahead.
         seed: base seed of the DALI pipelines (each rank adds its rank).
         skip_corrupt: skip (and count) undecodable images instead of stopping with their path.
+        channels_last: batches in channels-last memory (NHWC), what convolutions prefer on
+            tensor cores; DALI writes them that way directly.
+        fp16: DALI emits float16 images (half the transfer); for ``precision=16-mixed``.
     """
 
     def __init__(
@@ -92,6 +95,8 @@ class ImageDataModule(L.LightningDataModule):
         dali_prefetch: int = 2,
         seed: int = 0,
         skip_corrupt: bool = False,
+        channels_last: bool = False,
+        fp16: bool = False,
     ) -> None:
         super().__init__()
         self.skip_corrupt = skip_corrupt
@@ -116,6 +121,8 @@ class ImageDataModule(L.LightningDataModule):
         self.dali_threads = dali_threads
         self.dali_prefetch = dali_prefetch
         self.seed = seed
+        self.channels_last = channels_last
+        self.fp16 = fp16
         self.lighting_std = lighting_std
         self.mean, self.std = tuple(mean), tuple(std)
         self._augment = dict(
@@ -152,6 +159,7 @@ class ImageDataModule(L.LightningDataModule):
             resize_size=self.resize_size, mean=self.mean, std=self.std,
             batch_size=self.batch_size, num_threads=self.dali_threads,
             device_id=place["device_id"], prefetch_queue_depth=self.dali_prefetch,
+            fp16=self.fp16, channels_last=self.channels_last,
         )  # fmt: skip
         factory = dali.train_pipeline if train else dali.eval_pipeline
         extra = self._augment if train else {}
@@ -162,7 +170,8 @@ class ImageDataModule(L.LightningDataModule):
 
         return dali.DaliLoader(build, batch_size=self.batch_size, shard_id=place["shard_id"],
                                num_shards=place["num_shards"], train=train,
-                               file_root=self.source.split_dir(split))  # fmt: skip
+                               file_root=self.source.split_dir(split),
+                               channels_last=self.channels_last)  # fmt: skip
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
         if self.loader == "dali":

@@ -67,6 +67,25 @@ class FolderSource:
     def split_dir(self, split: str) -> Path:
         return self.splits[split]
 
+    @property
+    def class_names(self) -> list[str]:
+        """Human-readable name per class index (here: the folder names)."""
+        return list(self.classes)
+
+
+class ImageNetSource(FolderSource):
+    """ILSVRC-2012 class folders named by WNID (``n01440764`` ...). Index ``i`` is the i-th
+    WNID in sorted order, as in every ImageNet checkpoint; ``class_names`` are the human names
+    from torchvision's bundled category list (same order)."""
+
+    @property
+    def class_names(self) -> list[str]:
+        if len(self.classes) != 1000:
+            return list(self.classes)
+        from torchvision.models import AlexNet_Weights  # metadata only: nothing is downloaded
+
+        return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
 
 class DigitsSource(FolderSource):
     """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs.

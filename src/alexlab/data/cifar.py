@@ -1,0 +1,155 @@
+"""CIFAR-10 from the standard ``cifar-10-batches-py`` files, augmented on the device.
+
+CIFAR holds 60,000 raw 32x32 images: nothing to decode, so DALI has nothing to add. Batches of
+uint8 (B, 3, 32, 32) leave the loader, and the augmentation of seed 003 runs on the device after
+transfer (the GPU when there is one): upsample to the network's input (227 by default), flip
+(train), normalise.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from alexlab.checks import ConfigError, require_dir
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Per-channel statistics of the CIFAR-10 training set, in [0, 1].
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILE = "test_batch"
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """The CIFAR files are pickles: allow only what they hold (numpy arrays, lists, bytes),
+    so a tampered file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("builtins", "list"), ("builtins", "dict"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell bytes (torch allows it too)
+    }  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"forbidden object {module}.{name} in a CIFAR file")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One CIFAR batch file -> (uint8 (N, 3, 32, 32), int64 (N,))."""
+    try:
+        with open(path, "rb") as f:
+            entry = _ArrayUnpickler(f, encoding="bytes").load()
+        data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry.get(b"labels", entry.get(b"fine_labels")), dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
+        raise ConfigError(
+            f"{path} is not a CIFAR-10 batch file ({type(e).__name__}: {e})."
+        ) from None
+    return torch.from_numpy(data.copy()), torch.from_numpy(labels)
+
+
+def load_cifar10(
+    root: Path, *, download: bool = False
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    folder = Path(root) / FOLDER
+    if download and not folder.is_dir():
+        from torchvision.datasets import CIFAR10  # needs network
+
+        CIFAR10(str(root), download=True)
+    require_dir(folder, "data.root", f"It must hold {FOLDER}/ (data_batch_1..5, test_batch); "
+                f"set data.download=true to fetch it where there is network.")  # fmt: skip
+    missing = [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise ConfigError(f"data.root={root}: {FOLDER}/ lacks {', '.join(missing)}.")
+    parts = [read_batch(folder / n) for n in TRAIN_FILES]
+    train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    return {"train": train, "val": read_batch(folder / TEST_FILE)}
+
+
+def augment_on_device(
+    images: torch.Tensor, *, image_size: int, train: bool, hflip_prob: float,
+    mean: tuple[float, ...], std: tuple[float, ...],
+) -> torch.Tensor:  # fmt: skip
+    """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise."""
+    if images.ndim != 4:
+        raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
+    x = images.float().div_(255)
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if train and hflip_prob > 0:
+        flip = torch.rand(x.shape[0], device=x.device) < hflip_prob
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10: 50,000 train / 10,000 test images (the test batch is the validation split).
+
+    Args:
+        root: folder holding ``cifar-10-batches-py/``.
+        download: fetch it with torchvision when missing (needs network).
+        num_classes: 10 (checked).
+        batch_size: images per device per step.
+        global_batch_size: images per optimizer step over all devices, or None.
+        image_size: side the 32x32 images are upsampled to (227: seed 003's AlexNet input).
+        hflip_prob: horizontal flip probability (train).
+        mean, std: per-channel normalisation in [0, 1] units (CIFAR-10's own by default).
+        num_workers: loader workers (the data is in memory; 0 is usually fastest).
+    """
+
+    has_test = False
+    classes = list(CLASSES)
+
+    def __init__(
+        self, *, root: str | Path | None, download: bool = False, num_classes: int | None = 10,
+        batch_size: int = 128, global_batch_size: int | None = None, image_size: int = 227,
+        hflip_prob: float = 0.5, mean: tuple[float, ...] = CIFAR_MEAN,
+        std: tuple[float, ...] = CIFAR_STD, num_workers: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if num_classes not in (None, 10):
+            raise ConfigError(f"data.num_classes={num_classes}, but CIFAR-10 has 10 classes.")
+        if root is None:
+            raise ConfigError(
+                "data.root is not set: pass data.root=/path holding cifar-10-batches-py/."
+            )
+        self.splits = load_cifar10(Path(root), download=download)  # checked now, before training
+        self.num_classes = 10
+        self.batch_size = batch_size
+        self.global_batch_size = global_batch_size
+        self.image_size = image_size
+        self.hflip_prob = hflip_prob
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.num_workers = num_workers
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        return DataLoader(TensorDataset(*self.splits[split]), batch_size=self.batch_size,
+                          shuffle=train, drop_last=train, num_workers=self.num_workers)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        images = augment_on_device(images, image_size=self.image_size, train=training,
+                                   hflip_prob=self.hflip_prob, mean=self.mean, std=self.std)  # fmt: skip
+        return images, labels

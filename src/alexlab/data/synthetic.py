@@ -1,0 +1,67 @@
+"""Random batches made once on the device: the compute ceiling, with no input pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+
+
+class SyntheticLoader:
+    """Yields the same ``(images, labels)`` batch ``steps`` times; made on ``device`` at the
+    first ``iter()``, so nothing is decoded, copied or transferred per step."""
+
+    def __init__(self, *, steps: int, batch_size: int, image_size: int, num_classes: int,
+                 device: torch.device, seed: int = 0) -> None:  # fmt: skip
+        self.steps, self.batch_size, self.image_size = steps, batch_size, image_size
+        self.num_classes, self.device, self.seed = num_classes, device, seed
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._batch is None:
+            g = torch.Generator(device="cpu").manual_seed(self.seed)
+            images = torch.randn(self.batch_size, 3, self.image_size, self.image_size, generator=g)
+            labels = torch.randint(0, self.num_classes, (self.batch_size,), generator=g)
+            self._batch = (images.to(self.device), labels.to(self.device))
+        for _ in range(self.steps):
+            yield self._batch
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Random data for throughput: ``steps_per_epoch`` train and ``val_steps`` val batches.
+
+    Args:
+        num_classes: label range. Default 1000.
+        batch_size: images per device per step.
+        global_batch_size: images per optimizer step over all devices, or None.
+        image_size: side of the random images (224).
+        steps_per_epoch, val_steps: batches per epoch.
+        seed: the random batch's seed.
+    """
+
+    has_test = False
+
+    def __init__(self, *, num_classes: int = 1000, batch_size: int = 256,
+                 global_batch_size: int | None = None, image_size: int = 224,
+                 steps_per_epoch: int = 100, val_steps: int = 10, seed: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.global_batch_size, self.image_size = global_batch_size, image_size
+        self.steps_per_epoch, self.val_steps, self.seed = steps_per_epoch, val_steps, seed
+        self.classes = [str(i) for i in range(num_classes)]
+
+    def _loader(self, steps: int) -> SyntheticLoader:
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return SyntheticLoader(steps=steps, batch_size=self.batch_size, image_size=self.image_size,
+                               num_classes=self.num_classes, device=device, seed=self.seed)  # fmt: skip
+
+    def train_dataloader(self) -> SyntheticLoader:
+        return self._loader(self.steps_per_epoch)
+
+    def val_dataloader(self) -> SyntheticLoader:
+        return self._loader(self.val_steps)
