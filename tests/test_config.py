@@ -55,11 +55,12 @@ def test_every_option_composes_and_instantiates(train_cfg, digits_root, cifar_ro
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, experiment):
+def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, cifar_root, experiment):
     cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true")
-    if cfg.data.get("root", "") is None:  # ImageNet recipes: the digits tree stands in
+    if cfg.data.get("root", "") is None:  # generated data stands in for the real dataset
+        stand_in = cifar_root if cfg.data._target_.endswith("CIFAR10DataModule") else digits_root
         cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true",
-                        f"data.root={digits_root}", "data.num_classes=10")  # fmt: skip
+                        f"data.root={stand_in}", "data.num_classes=10")  # fmt: skip
     summary = train(cfg)
     assert summary["global_step"] == 1
     assert summary["lr"] == cfg.optimizer.lr
