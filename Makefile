@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-all lint format clean bench-data fake-imagenet
+.PHONY: help install train eval test test-all lint format clean bench-data fake-imagenet \
+	sweep report train-ddp
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +23,16 @@ install: $(VENV)/.installed ## create .venv and install alexlab with its dev too
 
 train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~1.5 min); ARGS= for overrides
 	$(PY) train.py $(ARGS)
+
+train-ddp: install ## DDP on all local GPUs, or 2 gloo processes on the CPU without one; ARGS= for overrides
+	$(PY) train.py strategy=ddp $$($(PY) -c "import torch; n = torch.cuda.device_count(); \
+	print(f'trainer=gpu trainer.devices={n}' if n else 'trainer.accelerator=cpu trainer.devices=2')") $(ARGS)
+
+sweep: install ## a small example sweep (optimizer x lr, 2 epochs each on digits); then `make report`
+	$(PY) train.py -m optimizer=sgd,adamw optimizer.lr=0.001,0.01 trainer.max_epochs=2 $(ARGS)
+
+report: install ## table + plot of a sweep: make report [RUNS=runs/multirun/<date>] (default: the latest)
+	$(PY) -m alexlab.report $(or $(RUNS),$(lastword $(sort $(wildcard runs/multirun/*/))))
 
 eval: install ## evaluate a checkpoint: make eval ARGS="ckpt_path=runs/<date>/checkpoints/last.ckpt"
 	$(PY) eval.py $(ARGS)

@@ -131,10 +131,10 @@ def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     return ckpt
 
 
-def check_train_config(cfg: DictConfig) -> None:
-    """Checks that need no data or model: run before anything is built."""
+def check_train_config(cfg: DictConfig) -> dict | None:
+    """Checks that need no data or model: run before anything is built. Returns the resume
+    checkpoint (memory-mapped), if any."""
     require_positive(cfg, "optimizer.lr")
     require_positive(cfg, "data.batch_size")
     require_positive(cfg, "data.global_batch_size", optional=True)
-    if cfg.get("ckpt_path"):
-        check_checkpoint(cfg.ckpt_path)
+    return check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None

@@ -124,6 +124,10 @@ class ClassificationModule(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # logger run ids (W&B's run id above all), so a resume continues the same run
+        checkpoint["logger_versions"] = {type(lg).__name__: str(lg.version) for lg in self.loggers}
+
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise RuntimeError("ClassificationModule was built without an optimizer: eval only")

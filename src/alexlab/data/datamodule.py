@@ -184,6 +184,8 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
             skip_corrupt=self.skip_corrupt,
+            rank=self._placement()["shard_id"],
+            world_size=self._placement()["num_shards"],
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
@@ -169,17 +170,25 @@ def folder_loader(
     num_workers: int,
     pin_memory: bool,
     skip_corrupt: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """Batches of ``(images float (B, 3, S, S), labels int64 (B,))`` from a class-folder tree.
 
-    Training drops the last partial batch so every rank runs the same number of steps. An
-    undecodable file stops the run with its path, or is skipped with ``skip_corrupt``.
+    Training drops the last partial batch so every rank runs the same number of steps (Lightning
+    adds its DistributedSampler). Evaluation under DDP gives each rank a disjoint share with no
+    padding, so every sample counts exactly once. An undecodable file stops the run with its
+    path, or is skipped with ``skip_corrupt``.
     """
     cls = SkippingImageFolder if skip_corrupt else datasets.ImageFolder
     dataset = cls(str(directory), transform=transform, loader=load_rgb)
+    sampler = None
+    if not train and world_size > 1:
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        sampler=sampler,
         shuffle=train,
         drop_last=train,
         num_workers=num_workers,

@@ -1,0 +1,85 @@
+"""Pictures of a run: conv1's filters each epoch (Krizhevsky et al. 2012, Figure 3) and a few
+validation images with predicted and true labels.
+
+Filter grids are written as PNG into ``<run>/filters/`` whatever the logger, and sent to W&B
+(``log_image``) and TensorBoard (``add_image``) when those loggers are active.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+from torchvision.utils import make_grid, save_image
+
+
+def conv1_grid(net: nn.Module, *, nrow: int = 16, upscale: int = 4) -> torch.Tensor:
+    """(3, H, W) image in [0, 1] of the first conv layer's filters, each scaled to its own range."""
+    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    w = conv.weight.detach().float().cpu()  # (out, 3, k, k)
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    hi = w.amax(dim=(1, 2, 3), keepdim=True)
+    w = (w - lo) / (hi - lo).clamp_min(1e-12)
+    w = torch.nn.functional.interpolate(w, scale_factor=upscale, mode="nearest")
+    return make_grid(w, nrow=nrow, padding=2, pad_value=1.0)
+
+
+class RunImages(L.Callback):
+    """Args:
+    every_n_epochs: how often the filter grid is drawn. Default 1.
+    num_val_images: validation images sent with their labels (W&B / TensorBoard). Default 8.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_val_images: int = 8) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.num_val_images = num_val_images
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not the final validate()
+        if trainer.sanity_checking or not fitting or trainer.current_epoch % self.every_n_epochs:
+            return
+        grid = conv1_grid(pl_module.net)
+        out = Path(trainer.default_root_dir) / "filters"
+        out.mkdir(parents=True, exist_ok=True)
+        save_image(grid, out / f"conv1_epoch{trainer.current_epoch:03d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="conv1_filters", images=[grid], step=trainer.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("conv1_filters", grid, trainer.global_step)
+
+    @rank_zero_only
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
+        if batch_idx != 0 or trainer.sanity_checking or not loggers or not self.num_val_images:
+            return
+        images, labels = batch
+        images, labels = images[: self.num_val_images], labels[: self.num_val_images]
+        with torch.no_grad():
+            preds = pl_module(images).argmax(dim=1)
+        names = getattr(trainer.datamodule, "classes", None) or []
+        name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+        shown = [_for_display(img) for img in images]
+        captions = [f"pred {name(int(p))} / true {name(int(t))}" for p, t in zip(preds, labels, strict=True)]
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="val_predictions", images=shown, caption=captions,
+                                 step=trainer.global_step)  # fmt: skip
+            else:
+                logger.experiment.add_images("val_predictions", torch.stack(shown), trainer.global_step)
+
+
+def _for_display(image: torch.Tensor) -> torch.Tensor:
+    """A normalised (3, H, W) image rescaled to [0, 1] for viewing."""
+    image = image.detach().float().cpu()
+    return (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)

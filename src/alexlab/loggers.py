@@ -1,0 +1,60 @@
+"""Logger set-up that needs more than YAML: W&B online/offline choice, sweep grouping, resume.
+
+W&B goes offline by itself (never hanging, never crashing) when there is no API key or its
+server cannot be reached in a few seconds, and says how to upload the run later.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.utilities import rank_zero_info
+from omegaconf import DictConfig, open_dict
+
+WANDB_TARGET = "lightning.pytorch.loggers.WandbLogger"
+
+
+def wandb_offline_reason(timeout: float = 3.0) -> str | None:
+    """Why W&B must run offline here, or None when it can go online."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return f"WANDB_MODE={mode}"
+    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = urlparse(base_url).hostname or "api.wandb.ai"
+    key = os.environ.get("WANDB_API_KEY")
+    if not key:
+        try:
+            key = (netrc.netrc().authenticators(host) or (None, None, None))[2]
+        except (FileNotFoundError, netrc.NetrcParseError, OSError):
+            key = None
+    if not key:
+        return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
+    try:
+        socket.create_connection((host, urlparse(base_url).port or 443), timeout=timeout).close()
+    except OSError:
+        return f"{host} cannot be reached"
+    return None
+
+
+def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict[str, Any]) -> None:
+    """Edit ``cfg.logger`` in place before the loggers are built."""
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None or node.get("_target_") != WANDB_TARGET:
+            continue
+        with open_dict(node):
+            if node.get("group") is None and sweep_name:
+                node.group = sweep_name  # the jobs of one sweep side by side in the W&B UI
+            if resume_ids.get("WandbLogger") and node.get("id") is None:
+                node.id = resume_ids["WandbLogger"]  # continue the run the checkpoint came from
+                node.resume = "allow"
+            reason = None if node.get("offline") else wandb_offline_reason()
+            if reason:
+                node.offline = True
+                rank_zero_info(
+                    f"[alexlab] W&B runs offline: {reason}. Upload later with "
+                    f"`wandb sync {node.save_dir}/wandb/offline-run-*`."
+                )

@@ -1,0 +1,127 @@
+"""``python -m alexlab.report RUNS_DIR``: a sweep's jobs side by side.
+
+Reads every ``metrics.json`` under RUNS_DIR and the overrides Hydra recorded beside it
+(``.hydra/overrides.yaml``); the swept keys are those whose values differ between jobs. Writes
+``report.md``, ``report.csv`` and ``report.png`` (val top-1 against the swept value(s)) into
+RUNS_DIR and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+COLUMNS = [("val/acc1", "val top-1"), ("val/acc5", "val top-5")]
+EXTRA = [("fit_seconds", "fit s"), ("images_per_sec", "images/s"), ("global_batch_size", "global batch"), ("lr", "lr")]
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return {}
+    items = yaml.safe_load(path.read_text()) or []
+    return dict(item.split("=", 1) for item in items if "=" in item and not item.startswith("hydra"))
+
+
+def collect(runs_dir: Path) -> tuple[list[str], list[dict]]:
+    """``(swept keys, rows)``, one row per job, sorted by the swept values."""
+    jobs = []
+    for metrics_file in sorted(Path(runs_dir).rglob("metrics.json")):
+        summary = json.loads(metrics_file.read_text())
+        jobs.append((_overrides(metrics_file.parent), summary, metrics_file.parent))
+    if not jobs:
+        raise FileNotFoundError(f"no metrics.json under {runs_dir}")
+    keys = sorted({k for overrides, _, _ in jobs for k in overrides})
+    swept = [k for k in keys if len({o.get(k) for o, _, _ in jobs}) > 1] or keys
+    rows = []
+    for overrides, summary, job_dir in jobs:
+        row = {k: overrides.get(k, "") for k in swept}
+        row.update({label: summary.get("metrics", {}).get(key) for key, label in COLUMNS})
+        row.update({label: summary.get(key) for key, label in EXTRA})
+        row["job"] = job_dir.name
+        rows.append(row)
+    rows.sort(key=lambda r: [_sort_key(r[k]) for k in swept])
+    return swept, rows
+
+
+def _sort_key(value: str) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def markdown(swept: list[str], rows: list[dict]) -> str:
+    header = ["job", *swept] + [label for _, label in COLUMNS + EXTRA]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot(swept: list[str], rows: list[dict], path: Path) -> None:
+    """val top-1 against the first swept key, one line per value of the second (if any)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x_key = swept[0] if swept else "job"
+    series_key = swept[1] if len(swept) > 1 else None
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r[series_key]) if series_key else "", []).append(r)
+    numeric = all(_sort_key(r[x_key])[0] == 0 for r in rows)
+    categories = sorted({str(r[x_key]) for r in rows}, key=_sort_key)
+    for label, group in groups.items():
+        xs = [float(r[x_key]) if numeric else categories.index(str(r[x_key])) for r in group]
+        ys = [r["val top-1"] for r in group]
+        ax.plot(xs, ys, marker="o", label=f"{series_key}={label}" if series_key else None)
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories)
+    elif len({float(r[x_key]) for r in rows}) > 2 and min(float(r[x_key]) for r in rows) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("val top-1")
+    ax.grid(alpha=0.3)
+    if series_key:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alexlab.report", description=__doc__)
+    parser.add_argument("runs_dir", type=Path, help="a multirun folder, e.g. runs/multirun/<date>")
+    args = parser.parse_args(argv)
+    try:
+        swept, rows = collect(args.runs_dir)
+    except FileNotFoundError as e:
+        print(f"alexlab: {e}", file=sys.stderr)
+        return 2
+    table = markdown(swept, rows)
+    (args.runs_dir / "report.md").write_text(table + "\n")
+    with (args.runs_dir / "report.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(swept, rows, args.runs_dir / "report.png")
+    print(table)
+    print(f"\nwrote {args.runs_dir}/report.md, report.csv, report.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""DDP on the CPU (gloo), Hydra sweeps (local, Optuna, submitit), the report, W&B offline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexlab.data.fake_imagenet import write_fake_imagenet
+from alexlab.report import main as report_main
+from alexlab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.batch_size=16",
+            "data.image_size=64", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
+            "++callbacks.progress_bar=null"]  # fmt: skip
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    # 32 train / 8 val images, 4 classes: one full batch of 32 or two ranks of 16
+    return write_fake_imagenet(tmp_path_factory.mktemp("ddp") / "data", classes=4, per_class=8, val_per_class=2)
+
+
+def test_ddp_matches_a_single_process_run_with_the_same_global_batch(tree, tmp_path, train_cfg):
+    """2 gloo ranks x 16 vs 1 process x 32, deterministic data, no dropout, no BatchNorm:
+    the same full-batch gradient each step, so the same weights and val metrics."""
+    same = ["model=alexnet_tv", "model.widths=[8,16,16,16,16]", "model.hidden=32",
+            "model.dropout=0", "data=folder", f"data.root={tree}", "data.crop=paper",
+            "data.resize_size=64", "data.image_size=64", "data.hflip_prob=0",
+            "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05"]  # fmt: skip
+    ddp = cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+              "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
+              "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=rank_metrics.RankMetricsDump",
+              f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
+              env={"PYTHONPATH": str(ROOT / "tests" / "helpers")})  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    (ddp_metrics,) = (tmp_path / "runs").glob("*/metrics.json")
+    ddp_summary = json.loads(ddp_metrics.read_text())
+    assert ddp_summary["world_size"] == 2 and ddp_summary["global_step"] == 3
+    ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # metrics are reduced over ranks: every rank logs the same
+    single = train(train_cfg(*same, "data.batch_size=32", "trainer.limit_train_batches=null",
+                             "trainer.limit_val_batches=null"))  # fmt: skip
+    assert single["global_step"] == 3
+    for key in ("val/loss", "val/acc1"):
+        assert ddp_summary["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-4)
+
+
+def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):
+    result = cli("-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / "metrics.json").is_file() and (job / "config.yaml").is_file()
+    assert report_main([str(sweep)]) == 0
+    table = (sweep / "report.md").read_text()
+    assert "| optimizer |" in table and "| sgd |" in table and "| adamw |" in table
+    assert len((sweep / "report.csv").read_text().splitlines()) == 3  # header + 2 jobs
+    assert (sweep / "report.png").stat().st_size > 1000
+
+
+def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
+    result = cli("-m", "strategy=ddp_spawn", "trainer.devices=2", "trainer.accelerator=cpu",
+                 "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+    assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0", "1"]  # nothing extra
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["world_size"] == 2
+
+
+def test_multirun_with_subprocess_ddp_is_refused_clearly(tmp_path, cache_dir):
+    result = cli("-m", "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                 *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "Use strategy=ddp_spawn" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
+    result = cli("-m", "sweep=optuna", "hydra.sweeper.n_trials=2", *TINY_CLI,
+                 f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+    best = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in best and "optimizer.lr" in best
+
+
+def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache_dir):
+    cfg = cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
+    result = cli("-m", "hydra/launcher=submitit_local", *TINY_CLI, f"paths.cache_dir={cache_dir}",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics,) = (tmp_path / "runs" / "multirun").glob("*/0/metrics.json")
+    assert json.loads(metrics.read_text())["global_step"] == 3
+
+
+def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(train_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    first = train(train_cfg("logger=wandb", output_dir=tmp_path / "first"))
+    assert list((tmp_path / "first" / "wandb").glob("offline-run-*"))
+    run_id = torch.load(first["last_ckpt"], weights_only=True)["logger_versions"]["WandbLogger"]
+    resumed = train(train_cfg("logger=wandb", f"ckpt_path={first['last_ckpt']}",
+                              "trainer.max_epochs=2", output_dir=tmp_path / "second"))  # fmt: skip
+    again = torch.load(resumed["last_ckpt"], weights_only=True)["logger_versions"]["WandbLogger"]
+    assert again == run_id
+    assert list((tmp_path / "second" / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_logger_many_writes_csv_tensorboard_wandb_and_filter_images(train_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    train(train_cfg("logger=many", output_dir=tmp_path / "run"))
+    out = tmp_path / "run"
+    assert (out / "csv" / "metrics.csv").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((out / "wandb").glob("offline-run-*"))
+    from PIL import Image
+
+    grid = Image.open(out / "filters" / "conv1_epoch000.png")
+    assert grid.size[0] > 100  # 8 filters of 11x11, upscaled x4, in a row
