@@ -42,7 +42,7 @@ def wandb_offline_reason(timeout: float = 3.0) -> str | None:
 
 def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict[str, Any]) -> None:
     """Edit ``cfg.logger`` in place before the loggers are built."""
-    for name, node in (cfg.get("logger") or {}).items():
+    for node in (cfg.get("logger") or {}).values():
         if node is None or node.get("_target_") != WANDB_TARGET:
             continue
         with open_dict(node):
