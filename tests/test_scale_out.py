@@ -28,7 +28,9 @@ def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     # 32 train / 8 val images, 4 classes: one full batch of 32 or two ranks of 16
-    return write_fake_imagenet(tmp_path_factory.mktemp("ddp") / "data", classes=4, per_class=8, val_per_class=2)
+    return write_fake_imagenet(
+        tmp_path_factory.mktemp("ddp") / "data", classes=4, per_class=8, val_per_class=2
+    )
 
 
 def test_ddp_matches_a_single_process_run_with_the_same_global_batch(tree, tmp_path, train_cfg):
@@ -57,7 +59,9 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(tree, tmp_p
 
 
 def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):
-    result = cli("-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)
+    result = cli(
+        "-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
@@ -100,7 +104,9 @@ def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
 
 def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache_dir):
     cfg = cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
-    assert cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
+    assert (
+        cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
+    )
     result = cli("-m", "hydra/launcher=submitit_local", *TINY_CLI, f"paths.cache_dir={cache_dir}",
                  cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -108,7 +114,9 @@ def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache
     assert json.loads(metrics.read_text())["global_step"] == 3
 
 
-def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(train_cfg, tmp_path, monkeypatch):
+def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(
+    train_cfg, tmp_path, monkeypatch
+):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
@@ -122,7 +130,9 @@ def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(train_cfg,
     assert list((tmp_path / "second" / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
-def test_logger_many_writes_csv_tensorboard_wandb_and_filter_images(train_cfg, tmp_path, monkeypatch):
+def test_logger_many_writes_csv_tensorboard_wandb_and_filter_images(
+    train_cfg, tmp_path, monkeypatch
+):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     train(train_cfg("logger=many", output_dir=tmp_path / "run"))

@@ -69,7 +69,9 @@ def bench_loaders(root: Path, *, batch_size: int, workers: list[int], warmup: in
                 num_workers=count, dali_threads=count, image_size=image_size, pin_memory=False,
             )  # fmt: skip
             loader = dm.train_dataloader()
-            per_run = [images_per_second(loader, warmup=warmup, batches=batches) for _ in range(runs)]
+            per_run = [
+                images_per_second(loader, warmup=warmup, batches=batches) for _ in range(runs)
+            ]
             kind = "DataLoader workers" if name == "torch" else "DALI CPU threads"
             rows.append({"loader": name, "count": count, "what": f"loader: {name} ({kind} = {count})",
                          "median": statistics.median(per_run), "runs": per_run})  # fmt: skip

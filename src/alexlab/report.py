@@ -17,7 +17,12 @@ from pathlib import Path
 import yaml
 
 COLUMNS = [("val/acc1", "val top-1"), ("val/acc5", "val top-5")]
-EXTRA = [("fit_seconds", "fit s"), ("images_per_sec", "images/s"), ("global_batch_size", "global batch"), ("lr", "lr")]
+EXTRA = [
+    ("fit_seconds", "fit s"),
+    ("images_per_sec", "images/s"),
+    ("global_batch_size", "global batch"),
+    ("lr", "lr"),
+]
 
 
 def _overrides(job_dir: Path) -> dict[str, str]:
@@ -25,7 +30,9 @@ def _overrides(job_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     items = yaml.safe_load(path.read_text()) or []
-    return dict(item.split("=", 1) for item in items if "=" in item and not item.startswith("hydra"))
+    return dict(
+        item.split("=", 1) for item in items if "=" in item and not item.startswith("hydra")
+    )
 
 
 def collect(runs_dir: Path) -> tuple[list[str], list[dict]]:

@@ -55,7 +55,9 @@ def derive_batch_and_lr(cfg: DictConfig, *, world_size: int) -> dict[str, Any]:
     global_batch = cfg.data.batch_size * world_size * accumulation
     lr = cfg.optimizer.lr
     if cfg.get("scale_lr"):
-        lr = scaled_lr(lr, global_batch_size=global_batch, reference_batch_size=cfg.lr_reference_batch)
+        lr = scaled_lr(
+            lr, global_batch_size=global_batch, reference_batch_size=cfg.lr_reference_batch
+        )
     return {
         "world_size": world_size,
         "accumulation": accumulation,
@@ -104,7 +106,9 @@ def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.Light
     if cfg.trainer.get("sync_batchnorm") is None and trainer.world_size > 1 and has_bn:
         if trainer.strategy.root_device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # the default under DDP
-            rank_zero_info("[alexlab] BatchNorm synchronised across ranks (trainer.sync_batchnorm=null)")
+            rank_zero_info(
+                "[alexlab] BatchNorm synchronised across ranks (trainer.sync_batchnorm=null)"
+            )
         else:
             rank_zero_info("[alexlab] BatchNorm stays per rank: SyncBatchNorm needs CUDA devices")
     return instantiate(
@@ -134,7 +138,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # 1) check everything that needs no data or model
     resume = check_train_config(cfg)
     if cfg.monitor not in all_metric_names():
-        raise ConfigError(f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}")
+        raise ConfigError(
+            f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}"
+        )
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -70,13 +70,17 @@ class RunImages(L.Callback):
         names = getattr(trainer.datamodule, "classes", None) or []
         name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
         shown = [_for_display(img) for img in images]
-        captions = [f"pred {name(int(p))} / true {name(int(t))}" for p, t in zip(preds, labels, strict=True)]
+        captions = [
+            f"pred {name(int(p))} / true {name(int(t))}" for p, t in zip(preds, labels, strict=True)
+        ]
         for logger in loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="val_predictions", images=shown, caption=captions,
                                  step=trainer.global_step)  # fmt: skip
             else:
-                logger.experiment.add_images("val_predictions", torch.stack(shown), trainer.global_step)
+                logger.experiment.add_images(
+                    "val_predictions", torch.stack(shown), trainer.global_step
+                )
 
 
 def _for_display(image: torch.Tensor) -> torch.Tensor:

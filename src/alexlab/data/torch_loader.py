@@ -184,7 +184,9 @@ def folder_loader(
     dataset = cls(str(directory), transform=transform, loader=load_rgb)
     sampler = None
     if not train and world_size > 1:
-        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+        sampler = UnrepeatedDistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=False
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
