@@ -86,10 +86,11 @@ def eval_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
     """``eval_cfg(ckpt, "data=folder", ...)``: the real eval config with TINY's data/trainer keys."""
     tiny = [o for o in TINY if o.startswith(("data.", "trainer."))]
 
-    def make(ckpt_path: str, *overrides: str) -> DictConfig:
+    def make(ckpt_path: str | None, *overrides: str) -> DictConfig:
+        ckpt = [f"ckpt_path={ckpt_path}"] if ckpt_path else []
         return compose_config(
             "eval",
-            [*overrides, *tiny, f"ckpt_path={ckpt_path}"],
+            [*overrides, *tiny, *ckpt],
             output_dir=tmp_path / "eval",
             cache_dir=cache_dir,
         )

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from alexlab.checks import ConfigError
 from alexlab.evaluate import evaluate
@@ -29,3 +30,69 @@ def test_eval_refuses_a_class_count_mismatch(trained, eval_cfg, tmp_path, digits
     cfg = eval_cfg(trained["last_ckpt"], "data=folder", f"data.root={seven}")
     with pytest.raises(ConfigError, match="data.num_classes=7 but .* trained with 10 classes"):
         evaluate(cfg)
+
+
+def test_ten_crop_views_by_hand():
+    from PIL import Image
+
+    from alexlab.data.torch_loader import TenCropTransform
+
+    img = Image.new("RGB", (80, 64))
+    img.paste((255, 0, 0), (0, 0, 40, 32))  # red top-left quadrant
+    img.paste((0, 0, 255), (40, 0, 80, 32))  # blue top-right quadrant
+    views = TenCropTransform(image_size=32, resize_size=64, mean=(0, 0, 0), std=(1, 1, 1))(img)
+    assert views.shape == (10, 3, 32, 32)
+    assert views[0, 0].mean() == 1.0 and views[1, 2].mean() == 1.0  # top-left red, top-right blue
+    torch.testing.assert_close(
+        views[5], views[1].flip(-1)
+    )  # flipped image's top-left = mirrored top-right
+
+
+def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_root):
+    from PIL import Image
+
+    from alexlab.data.torch_loader import TenCropTransform
+    from alexlab.evaluate import load_module
+
+    summary = evaluate(
+        eval_cfg(trained["best_ckpt"], "ten_crop=true", "trainer.limit_test_batches=null")
+    )
+    assert summary["views"] == 10
+    module = load_module(trained["best_ckpt"]).eval()
+    tf = TenCropTransform(image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    hits = total = 0
+    for label, folder in enumerate(sorted((digits_root / "val").iterdir())):
+        for path in sorted(folder.iterdir()):
+            with torch.no_grad():
+                probs = module(tf(Image.open(path).convert("RGB"))).softmax(1).mean(0)
+            hits += int(probs.argmax()) == label
+            total += 1
+    assert summary["metrics"]["test/acc1"] == pytest.approx(hits / total, abs=1e-6)
+
+
+def test_eval_a_torchvision_weight_file(eval_cfg, tmp_path, digits_root):
+    import torchvision
+    from PIL import Image
+
+    from alexlab.data.torch_loader import eval_transform
+
+    torch.manual_seed(0)
+    reference = torchvision.models.alexnet(num_classes=10).eval()
+    weights = tmp_path / "alexnet.pth"
+    torch.save(reference.state_dict(), weights)
+    summary = evaluate(eval_cfg(None, "model=alexnet_tv", f"model.weights={weights}",
+                                "trainer.limit_test_batches=null"))  # fmt: skip
+    tf = eval_transform(image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    hits = total = 0
+    for label, folder in enumerate(sorted((digits_root / "val").iterdir())):
+        batch = torch.stack([tf(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())])
+        with torch.no_grad():
+            hits += int((reference(batch).argmax(1) == label).sum())
+        total += len(batch)
+    assert summary["metrics"]["test/acc1"] == pytest.approx(hits / total, abs=1e-6)
+    assert summary["weights"] == str(weights)
+
+
+def test_nothing_to_evaluate(eval_cfg):
+    with pytest.raises(ConfigError, match="nothing to evaluate"):
+        evaluate(eval_cfg(None))

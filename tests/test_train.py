@@ -190,3 +190,27 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and "val/acc1" in metrics["metrics"]  # 24 images / 4
     assert (run_dir / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.accelerator=gpu"], "no CUDA GPU is visible"),
+        (["trainer.precision=16-mixed"], "float16\\) needs a GPU"),
+    ],
+)
+def test_device_and_precision_errors(train_cfg, overrides, message):
+    if torch.cuda.is_available():
+        pytest.skip("these describe a machine without a GPU")
+    with pytest.raises(ConfigError, match=message):
+        train(train_cfg(*overrides))
+
+
+def test_resume_refuses_a_different_class_count(train_cfg, tmp_path):
+    first = train(train_cfg(output_dir=tmp_path / "digits"))  # 10 classes
+    tree = tmp_path / "three"
+    for split in ("train", "val"):
+        for c in range(3):
+            (tree / split / str(c)).mkdir(parents=True)
+    with pytest.raises(ConfigError, match="data.num_classes=3 but ckpt_path=.* trained with 10"):
+        train(train_cfg("data=folder", f"data.root={tree}", f"ckpt_path={first['last_ckpt']}"))

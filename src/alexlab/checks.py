@@ -131,9 +131,50 @@ def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     return ckpt
 
 
+def check_devices(trainer_cfg: DictConfig) -> None:
+    """GPUs asked for must be visible; the precision must run on the device it will run on."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    devices = trainer_cfg.get("devices", 1)
+    gpus = torch.cuda.device_count()
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible here. Use trainer=cpu, "
+            f"or trainer.accelerator=auto to take a GPU when there is one."
+        )
+    if on_gpu and isinstance(devices, int) and devices > gpus:
+        raise ConfigError(
+            f"trainer.devices={devices} but {gpus} GPU(s) are visible. Set trainer.devices<={gpus} "
+            f"(-1: all), or check CUDA_VISIBLE_DEVICES."
+        )
+    precision = str(trainer_cfg.get("precision", "32-true"))
+    if precision.startswith("16") and not on_gpu:
+        raise ConfigError(
+            f"trainer.precision={precision} (float16) needs a GPU. On the CPU use "
+            f"trainer.precision=bf16-mixed or 32-true."
+        )
+    if precision.startswith("bf16") and on_gpu and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"trainer.precision={precision}: this GPU has no bfloat16 support (it needs compute "
+            f"capability 8.0+). Use trainer.precision=16-mixed."
+        )
+
+
+def check_resume_classes(ckpt: dict, num_classes: int, ckpt_path: str) -> None:
+    trained = (
+        ckpt.get("hyper_parameters", {}).get("run_config", {}).get("model", {}).get("num_classes")
+    )
+    if trained is not None and trained != num_classes:
+        raise ConfigError(
+            f"data.num_classes={num_classes} but ckpt_path={ckpt_path} was trained with {trained} "
+            f"classes. Resume on the data it was trained on, or start a new run (no ckpt_path)."
+        )
+
+
 def check_train_config(cfg: DictConfig) -> dict | None:
     """Checks that need no data or model: run before anything is built. Returns the resume
     checkpoint (memory-mapped), if any."""
+    check_devices(cfg.trainer)
     require_positive(cfg, "optimizer.lr")
     require_positive(cfg, "data.batch_size")
     require_positive(cfg, "data.global_batch_size", optional=True)

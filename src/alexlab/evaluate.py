@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from alexlab.checks import ConfigError, build, check_checkpoint, report_config_errors
 from alexlab.console import print_metrics
@@ -43,17 +43,36 @@ def load_module(ckpt_path: str, *, num_classes: int | None = None) -> Classifica
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Centre-crop top-1/top-5 of ``cfg.ckpt_path`` on the data's test (or val) split."""
+    """Top-1/top-5 (centre crop, or 10-crop with ``ten_crop=true``) on the data's test (or
+    val) split, of ``ckpt_path`` or of ``model=...`` with ``model.weights=...``."""
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("ten_crop"):
+        with open_dict(cfg):
+            cfg.data.ten_crop = True
     datamodule = build(cfg.data)
-    module = load_module(cfg.ckpt_path, num_classes=datamodule.num_classes)
+    if cfg.get("ckpt_path"):
+        module = load_module(cfg.ckpt_path, num_classes=datamodule.num_classes)
+    elif cfg.get("model"):
+        net = build(cfg.model)  # e.g. alexnet_tv with torchvision's weight file
+        module = ClassificationModule(net, num_classes=datamodule.num_classes)
+    else:
+        raise ConfigError(
+            "nothing to evaluate: pass ckpt_path=runs/<run>/checkpoints/<file>.ckpt, or "
+            "model=alexnet_tv model.weights=/path/alexnet-owt-7be5be79.pth"
+        )
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     metrics: dict[str, Any] = {}
     for result in trainer.test(module, datamodule=datamodule):
         metrics.update(result)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"ckpt_path": str(cfg.ckpt_path), "metrics": metrics, "output_dir": str(out)}
+    summary = {
+        "ckpt_path": cfg.get("ckpt_path"),
+        "weights": cfg.model.get("weights") if cfg.get("model") else None,
+        "views": 10 if cfg.get("ten_crop") else 1,
+        "metrics": metrics,
+        "output_dir": str(out),
+    }
     (out / "eval.json").write_text(json.dumps(summary, indent=2))
     return summary
 

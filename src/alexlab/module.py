@@ -86,8 +86,13 @@ class ClassificationModule(L.LightningModule):
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, labels = batch  # (B, 3, S, S) float, (B,) int64
-        logits = self(images)
-        loss = self.criterion(logits, labels)
+        if images.ndim == 5:  # (B, V, 3, S, S): multi-view test, softmax averaged (2012 §4.1)
+            probs = self(images.flatten(0, 1)).softmax(dim=1).unflatten(0, images.shape[:2]).mean(1)
+            logits = probs.clamp_min(1e-12).log()  # (B, classes); metrics only need the ranking
+            loss = nn.functional.nll_loss(logits, labels)
+        else:
+            logits = self(images)
+            loss = self.criterion(logits, labels)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits.detach(), labels)
         if stage == "train":  # per-step value, local to the rank
@@ -127,6 +132,9 @@ class ClassificationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # logger run ids (W&B's run id above all), so a resume continues the same run
         checkpoint["logger_versions"] = {type(lg).__name__: str(lg.version) for lg in self.loggers}
+        # class index -> name, so predict can label its output from the checkpoint alone
+        datamodule = getattr(self.trainer, "datamodule", None)
+        checkpoint["class_names"] = list(getattr(datamodule, "class_names", None) or [])
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

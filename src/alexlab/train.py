@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,17 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexlab.callbacks.checkpoint_paths import best_and_last
-from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
+from alexlab.checks import (
+    ConfigError,
+    build,
+    check_resume_classes,
+    check_train_config,
+    report_config_errors,
+)
 from alexlab.console import print_metrics
 from alexlab.loggers import prepare_loggers
 from alexlab.module import all_metric_names
@@ -150,6 +158,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.get("num_classes") is None:  # data=folder: counted from the class folders
         with open_dict(cfg):
             cfg.data.num_classes = datamodule.num_classes
+    if resume is not None:
+        check_resume_classes(resume, datamodule.num_classes, cfg.ckpt_path)
     trainer = _build_trainer(cfg, resume)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
@@ -212,7 +222,10 @@ def _write_json(data: dict, path: Path) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @report_config_errors
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except SIGTERMException:  # SaveOnSigterm has written last.ckpt and said where
+        sys.exit(0)
     print_metrics(summary)
     return summary["value"]  # the number a Hydra sweeper (Optuna) optimises
 

@@ -111,6 +111,7 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     has_test = False
     classes = list(CLASSES)
+    class_names = list(CLASSES)
 
     def __init__(
         self, *, root: str | Path | None, download: bool = False, num_classes: int | None = 10,

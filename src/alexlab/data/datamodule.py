@@ -69,6 +69,8 @@ class ImageDataModule(L.LightningDataModule):
         channels_last: batches in channels-last memory (NHWC), what convolutions prefer on
             tensor cores; DALI writes them that way directly.
         fp16: DALI emits float16 images (half the transfer); for ``precision=16-mixed``.
+        ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S)
+            (Krizhevsky et al. 2012 §4.1); read with the torch loader.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class ImageDataModule(L.LightningDataModule):
         skip_corrupt: bool = False,
         channels_last: bool = False,
         fp16: bool = False,
+        ten_crop: bool = False,
     ) -> None:
         super().__init__()
         self.skip_corrupt = skip_corrupt
@@ -111,6 +114,7 @@ class ImageDataModule(L.LightningDataModule):
                 f"{len(self.source.classes)} or fix the folder tree."
             )
         self.classes = self.source.classes
+        self.class_names = self.source.class_names  # human names (ImageNet: torchvision's)
         self.num_classes = num_classes
         self.batch_size = batch_size
         self.global_batch_size = global_batch_size
@@ -123,6 +127,7 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.channels_last = channels_last
         self.fp16 = fp16
+        self.ten_crop = ten_crop
         self.lighting_std = lighting_std
         self.mean, self.std = tuple(mean), tuple(std)
         self._augment = dict(
@@ -212,7 +217,17 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> Iterable:
-        return self._loader("test" if self.has_test else "val", train=False)
+        split = "test" if self.has_test else "val"
+        if self.ten_crop:  # the 10 views per image come from the torch transform
+            tf = torch_loader.TenCropTransform(image_size=self.image_size, resize_size=self.resize_size,
+                                                 mean=self.mean, std=self.std)  # fmt: skip
+            place = self._placement()
+            return torch_loader.folder_loader(
+                self.source.split_dir(split), tf, batch_size=self.batch_size, train=False,
+                num_workers=self.num_workers, pin_memory=False,
+                rank=place["shard_id"], world_size=place["num_shards"],
+            )  # fmt: skip
+        return self._loader(split, train=False)
 
     @property
     def has_test(self) -> bool:

@@ -52,7 +52,7 @@ class SyntheticDataModule(L.LightningDataModule):
         self.num_classes, self.batch_size = num_classes, batch_size
         self.global_batch_size, self.image_size = global_batch_size, image_size
         self.steps_per_epoch, self.val_steps, self.seed = steps_per_epoch, val_steps, seed
-        self.classes = [str(i) for i in range(num_classes)]
+        self.classes = self.class_names = [str(i) for i in range(num_classes)]
 
     def _loader(self, steps: int) -> SyntheticLoader:
         trainer = getattr(self, "trainer", None)

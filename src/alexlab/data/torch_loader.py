@@ -161,6 +161,28 @@ class SkippingImageFolder(datasets.ImageFolder):
         raise CorruptImageError(f"{self.root}: no decodable image at all")
 
 
+class TenCropTransform:
+    """Krizhevsky et al. 2012 §4.1 test: the four corner and the centre S x S patches of the
+    image resized to ``resize_size``, and their mirror images: PIL -> float (10, 3, S, S)."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        resize_size: int,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        self.resize = v2.Compose([v2.PILToTensor(), v2.Resize(resize_size, antialias=True)])
+        self.crops = v2.TenCrop(image_size)  # 5 crops, then the same 5 of the flipped image
+        self.normalize = v2.Compose(
+            [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(torch.stack(self.crops(self.resize(image))))
+
+
 def folder_loader(
     directory: Path,
     transform: v2.Compose,

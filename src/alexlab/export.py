@@ -1,0 +1,68 @@
+"""``python -m alexlab.export ckpt_path=... format=onnx``: the trained network as ONNX.
+
+Uses torch's dynamo-based ONNX exporter with a dynamic batch dimension; input ``images``
+(B, 3, S, S) normalised as in training, output ``logits`` (B, classes). When onnxruntime is
+installed, the exported file is run once and compared with PyTorch. Needs the ``export`` extra:
+``pip install -e '.[export]'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from omegaconf import DictConfig
+
+from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
+from alexlab.evaluate import load_module
+from alexlab.train import CONF_DIR
+
+FORMATS = ("onnx",)
+
+
+def export_onnx(
+    ckpt_path: str, output: Path | None = None, *, max_batch: int = 4096
+) -> tuple[Path, float | None]:
+    """Write the ONNX file; return its path and the largest |onnxruntime - torch| on a test
+    batch (None without onnxruntime)."""
+    try:
+        import onnxscript  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise ConfigError(
+            "format=onnx needs the export extra: pip install -e '.[export]'"
+        ) from None
+    ckpt = check_checkpoint(ckpt_path)
+    size = ckpt["hyper_parameters"]["run_config"]["data"].get("image_size", 224)
+    net = load_module(ckpt_path).net.eval()
+    output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
+    example = torch.randn(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    torch.onnx.export(net, (example,), str(output), input_names=["images"], output_names=["logits"],
+                      dynamic_shapes={"x": {0: batch}}, dynamo=True)  # fmt: skip
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return output, None
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    check = torch.randn(3, 3, size, size)
+    onnx_out = torch.from_numpy(session.run(None, {"images": check.numpy()})[0])
+    with torch.no_grad():
+        diff = float((onnx_out - net(check)).abs().max())
+    return output, diff
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
+@report_config_errors
+def main(cfg: DictConfig) -> None:
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format} is unknown; valid: {', '.join(FORMATS)}.")
+    path, diff = export_onnx(cfg.ckpt_path, Path(cfg.output) if cfg.output else None)
+    check = f"; onnxruntime vs torch max |diff| {diff:.2e}" if diff is not None else ""
+    rank_zero_info(f"[alexlab] wrote {path}{check}")
+    print(f"wrote {path}{check}")
+
+
+if __name__ == "__main__":
+    main()

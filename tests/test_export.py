@@ -1,0 +1,21 @@
+import pytest
+import torch
+
+from alexlab.evaluate import load_module
+from alexlab.export import export_onnx
+from alexlab.train import train
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_onnx_matches_pytorch_at_several_batch_sizes(train_cfg, tmp_path):
+    summary = train(train_cfg(output_dir=tmp_path / "run"))
+    path, diff = export_onnx(summary["best_ckpt"], tmp_path / "model.onnx")
+    assert path.is_file() and diff is not None and diff < 1e-4
+    net = load_module(summary["best_ckpt"]).net.eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):  # the batch dimension is dynamic
+        x = torch.randn(batch, 3, 64, 64)
+        onnx_out = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+        with torch.no_grad():
+            torch.testing.assert_close(onnx_out, net(x), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,79 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from alexlab.data.torch_loader import eval_transform
+from alexlab.evaluate import load_module
+from alexlab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import TINY, compose_config  # noqa: PLC0415 (module-scoped: compose directly)
+
+    out = tmp_path_factory.mktemp("predict")
+    cfg = compose_config("train", [*TINY, "trainer.max_epochs=2", "logger=none"],
+                         output_dir=out / "run", cache_dir=out / "cache")  # fmt: skip
+    cfg.data.num_workers = 0
+    return train(cfg), cfg
+
+
+def predict_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alexlab.predict", *args], capture_output=True,
+                          text=True, cwd=cwd)  # fmt: skip
+
+
+def test_predict_a_folder_as_json(trained, tmp_path):
+    summary, cfg = trained
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    digit_dir = Path(cfg.data.root).glob("digits-*/val/3")
+    images = sorted(next(digit_dir).iterdir())[:3]
+    for img in images:
+        shutil.copy(img, folder / img.name)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(images[0].read_bytes()[:300])
+    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
+                         "topk=3", "show_all_probs=true", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert [Path(r["file"]).name for r in out["results"]] == [p.name for p in images]
+    first = out["results"][0]
+    assert len(first["top"]) == 3 and set(first["probs"]) == {str(d) for d in range(10)}
+    assert sum(first["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert {Path(s["file"]).name for s in out["skipped"]} == {"notes.txt", "broken.jpg"}
+
+    # the same numbers by hand: the checkpoint's network on the run's eval transform
+    module = load_module(summary["best_ckpt"]).eval()
+    tf = eval_transform(image_size=cfg.data.image_size, resize_size=cfg.data.resize_size,
+                        mean=cfg.data.mean, std=cfg.data.std)  # fmt: skip
+    with torch.no_grad():
+        probs = torch.softmax(module(tf(Image.open(images[0]).convert("RGB"))[None]), dim=1)[0]
+    assert first["top"][0]["index"] == int(probs.argmax())
+    assert first["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
+
+
+def test_decompression_bombs_are_refused(trained, tmp_path):
+    summary, _ = trained
+    bomb = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(bomb)  # 4096 px, over a limit of 1000 (2x: PIL's error)
+    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={bomb}",
+                         "max_image_pixels=1000", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1  # nothing classified
+    assert "skipped" in result.stdout and "decompression bomb" in result.stdout
+
+
+def test_missing_input_is_a_clear_error(trained, tmp_path):
+    summary, _ = trained
+    result = predict_cli(
+        f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "no such file or directory" in result.stderr
