@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from alexlab.train import CONF_DIR
+
+# tests/helpers holds test-only callbacks that configs name as helper_callbacks.<Class>
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 
 # A ~30K-parameter AlexNet at 64 px (the smallest side its three 3/2 pools accept is 63).
 TINY = [

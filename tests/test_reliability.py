@@ -1,5 +1,6 @@
 """Interruptions lose nothing: SIGTERM saves and exits cleanly; a killed save breaks nothing."""
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -70,3 +71,71 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
         for p in last.parent.iterdir()
         if p.name not in {last.name} and not p.name.startswith("best")
     ]
+
+
+def _run(cwd: Path, cache_dir: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "train.py"), "data.loader=torch", "data.num_workers=0",
+           "data.batch_size=16", "model.widths=[8,16,16,16,16]", "model.hidden=32",
+           "trainer.max_epochs=2", "trainer.deterministic=true", "logger=none",
+           "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+           "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(
+    tmp_path, cache_dir, eval_cfg
+):
+    """Deterministic CPU mode: kill -9 somewhere in epoch 2 (89 steps an epoch), resume with
+    ckpt_path=last, and end with the same weights and metrics as a run never interrupted."""
+    from alexlab.evaluate import evaluate
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = _run(tmp_path / "a", cache_dir)
+    killed = _run(tmp_path / "b", cache_dir)
+    step, deadline = 0, time.time() + 240
+    while step < 100 and time.time() < deadline:  # wait until it is into the second epoch
+        time.sleep(0.05)
+        for ckpt in (tmp_path / "b").glob("runs/*/checkpoints/last.ckpt"):
+            with contextlib.suppress(Exception):
+                step = torch.load(ckpt, weights_only=True, map_location="cpu")["global_step"]
+    killed.kill()  # SIGKILL: no handler runs
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL and 100 <= step < 178
+    resumed = _run(tmp_path / "b", cache_dir, "ckpt_path=last")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-2000:]
+    whole_out, _ = whole.communicate(timeout=300)
+    assert whole.returncode == 0, whole_out[-2000:]
+
+    (whole_last,) = (tmp_path / "a").glob("runs/*/checkpoints/last.ckpt")
+    resumed_last = max(
+        (tmp_path / "b").glob("runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+    )
+    a = torch.load(whole_last, weights_only=True)
+    b = torch.load(resumed_last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 178
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    metrics = [evaluate(eval_cfg(str(p)))["metrics"] for p in (whole_last, resumed_last)]
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize("loader", ["dali", "torch"])
+def test_mid_epoch_resume_is_exact_for_both_loaders(train_cfg, tmp_path, loader):
+    """Killed at step 6 (mid-epoch 2 of 4 steps each), resumed: bit-identical weights."""
+    same = [f"data.loader={loader}", "trainer.limit_train_batches=4", "trainer.max_epochs=2",
+            "trainer.deterministic=true", "callbacks.last_checkpoint.every_n_train_steps=1"]  # fmt: skip
+    whole = train(train_cfg(*same, output_dir=tmp_path / "whole"))
+    with pytest.raises(RuntimeError, match="simulated kill at step 6"):
+        train(train_cfg(*same, "+callbacks.die._target_=helper_callbacks.DieAtStep",
+                        "+callbacks.die.step=6", output_dir=tmp_path / "killed"))  # fmt: skip
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    resumed = train(train_cfg(*same, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    a = torch.load(whole["last_ckpt"], weights_only=True)["state_dict"]
+    b = torch.load(resumed["last_ckpt"], weights_only=True)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

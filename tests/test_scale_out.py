@@ -42,9 +42,10 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(tree, tmp_p
             "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05"]  # fmt: skip
     ddp = cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
               "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
-              "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=rank_metrics.RankMetricsDump",
+              "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
               f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
-              env={"PYTHONPATH": str(ROOT / "tests" / "helpers")})  # fmt: skip
+              env={"PYTHONPATH": str(ROOT / "tests" / "helpers")},
+    )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (ddp_metrics,) = (tmp_path / "runs").glob("*/metrics.json")
     ddp_summary = json.loads(ddp_metrics.read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 
@@ -175,6 +175,15 @@ def check_train_config(cfg: DictConfig) -> dict | None:
     """Checks that need no data or model: run before anything is built. Returns the resume
     checkpoint (memory-mapped), if any."""
     check_devices(cfg.trainer)
+    if cfg.get("ckpt_path") == "last":  # the newest last.ckpt of any run under paths.runs_dir
+        runs = Path(cfg.paths.runs_dir)
+        found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(
+                f"ckpt_path=last: no run under {runs} has a checkpoints/last.ckpt yet."
+            )
+        with open_dict(cfg):
+            cfg.ckpt_path = str(found[-1])
     require_positive(cfg, "optimizer.lr")
     require_positive(cfg, "data.batch_size")
     require_positive(cfg, "data.global_batch_size", optional=True)

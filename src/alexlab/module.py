@@ -135,6 +135,17 @@ class ClassificationModule(L.LightningModule):
         # class index -> name, so predict can label its output from the checkpoint alone
         datamodule = getattr(self.trainer, "datamodule", None)
         checkpoint["class_names"] = list(getattr(datamodule, "class_names", None) or [])
+        # the global RNG (dropout masks): a resumed run draws what the uninterrupted one drew
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

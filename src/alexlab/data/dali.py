@@ -129,20 +129,21 @@ class DaliLoader:
     """Iterable of ``(images, labels int64 (B,))`` over a DALI pipeline.
 
     Args:
-        build: ``build(epoch) -> Pipeline`` for this rank's shard (``epoch`` varies the seed
-            when the pipeline has to be rebuilt).
+        build: ``build(epoch) -> Pipeline`` for this rank's shard; the seed is a function of
+            the epoch, so epoch ``e`` reads and augments the same way in any process.
         batch_size: images per batch on this rank.
         shard_id, num_shards: this rank and the world size.
         train: drop the last partial batch (train) or keep it (eval).
+        file_root: the split's folder, scanned to name a file DALI cannot decode.
+        channels_last: the pipeline emits NHWC; hand out an NCHW view of it.
+        epoch: the current epoch (the trainer's); batches_done: batches of it already trained
+            (non-zero only when resuming from a mid-epoch checkpoint).
 
     ``len()`` is, for training, ``N // (num_shards * batch_size)``: the same on every rank, so
     DDP ranks step together; for evaluation, the batches of this rank's shard (every sample
-    once across ranks, the last batch partial).
-
-    DALI iterators cannot be reset mid-epoch. When Lightning stops an epoch early
-    (``limit_train_batches``, an interrupted run), the next ``iter()`` rebuilds the pipeline;
-    after a full epoch, the one or two batches a larger shard may hold beyond ``steps`` are
-    drained so the iterator resets itself.
+    once across ranks, the last batch partial). Each ``iter()`` builds the epoch's pipeline
+    afresh (DALI cannot reset mid-epoch, and a fresh pipeline per epoch makes a resumed run
+    exact): on resume it runs and discards the batches already trained.
     """
 
     def __init__(
@@ -155,54 +156,48 @@ class DaliLoader:
         train: bool,
         file_root: Path | None = None,
         channels_last: bool = False,
+        epoch: Callable[[], int] = lambda: 0,
+        batches_done: Callable[[], int] = lambda: 0,
     ) -> None:
-        self.channels_last = channels_last  # pipeline emits NHWC: hand out an NCHW view of it
-        self.file_root = file_root  # scanned to name the file when DALI cannot decode one
-        self._build = build
-        self.train = train
-        self._epoch = 0
-        self._iterator: DALIGenericIterator | None = self._new_iterator()  # built now: len()
-        self._complete = True
-        total = self.num_samples
+        self._build, self.train, self.file_root = build, train, file_root
+        self.channels_last = channels_last
+        self._epoch, self._batches_done = epoch, batches_done
+        pipe = build(0)
+        pipe.build()
+        total = int(pipe.epoch_size(READER))  # images in the whole split (all shards)
+        del pipe
+        self.num_samples = total
         if train:
             self.steps = total // (num_shards * batch_size)
         else:  # DALI's shard bounds: [floor(N * i / S), floor(N * (i + 1) / S))
             shard = total * (shard_id + 1) // num_shards - total * shard_id // num_shards
             self.steps = -(-shard // batch_size)
 
-    @property
-    def num_samples(self) -> int:
-        """Images in the whole split (all shards)."""
-        return int(self._pipe.epoch_size(READER))
-
     def __len__(self) -> int:
         return self.steps
 
-    def _new_iterator(self) -> DALIGenericIterator:
-        self._pipe = self._build(self._epoch)
-        self._pipe.build()
+    def _new_iterator(self, epoch: int) -> DALIGenericIterator:
+        pipe = self._build(epoch)
+        pipe.build()
         try:  # the iterator runs the first batch now
             return DALIGenericIterator(
-                [self._pipe],
+                [pipe],
                 ["images", "labels"],
                 reader_name=READER,
-                auto_reset=True,
                 last_batch_policy=LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL,
             )
         except RuntimeError as e:
             raise self._decode_error(e) from None
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._iterator is None or not self._complete:
-            self._iterator = self._new_iterator()
-        self._complete = False
-        self._epoch += 1
-        produced = 0
+        iterator = self._new_iterator(self._epoch())
+        skip = self._batches_done() if self.train else 0
         try:
-            for data in self._iterator:
-                if produced == self.steps:
-                    continue  # drain this shard's surplus so the iterator resets itself
-                produced += 1
+            for i, data in enumerate(iterator):
+                if i >= self.steps:
+                    break  # a larger shard's surplus batch: ranks stay in step
+                if i < skip:
+                    continue  # trained before the checkpoint this run resumed from
                 out = data[0]
                 images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
                 if self.channels_last:
@@ -210,7 +205,6 @@ class DaliLoader:
                 yield images, out["labels"].reshape(-1).long()
         except RuntimeError as e:
             raise self._decode_error(e) from None
-        self._complete = True
 
     def _decode_error(self, error: RuntimeError) -> Exception:
         """DALI's decoder errors do not say which file; find it (or them) in the split."""

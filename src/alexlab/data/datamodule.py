@@ -176,7 +176,8 @@ class ImageDataModule(L.LightningDataModule):
         return dali.DaliLoader(build, batch_size=self.batch_size, shard_id=place["shard_id"],
                                num_shards=place["num_shards"], train=train,
                                file_root=self.source.split_dir(split),
-                               channels_last=self.channels_last)  # fmt: skip
+                               channels_last=self.channels_last, epoch=self._current_epoch,
+                               batches_done=self._batches_done)  # fmt: skip
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
         if self.loader == "dali":
@@ -191,7 +192,21 @@ class ImageDataModule(L.LightningDataModule):
             skip_corrupt=self.skip_corrupt,
             rank=self._placement()["shard_id"],
             world_size=self._placement()["num_shards"],
+            seed=self.seed,
+            batches_done=self._batches_done,
         )
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch already trained: non-zero only right after resuming
+        from a mid-epoch checkpoint (Lightning restores its loop progress first)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # DALI path: the paper's PCA lighting noise runs here, on the device, after transfer

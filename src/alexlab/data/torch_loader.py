@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -143,13 +143,36 @@ def load_rgb(path: str) -> Image.Image:
         ) from None
 
 
-class SkippingImageFolder(datasets.ImageFolder):
-    """``ImageFolder`` that skips an undecodable file, counts it (per process) and serves the
-    next decodable one instead, so batches keep their size and DDP ranks their step count."""
+class ImageFolderDataset(datasets.ImageFolder):
+    """``ImageFolder`` with two additions.
+
+    - Keys ``(epoch, index)`` (from ``ResumableSampler``) seed the augmentation of that sample
+      from ``(seed, epoch, index)`` alone, in a forked RNG: the same image gets the same crop
+      whatever ran before, so a resumed run sees exactly what an uninterrupted one saw.
+    - ``skip_corrupt``: an undecodable file is skipped, counted (per process) and replaced by
+      the next decodable one, so batches keep their size and DDP ranks their step count.
+    """
 
     skipped = 0
 
-    def __getitem__(self, index: int) -> Any:
+    def __init__(
+        self, root: str, *, seed: int = 0, skip_corrupt: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(root, **kwargs)
+        self.seed = seed
+        self.skip_corrupt = skip_corrupt
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if isinstance(key, tuple):
+            epoch, index = key
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
+                return self._get(index)
+        return self._get(key)
+
+    def _get(self, index: int) -> Any:
+        if not self.skip_corrupt:
+            return super().__getitem__(index)
         for offset in range(len(self)):
             try:
                 return super().__getitem__((index + offset) % len(self))
@@ -159,6 +182,30 @@ class SkippingImageFolder(datasets.ImageFolder):
                     "skipped corrupt image %d (data.skip_corrupt=true): %s", self.skipped, e
                 )
         raise CorruptImageError(f"{self.root}: no decodable image at all")
+
+
+class ResumableSampler(Sampler):
+    """Shuffles with a permutation fixed by ``(seed, epoch)`` and yields ``(epoch, index)``
+    keys. ``batches_done()`` tells how many batches of the current epoch were already trained
+    (non-zero only when resuming from a mid-epoch checkpoint); those are skipped without
+    loading them, so the epoch continues exactly where the checkpoint left it."""
+
+    def __init__(self, size: int, *, seed: int, batch_size: int, batches_done=lambda: 0) -> None:
+        self.size, self.seed, self.batch_size = size, seed, batch_size
+        self.batches_done = batches_done
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist()
+        for index in order[self.batches_done() * self.batch_size :]:
+            yield (self.epoch, index)
 
 
 class TenCropTransform:
@@ -194,26 +241,35 @@ def folder_loader(
     skip_corrupt: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    seed: int = 0,
+    batches_done=lambda: 0,
 ) -> DataLoader:
     """Batches of ``(images float (B, 3, S, S), labels int64 (B,))`` from a class-folder tree.
 
-    Training drops the last partial batch so every rank runs the same number of steps (Lightning
-    adds its DistributedSampler). Evaluation under DDP gives each rank a disjoint share with no
+    Training shuffles with ``ResumableSampler`` and drops the last partial batch so every rank
+    runs the same number of steps (under DDP Lightning adds its DistributedSampler). Evaluation under DDP gives each rank a disjoint share with no
     padding, so every sample counts exactly once. An undecodable file stops the run with its
     path, or is skipped with ``skip_corrupt``.
     """
-    cls = SkippingImageFolder if skip_corrupt else datasets.ImageFolder
-    dataset = cls(str(directory), transform=transform, loader=load_rgb)
-    sampler = None
-    if not train and world_size > 1:
+    dataset = ImageFolderDataset(
+        str(directory), seed=seed, skip_corrupt=skip_corrupt, transform=transform, loader=load_rgb
+    )
+    if train:  # under DDP, Lightning swaps in its DistributedSampler (seeded per epoch too)
+        sampler = ResumableSampler(
+            len(dataset), seed=seed, batch_size=batch_size, batches_done=batches_done
+        )
+    elif world_size > 1:
         sampler = UnrepeatedDistributedSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=False
         )
+    else:
+        sampler = None
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        shuffle=train,
+        # its own generator: creating an iterator never draws from the global RNG (dropout's)
+        generator=torch.Generator().manual_seed(seed),
         drop_last=train,
         num_workers=num_workers,
         pin_memory=pin_memory,

@@ -1,4 +1,4 @@
-"""A test-only callback: each rank writes the val metrics it logged (for the DDP test)."""
+"""Test-only callbacks: per-rank val metrics (DDP test) and a simulated kill (resume test)."""
 
 import json
 from pathlib import Path
@@ -16,3 +16,14 @@ class RankMetricsDump(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(values))
+
+
+class DieAtStep(L.Callback):
+    """Stands in for a kill: raises at the start of optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"simulated kill at step {self.step}")
