@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval test test-all lint format clean bench-data fake-imagenet \
+.PHONY: help install train eval test test-all lint format clean bench bench-data fake-imagenet \
 	sweep report train-ddp
 
 help: ## list the targets
@@ -51,8 +51,11 @@ format: install ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix src tests train.py eval.py
 	$(VENV)/bin/ruff format src tests train.py eval.py
 
-bench-data: install ## DALI vs torch loader images/s on a generated ImageNet-shaped tree -> BENCHMARKS.md
+bench: install ## loaders, training throughput and framework overhead, side by side -> BENCHMARKS.md
 	$(PY) -m alexlab.bench $(ARGS)
+
+bench-data: install ## DALI vs torch loader images/s on a generated ImageNet-shaped tree -> BENCHMARKS.md
+	$(PY) -m alexlab.bench --what data $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
 	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)

@@ -16,12 +16,17 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import functools
+
+import lightning as L
 import torch
 
 from alexlab.data import dali
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource
+from alexlab.data.synthetic import SyntheticDataModule
+from alexlab.module import ClassificationModule
 
 
 def machine() -> str:
@@ -87,8 +92,119 @@ def bench_loaders(root: Path, *, batch_size: int, workers: list[int], warmup: in
     return rows
 
 
+class _StepTimer(L.Callback):
+    """Wall time from the start of batch ``warmup`` to the end of the last batch."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.images = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup and self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.start is not None:
+            if batch[0].is_cuda:
+                torch.cuda.synchronize()
+            self.end = time.perf_counter()
+            self.images += batch[0].shape[0]
+
+    @property
+    def rate(self) -> float:
+        return self.images / (self.end - self.start)
+
+
+def _tiny_or_full(model: str, num_classes: int, tiny: bool):
+    from alexlab.models.alexnet import build
+
+    norm = "bn" if model == "alexnet_bn" else "lrn"
+    extra = dict(widths=(8, 16, 16, 16, 16), hidden=32) if tiny else {}
+    return build(num_classes=num_classes, norm=norm, **extra)
+
+
+def lightning_rate(datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str) -> float:
+    """images/s of alexlab's module under Lightning's fit loop (no logger, checkpoint or bar)."""
+    module = ClassificationModule(net, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
+                                  num_classes=datamodule.num_classes)  # fmt: skip
+    timer = _StepTimer(warmup)
+    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + batches,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        callbacks=[timer])  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    return timer.rate
+
+
+def raw_rate(net, batch, *, warmup: int, batches: int, device: torch.device, precision: str) -> float:
+    """The same steps in a minimal PyTorch loop: forward, loss, backward, SGD step."""
+    net = net.to(device).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    images, labels = (t.to(device) for t in batch)
+    dtype = torch.bfloat16 if precision.startswith("bf16") else None
+    start = None
+    for step in range(warmup + batches):
+        if step == warmup:
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(net(images), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batches * images.shape[0] / (time.perf_counter() - start)
+
+
+def bench_training(root: Path, *, models: list[str], batch_size: int, image_size: int, warmup: int,
+                   batches: int, runs: int, workers: int, precision: str) -> list[dict]:  # fmt: skip
+    """Training images/s: synthetic data on the device (the compute ceiling), then each loader
+    end to end; ratios against the ceiling."""
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    rows = []
+    for model in models:
+        sources = {"synthetic (on device)": SyntheticDataModule(num_classes=10, batch_size=batch_size,
+                   image_size=image_size, steps_per_epoch=warmup + batches, val_steps=0)}  # fmt: skip
+        for loader in ["dali"] * dali.DALI_AVAILABLE + ["torch"]:
+            sources[f"{loader} loader"] = ImageDataModule(
+                root=root, source=FolderSource, loader=loader, batch_size=batch_size,
+                image_size=image_size, num_workers=workers, dali_threads=workers, pin_memory=True,
+            )  # fmt: skip
+        ceiling = None
+        for name, dm in sources.items():
+            per_run = [lightning_rate(dm, _tiny_or_full(model, dm.num_classes, tiny=False), warmup=warmup,
+                                      batches=batches, accelerator=accelerator, precision=precision)
+                       for _ in range(runs)]  # fmt: skip
+            median = statistics.median(per_run)
+            ceiling = ceiling or median
+            rows.append({"what": f"train {model} @{image_size}: {name}", "median": median,
+                         "runs": per_run, "ratio": median / ceiling})  # fmt: skip
+    return rows
+
+
+def bench_overhead(*, batch_size: int, warmup: int, batches: int, runs: int, precision: str) -> list[dict]:
+    """alexlab's Lightning step against a raw loop: tiny AlexNet-BN, 64 px, data on the device."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dm = SyntheticDataModule(num_classes=10, batch_size=batch_size, image_size=64,
+                             steps_per_epoch=warmup + batches, val_steps=0)  # fmt: skip
+    batch = next(iter(dm.train_dataloader()))
+    raw, lit = [], []
+    for run in range(runs):  # interleaved, so drift in the machine hits both alike
+        torch.manual_seed(run)
+        raw.append(raw_rate(_tiny_or_full("alexnet_bn", 10, tiny=True), batch, warmup=warmup,
+                            batches=batches, device=device, precision=precision))  # fmt: skip
+        torch.manual_seed(run)
+        lit.append(lightning_rate(dm, _tiny_or_full("alexnet_bn", 10, tiny=True), warmup=warmup,
+                                  batches=batches, accelerator=device.type, precision=precision))  # fmt: skip
+    raw_median, lit_median = statistics.median(raw), statistics.median(lit)
+    return [
+        {"what": "raw PyTorch loop (tiny alexnet_bn @64)", "median": raw_median, "runs": raw, "ratio": 1.0},
+        {"what": "alexlab Lightning step (same model, data, precision)", "median": lit_median,
+         "runs": lit, "ratio": lit_median / raw_median},
+    ]  # fmt: skip
+
+
 def table(rows: list[dict], unit: str = "images/s") -> str:
-    lines = [f"| measurement | {unit} (median) | runs | ratio to torch |", "|---|---:|---|---:|"]
+    lines = [f"| measurement | {unit} (median) | runs | ratio |", "|---|---:|---|---:|"]
     for r in rows:
         runs = ", ".join(f"{x:.0f}" for x in r["runs"])
         lines.append(f"| {r['what']} | {r['median']:.0f} | {runs} | {r['ratio']:.2f}x |")
@@ -112,6 +228,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--what", nargs="+", default=["data", "train", "overhead"],
+                        choices=["data", "train", "overhead"])  # fmt: skip
+    parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
+    parser.add_argument("--train-batch-size", type=int, default=16)
+    parser.add_argument("--train-batches", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--precision", default="32-true", help="e.g. bf16-mixed")
     args = parser.parse_args(argv)
 
     root = args.root
@@ -120,18 +243,38 @@ def main(argv: list[str] | None = None) -> None:
         if not root.exists():
             print(f"writing {root} ...")
             write_fake_imagenet(root, classes=args.classes, per_class=args.per_class)
-    rows = bench_loaders(root, batch_size=args.batch_size, workers=args.workers,
-                         warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    report = (
-        f"\n### Loader throughput, {stamp}\n\n"
-        f"Machine: {machine()}\n\n"
-        f"Data: {root.name} (~500x375 JPEGs), train augmentation (random-resized crop to 224, "
-        f"flip, normalise), batch {args.batch_size}; median of {args.runs} runs of "
-        f"{args.batches} batches after {args.warmup} warm-up batches. Same cores for both; "
-        f"each ratio compares DALI with torch at the same worker/thread count, the last row "
-        f"each at its best count.\n\n{table(rows)}\n"
-    )
+    report = f"\n### `python -m alexlab.bench`, {stamp}\n\nMachine: {machine()}\n"
+    if "data" in args.what:
+        rows = bench_loaders(root, batch_size=args.batch_size, workers=args.workers,
+                             warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
+        report += (
+            f"\n**Loaders.** {root.name} (~500x375 JPEGs), train augmentation (random-resized "
+            f"crop to 224, flip, normalise), batch {args.batch_size}; median of {args.runs} runs "
+            f"of {args.batches} batches after {args.warmup} warm-up batches. Same cores for "
+            f"both; each ratio compares DALI with torch at the same worker/thread count, the "
+            f"last row each at its best count.\n\n{table(rows)}\n"
+        )
+    if "train" in args.what:
+        rows = bench_training(root, models=args.models, batch_size=args.train_batch_size,
+                              image_size=args.image_size, warmup=args.warmup,
+                              batches=args.train_batches, runs=args.runs,
+                              workers=args.workers[0], precision=args.precision)  # fmt: skip
+        report += (
+            f"\n**Training** (forward, backward, SGD step under Lightning), batch "
+            f"{args.train_batch_size}, precision {args.precision}; median of {args.runs} runs "
+            f"of {args.train_batches} steps after {args.warmup}. Ratio: against the synthetic "
+            f"(data already on the device) ceiling of the same model.\n\n{table(rows)}\n"
+        )
+    if "overhead" in args.what:
+        rows = bench_overhead(batch_size=32, warmup=5, batches=30, runs=args.runs,
+                              precision=args.precision)  # fmt: skip
+        report += (
+            f"\n**Framework overhead**: alexlab's LightningModule step (metrics, logging, "
+            f"schedule hooks) under Lightning's fit loop against a minimal PyTorch loop, tiny "
+            f"AlexNet-BN at 64 px, batch 32, data on the device; median of {args.runs} "
+            f"interleaved runs of 30 steps after 5.\n\n{table(rows)}\n"
+        )
     print(report)
     with args.out.open("a") as f:
         f.write(report)

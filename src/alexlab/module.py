@@ -64,6 +64,10 @@ class ClassificationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "schedule"])
         self.net = net
+        conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+        self._channels_last = conv is not None and conv.weight.is_contiguous(
+            memory_format=torch.channels_last
+        ) and not conv.weight.is_contiguous()
         self.optimizer_factory = optimizer
         self.schedule_factory = schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -82,6 +86,8 @@ class ClassificationModule(L.LightningModule):
         self.test_loss = MeanMetric()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self._channels_last:  # match the weights' memory order (no copy when it already does)
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:

@@ -132,9 +132,18 @@ class AlexNet(nn.Module):
         return self.classifier(x)  # (B, num_classes)
 
 
-def build(*, weights: str | None = None, **kwargs) -> AlexNet:
-    """``AlexNet(**kwargs)``, then optionally a plain ``state_dict`` file loaded safely
-    (``weights_only=True``), e.g. torchvision's ``alexnet-owt-7be5be79.pth`` with ``alexnet_tv``."""
+def build(
+    *, weights: str | None = None, channels_last: bool = False, compile: bool = False, **kwargs
+) -> AlexNet:
+    """``AlexNet(**kwargs)``, then optionally:
+
+    - a plain ``state_dict`` file loaded safely (``weights_only=True``), e.g. torchvision's
+      ``alexnet-owt-7be5be79.pth`` with ``alexnet_tv``;
+    - ``channels_last``: weights in NHWC memory order, what cuDNN's tensor-core convolutions
+      prefer (pair with ``data.channels_last``);
+    - ``compile``: ``torch.compile`` in place (``nn.Module.compile``), so parameter names and
+      checkpoints stay those of the eager network.
+    """
     net = AlexNet(**kwargs)
     if weights is not None:
         try:
@@ -142,4 +151,8 @@ def build(*, weights: str | None = None, **kwargs) -> AlexNet:
         except FileNotFoundError:
             raise ValueError(f"model.weights={weights}: no such file") from None
         net.load_state_dict(state)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if compile:
+        net.compile()
     return net
