@@ -62,4 +62,6 @@ def test_debug_profile_runs_and_writes_a_trace(train_cfg, tmp_path):
     cfg = train_cfg("debug=profile", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
                     output_dir=tmp_path / "run")  # fmt: skip
     train(cfg)
-    assert list((tmp_path / "run" / "profile").glob("*.json")) or list((tmp_path / "run" / "profile").glob("*.txt"))
+    assert list((tmp_path / "run" / "profile").glob("*.json")) or list(
+        (tmp_path / "run" / "profile").glob("*.txt")
+    )

@@ -214,3 +214,17 @@ def test_resume_refuses_a_different_class_count(train_cfg, tmp_path):
             (tree / split / str(c)).mkdir(parents=True)
     with pytest.raises(ConfigError, match="data.num_classes=3 but ckpt_path=.* trained with 10"):
         train(train_cfg("data=folder", f"data.root={tree}", f"ckpt_path={first['last_ckpt']}"))
+
+
+class _Payload:
+    """An object a safe (weights_only) load must refuse to rebuild."""
+
+    def __reduce__(self):
+        return (print, ("this would have run",))
+
+
+def test_a_tampered_checkpoint_is_refused_clearly(train_cfg, tmp_path):
+    tampered = tmp_path / "tampered.ckpt"
+    torch.save({"state_dict": {}, "extra": _Payload()}, tampered)
+    with pytest.raises(ConfigError, match="tampered with"):
+        train(train_cfg(f"ckpt_path={tampered}"))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import statistics
 import time
 from collections.abc import Iterable
 from pathlib import Path
-
-import functools
 
 import lightning as L
 import torch
@@ -122,7 +121,9 @@ def _tiny_or_full(model: str, num_classes: int, tiny: bool):
     return build(num_classes=num_classes, norm=norm, **extra)
 
 
-def lightning_rate(datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str) -> float:
+def lightning_rate(
+    datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str
+) -> float:
     """images/s of alexlab's module under Lightning's fit loop (no logger, checkpoint or bar)."""
     module = ClassificationModule(net, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
                                   num_classes=datamodule.num_classes)  # fmt: skip
@@ -135,7 +136,9 @@ def lightning_rate(datamodule, net, *, warmup: int, batches: int, accelerator: s
     return timer.rate
 
 
-def raw_rate(net, batch, *, warmup: int, batches: int, device: torch.device, precision: str) -> float:
+def raw_rate(
+    net, batch, *, warmup: int, batches: int, device: torch.device, precision: str
+) -> float:
     """The same steps in a minimal PyTorch loop: forward, loss, backward, SGD step."""
     net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -181,7 +184,9 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
     return rows
 
 
-def bench_overhead(*, batch_size: int, warmup: int, batches: int, runs: int, precision: str) -> list[dict]:
+def bench_overhead(
+    *, batch_size: int, warmup: int, batches: int, runs: int, precision: str
+) -> list[dict]:
     """alexlab's Lightning step against a raw loop: tiny AlexNet-BN, 64 px, data on the device."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dm = SyntheticDataModule(num_classes=10, batch_size=batch_size, image_size=64,

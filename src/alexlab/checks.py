@@ -7,6 +7,7 @@ points print it as one short paragraph instead of a traceback.
 from __future__ import annotations
 
 import functools
+import pickle
 import sys
 import zipfile
 from collections.abc import Callable
@@ -117,11 +118,19 @@ def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated or not a "
-            f"Lightning .ckpt; pick another file, e.g. the run's checkpoints/last.ckpt."
+            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
+            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
+            f"file, e.g. the run's checkpoints/last.ckpt."
         ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(

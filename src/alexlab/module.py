@@ -65,9 +65,11 @@ class ClassificationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "schedule"])
         self.net = net
         conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-        self._channels_last = conv is not None and conv.weight.is_contiguous(
-            memory_format=torch.channels_last
-        ) and not conv.weight.is_contiguous()
+        self._channels_last = (
+            conv is not None
+            and conv.weight.is_contiguous(memory_format=torch.channels_last)
+            and not conv.weight.is_contiguous()
+        )
         self.optimizer_factory = optimizer
         self.schedule_factory = schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
