@@ -33,13 +33,17 @@ def tree(tmp_path_factory):
     )
 
 
-def test_ddp_matches_a_single_process_run_with_the_same_global_batch(tree, tmp_path, train_cfg):
+@pytest.mark.parametrize("loader", ["dali", "torch"])
+def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
+    tree, tmp_path, train_cfg, loader
+):
     """2 gloo ranks x 16 vs 1 process x 32, deterministic data, no dropout, no BatchNorm:
     the same full-batch gradient each step, so the same weights and val metrics."""
     same = ["model=alexnet_tv", "model.widths=[8,16,16,16,16]", "model.hidden=32",
             "model.dropout=0", "data=folder", f"data.root={tree}", "data.crop=paper",
             "data.resize_size=64", "data.image_size=64", "data.hflip_prob=0",
-            "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05"]  # fmt: skip
+            "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05",
+            f"data.loader={loader}"]  # fmt: skip
     ddp = cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
               "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
               "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",

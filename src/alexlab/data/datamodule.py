@@ -202,9 +202,13 @@ class ImageDataModule(L.LightningDataModule):
 
     def _batches_done(self) -> int:
         """Batches of the current epoch already trained: non-zero only right after resuming
-        from a mid-epoch checkpoint (Lightning restores its loop progress first)."""
+        from a mid-epoch checkpoint (Lightning restores its loop progress first). Under DDP
+        with the torch loader, Lightning wraps the sampler and sizes the wrapper by its length,
+        so the sampler cannot skip: that epoch's order restarts (documented)."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
+            return 0
+        if self.loader == "torch" and trainer.world_size > 1:
             return 0
         return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
