@@ -21,9 +21,12 @@ from alexlab.module import ClassificationModule
 from alexlab.train import CONF_DIR
 
 
-def load_module(ckpt_path: str, *, num_classes: int | None = None) -> ClassificationModule:
-    """Rebuild the network from a checkpoint's stored run config and load its weights."""
-    ckpt = check_checkpoint(ckpt_path)
+def load_module(
+    ckpt_path: str, *, num_classes: int | None = None, ckpt: dict | None = None
+) -> ClassificationModule:
+    """Rebuild the network from a checkpoint's stored run config and load its weights
+    (``ckpt``: the checkpoint already opened by the caller, to read it once)."""
+    ckpt = ckpt if ckpt is not None else check_checkpoint(ckpt_path)
     run_config = ckpt.get("hyper_parameters", {}).get("run_config")
     if not run_config:
         raise ConfigError(

@@ -35,7 +35,7 @@ def export_onnx(
         ) from None
     ckpt = check_checkpoint(ckpt_path)
     size = ckpt["hyper_parameters"]["run_config"]["data"].get("image_size", 224)
-    net = load_module(ckpt_path).net.eval()
+    net = load_module(ckpt_path, ckpt=ckpt).net.eval()
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=max_batch)

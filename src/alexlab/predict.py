@@ -63,7 +63,7 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
 @torch.no_grad()
 def predict(cfg: DictConfig) -> Predictions:
     ckpt = check_checkpoint(cfg.ckpt_path)
-    module = load_module(cfg.ckpt_path).eval()
+    module = load_module(cfg.ckpt_path, ckpt=ckpt).eval()
     data = ckpt["hyper_parameters"]["run_config"]["data"]
     names = ckpt.get("class_names") or []
     image_size = data.get("image_size", 224)

@@ -182,6 +182,7 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, *, train: bool) -> Iterable:
         if self.loader == "dali":
             return self._dali_loader(split, train=train)
+        place = self._placement()
         return torch_loader.folder_loader(
             self.source.split_dir(split),
             self._train_tf if train else self._eval_tf,
@@ -190,8 +191,8 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
             skip_corrupt=self.skip_corrupt,
-            rank=self._placement()["shard_id"],
-            world_size=self._placement()["num_shards"],
+            rank=place["shard_id"],
+            world_size=place["num_shards"],
             seed=self.seed,
             batches_done=self._batches_done,
         )
