@@ -76,3 +76,28 @@ def test_help_lists_groups_and_options():
     for group in GROUPS:
         assert f"{group}: " in out
     assert "alexnet, alexnet_bn, alexnet_tv" in out
+
+
+# You et al. 2017, Table 3: (global batch, lr) per recipe; (a) AlexNet warmup 2, (b) AlexNet-BN 5.
+YOU2017 = {"512": (512, 2), "4k": (4096, 10), "8k": (8192, 10), "16k": (16384, 14),
+           "32k": (32768, 14)}  # fmt: skip
+YOU2017_BN = {"512": (512, 2), "4k": (4096, 10), "8k": (8192, 14), "16k": (16384, 23),
+              "32k": (32768, 22)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("experiment", "norm", "warmup", "batch", "lr"),
+    [(f"you2017_alexnet_lars_{k}", "lrn", 2, *v) for k, v in YOU2017.items()]
+    + [(f"you2017_alexnet_bn_lars_{k}", "bn", 5, *v) for k, v in YOU2017_BN.items()],
+)
+def test_you2017_recipes_compose_to_the_paper_settings(
+    train_cfg, experiment, norm, warmup, batch, lr
+):
+    cfg = train_cfg(f"experiment={experiment}", "data.root=/unused", tiny=False)
+    assert cfg.model.norm == norm
+    assert (cfg.schedule.warmup_epochs, cfg.data.global_batch_size, cfg.optimizer.lr) == (
+        warmup, batch, lr)  # fmt: skip
+    assert cfg.optimizer._target_ == "alexlab.optim.lars.LARS"
+    assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.9, 5e-4)
+    assert (cfg.optimizer.trust_coefficient, cfg.schedule.power, cfg.trainer.max_epochs) == (
+        0.001, 2.0, 100)  # fmt: skip
