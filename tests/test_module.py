@@ -1,8 +1,13 @@
+import csv
 from functools import partial
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
 
 from alexlab.models.alexnet import AlexNet
 from alexlab.module import ClassificationModule, all_metric_names, metric_name
@@ -39,3 +44,33 @@ def test_hparams_are_plain_and_exclude_objects():
     module = tiny_module(run_config={"model": {"norm": "bn"}})
     assert "net" not in module.hparams and "optimizer" not in module.hparams
     assert module.hparams.run_config == {"model": {"norm": "bn"}}
+
+
+def test_train_epoch_metrics_match_torchmetrics_over_the_same_batches(tmp_path):
+    """lr 0 and no dropout: the logits seen in training are net(batch) in train mode (batch
+    statistics), so torchmetrics over the same batches is the reference."""
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1,
+                  dropout=0.0)  # fmt: skip
+    module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.0), num_classes=10)
+    batches = [(torch.randn(6, 3, 64, 64), torch.randint(0, 10, (6,))) for _ in range(4)]
+    batches.append((torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))))  # a short last batch
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", log_every_n_steps=2, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        logger=CSVLogger(tmp_path, name="log", version=0))  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))  # as they are
+
+    net.train()
+    with torch.no_grad():
+        logits = torch.cat([net(x) for x, _ in batches])
+    labels = torch.cat([y for _, y in batches])
+    got = trainer.callback_metrics
+    top1 = MulticlassAccuracy(10, top_k=1, average="micro")(logits, labels)
+    top5 = MulticlassAccuracy(10, top_k=5, average="micro")(logits, labels)
+    torch.testing.assert_close(got["train/acc1"], top1)
+    torch.testing.assert_close(got["train/acc5"], top5)
+    torch.testing.assert_close(got["train/loss_epoch"], F.cross_entropy(logits, labels))
+    # step values reach the logger on its steps only (every log_every_n_steps=2 of 5 steps)
+    rows = list(csv.DictReader((tmp_path / "log" / "version_0" / "metrics.csv").open()))
+    assert sum(1 for r in rows if r.get("train/loss")) == 2
+    assert sum(1 for r in rows if r.get("train/acc1")) == 1

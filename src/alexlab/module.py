@@ -73,12 +73,12 @@ class ClassificationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.schedule_factory = schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        top5 = min(5, num_classes)
-        for stage in STAGES:
+        self.top5 = min(5, num_classes)
+        for stage in ("val", "test"):
             metrics = MetricCollection(
                 {
                     "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-                    "acc5": MulticlassAccuracy(num_classes, top_k=top5, average="micro"),
+                    "acc5": MulticlassAccuracy(num_classes, top_k=self.top5, average="micro"),
                 },
                 prefix=f"{stage}/",
             )
@@ -86,39 +86,70 @@ class ClassificationModule(L.LightningModule):
         # val/test loss as a metric object too: reduced over ranks, readable at epoch end
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        # train: running (loss x n, top-1 hits, top-5 hits, n) on the device, see train_sums()
+        self._train_sums: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self._channels_last:  # match the weights' memory order (no copy when it already does)
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _logits_and_loss(self, batch: tuple[torch.Tensor, torch.Tensor]):
         images, labels = batch  # (B, 3, S, S) float, (B,) int64
         if images.ndim == 5:  # (B, V, 3, S, S): multi-view test, softmax averaged (2012 §4.1)
             probs = self(images.flatten(0, 1)).softmax(dim=1).unflatten(0, images.shape[:2]).mean(1)
             logits = probs.clamp_min(1e-12).log()  # (B, classes); metrics only need the ranking
-            loss = nn.functional.nll_loss(logits, labels)
-        else:
-            logits = self(images)
-            loss = self.criterion(logits, labels)
+            return logits, nn.functional.nll_loss(logits, labels)
+        logits = self(images)
+        return logits, self.criterion(logits, labels)
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        logits, loss = self._logits_and_loss(batch)
+        labels = batch[1]
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits.detach(), labels)
-        if stage == "train":  # per-step value, local to the rank
-            self.log(metric_name(stage, "loss"), loss.detach(), on_step=True, on_epoch=True,
-                     prog_bar=True, batch_size=labels.numel())  # fmt: skip
-        else:
-            mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
-            mean_loss.update(loss.detach(), weight=labels.numel())
-            self.log(
-                metric_name(stage, "loss"), mean_loss, on_step=False, on_epoch=True, prog_bar=True
-            )
+        mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
+        mean_loss.update(loss.detach(), weight=labels.numel())
+        self.log(metric_name(stage, "loss"), mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+
+    def _logger_step(self) -> bool:
+        """True on the steps Lightning writes to the loggers (every ``log_every_n_steps``)."""
+        trainer, every = self.trainer, self.trainer.log_every_n_steps
+        return bool(trainer.fast_dev_run) or (every > 0 and (trainer.global_step + 1) % every == 0)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self._shared_step(batch, "train")
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        # Per step: one running sum on the device, no host sync. Each self.log (and a torchmetrics
+        # update) costs Lightning more than a small model's step, and the progress bar reads a
+        # logged value back from the GPU, so step values are logged only on the logger's steps.
+        logits, loss = self._logits_and_loss(batch)
+        labels = batch[1]
+        with torch.no_grad():
+            ranks = (logits.topk(self.top5, dim=1).indices == labels[:, None]).cumsum(1)
+            hits = ranks[:, [0, self.top5 - 1]].sum(0, dtype=torch.float32)  # (top-1, top-5)
+            n = torch.tensor([labels.numel()], dtype=torch.float32, device=labels.device)
+            step = torch.cat([loss.detach().float().reshape(1) * n, hits, n])
+            self._train_sums = step if self._train_sums is None else self._train_sums + step
+        if self._logger_step():
+            self.log(metric_name("train", "loss"), loss.detach(), prog_bar=True)
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
+
+    def train_sums(self) -> torch.Tensor | None:
+        """This epoch's ``(loss x n, top-1 hits, top-5 hits, n)`` summed over steps and ranks."""
+        if self._train_sums is None:
+            return None
+        return self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+
+    def on_train_epoch_end(self) -> None:
+        sums = self.train_sums()  # every rank takes part in the reduction
+        self._train_sums = None
+        if sums is None:  # no step this epoch (a resume at its very end)
+            return
+        loss_sum, top1, top5, n = sums.tolist()
+        epoch = {f"{metric_name('train', 'loss')}_epoch": loss_sum / n}
+        epoch |= {metric_name("train", "acc1"): top1 / n, metric_name("train", "acc5"): top5 / n}
+        self.log_dict(epoch, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
         # Plateau schedules see this epoch's val metrics here, before ModelCheckpoint saves in
@@ -132,10 +163,10 @@ class ClassificationModule(L.LightningModule):
             report_epoch_metrics(config.scheduler, epoch_metrics)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._eval_step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._eval_step(batch, "test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # logger run ids (W&B's run id above all), so a resume continues the same run
