@@ -14,7 +14,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -46,8 +46,19 @@ def machine() -> str:
             f"DALI {dali_version}, Python {platform.python_version()}")  # fmt: skip
 
 
+def _endless(loader: Iterable) -> Iterator:
+    """The loader's batches epoch after epoch, so a small tree still gives ``batches`` batches."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the loader yields no batch: use a larger tree or a smaller batch")
+
+
 def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
-    it = iter(loader)
+    it = _endless(loader)
     for _ in range(warmup):
         next(it)
     start = time.perf_counter()
@@ -121,12 +132,33 @@ def _tiny_or_full(model: str, num_classes: int, tiny: bool):
     return build(num_classes=num_classes, norm=norm, **extra)
 
 
+class _BareModule(L.LightningModule):
+    """The least a LightningModule can be: forward, loss, SGD. Separates Lightning's own loop
+    cost from what alexlab's module adds."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        return torch.nn.functional.cross_entropy(self.net(images), labels)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01, momentum=0.9)
+
+
 def lightning_rate(
-    datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str
-) -> float:
-    """images/s of alexlab's module under Lightning's fit loop (no logger, checkpoint or bar)."""
-    module = ClassificationModule(net, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
-                                  num_classes=datamodule.num_classes)  # fmt: skip
+    datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str,
+    bare: bool = False,
+) -> float:  # fmt: skip
+    """images/s of alexlab's module (or the bare one) under Lightning's fit loop (no logger,
+    checkpoint or bar)."""
+    if bare:
+        module = _BareModule(net)
+    else:
+        module = ClassificationModule(net, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
+                                      num_classes=datamodule.num_classes)  # fmt: skip
     timer = _StepTimer(warmup)
     trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + batches,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -185,27 +217,36 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
 
 
 def bench_overhead(
-    *, batch_size: int, warmup: int, batches: int, runs: int, precision: str
+    *, batch_sizes: list[int], warmup: int, batches: int, runs: int, precision: str
 ) -> list[dict]:
-    """alexlab's Lightning step against a raw loop: tiny AlexNet-BN, 64 px, data on the device."""
+    """alexlab's Lightning step and a bare LightningModule against a raw loop: tiny AlexNet-BN,
+    64 px, data on the device, at each batch size (a larger batch, a longer step)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dm = SyntheticDataModule(num_classes=10, batch_size=batch_size, image_size=64,
-                             steps_per_epoch=warmup + batches, val_steps=0)  # fmt: skip
-    batch = next(iter(dm.train_dataloader()))
-    raw, lit = [], []
-    for run in range(runs):  # interleaved, so drift in the machine hits both alike
-        torch.manual_seed(run)
-        raw.append(raw_rate(_tiny_or_full("alexnet_bn", 10, tiny=True), batch, warmup=warmup,
-                            batches=batches, device=device, precision=precision))  # fmt: skip
-        torch.manual_seed(run)
-        lit.append(lightning_rate(dm, _tiny_or_full("alexnet_bn", 10, tiny=True), warmup=warmup,
-                                  batches=batches, accelerator=device.type, precision=precision))  # fmt: skip
-    raw_median, lit_median = statistics.median(raw), statistics.median(lit)
-    return [
-        {"what": "raw PyTorch loop (tiny alexnet_bn @64)", "median": raw_median, "runs": raw, "ratio": 1.0},
-        {"what": "alexlab Lightning step (same model, data, precision)", "median": lit_median,
-         "runs": lit, "ratio": lit_median / raw_median},
-    ]  # fmt: skip
+    rows = []
+    for batch_size in batch_sizes:
+        dm = SyntheticDataModule(num_classes=10, batch_size=batch_size, image_size=64,
+                                 steps_per_epoch=warmup + batches, val_steps=0)  # fmt: skip
+        batch = next(iter(dm.train_dataloader()))
+        rates = {"raw": [], "bare": [], "alexlab": []}
+        for run in range(runs):  # interleaved, so drift in the machine hits all alike
+            torch.manual_seed(run)
+            rates["raw"].append(raw_rate(_tiny_or_full("alexnet_bn", 10, tiny=True), batch, warmup=warmup,
+                                         batches=batches, device=device, precision=precision))  # fmt: skip
+            for name in ("bare", "alexlab"):
+                torch.manual_seed(run)
+                rates[name].append(lightning_rate(dm, _tiny_or_full("alexnet_bn", 10, tiny=True), warmup=warmup,
+                                                  batches=batches, accelerator=device.type, precision=precision,
+                                                  bare=name == "bare"))  # fmt: skip
+        medians = {k: statistics.median(v) for k, v in rates.items()}
+        step_ms = {k: 1000 * batch_size / v for k, v in medians.items()}
+        labels = {
+            "raw": f"raw PyTorch loop, batch {batch_size} ({step_ms['raw']:.1f} ms/step)",
+            "bare": f"bare LightningModule, batch {batch_size} (+{step_ms['bare'] - step_ms['raw']:.2f} ms/step)",
+            "alexlab": f"alexlab module, batch {batch_size} (+{step_ms['alexlab'] - step_ms['raw']:.2f} ms/step)",
+        }  # fmt: skip
+        rows += [{"what": labels[k], "median": medians[k], "runs": rates[k],
+                  "ratio": medians[k] / medians["raw"]} for k in rates]  # fmt: skip
+    return rows
 
 
 def table(rows: list[dict], unit: str = "images/s") -> str:
@@ -240,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-batches", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--precision", default="32-true", help="e.g. bf16-mixed")
+    parser.add_argument("--overhead-batch-sizes", type=int, nargs="+", default=[32, 256],
+                        help="batch sizes of the overhead runs (tiny AlexNet-BN at 64 px)")  # fmt: skip
+    parser.add_argument("--overhead-steps", type=int, default=150,
+                        help="timed steps per overhead run (after 5 warm-up steps)")  # fmt: skip
     args = parser.parse_args(argv)
 
     root = args.root
@@ -272,13 +317,15 @@ def main(argv: list[str] | None = None) -> None:
             f"(data already on the device) ceiling of the same model.\n\n{table(rows)}\n"
         )
     if "overhead" in args.what:
-        rows = bench_overhead(batch_size=32, warmup=5, batches=30, runs=args.runs,
-                              precision=args.precision)  # fmt: skip
+        rows = bench_overhead(batch_sizes=args.overhead_batch_sizes, warmup=5, batches=args.overhead_steps,
+                              runs=args.runs, precision=args.precision)  # fmt: skip
         report += (
-            f"\n**Framework overhead**: alexlab's LightningModule step (metrics, logging, "
-            f"schedule hooks) under Lightning's fit loop against a minimal PyTorch loop, tiny "
-            f"AlexNet-BN at 64 px, batch 32, data on the device; median of {args.runs} "
-            f"interleaved runs of 30 steps after 5.\n\n{table(rows)}\n"
+            f"\n**Framework overhead**: a step under Lightning's fit loop against a minimal "
+            f"PyTorch loop (forward, loss, backward, SGD), tiny AlexNet-BN at 64 px, data on "
+            f"the device, precision {args.precision}: a bare LightningModule (Lightning's own "
+            f"loop cost) and alexlab's module (metrics, logging, schedule hooks); median of "
+            f"{args.runs} interleaved runs of {args.overhead_steps} steps after 5. The ms/step is the added time "
+            f"per step; the ratio is its throughput against the raw loop.\n\n{table(rows)}\n"
         )
     print(report)
     with args.out.open("a") as f:

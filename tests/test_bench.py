@@ -1,0 +1,44 @@
+"""`make bench` at a tiny size: every table is written, ratios are medians over their baseline."""
+
+import re
+
+from alexlab.bench import main
+
+
+def rows(report: str, heading: str) -> list[tuple[str, float, float]]:
+    """(measurement, median, ratio) of the markdown table after ``heading``."""
+    table = report[report.index(heading) :].split("\n\n")[1]
+    found = re.findall(r"^\| (.+?) \| (\d+) \| [\d, ]* \| ([\d.]+)x \|$", table, flags=re.M)
+    return [(what, float(median), float(ratio)) for what, median, ratio in found]
+
+
+def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
+    out = tmp_path / "BENCH.md"
+    out.write_text("# kept\n")
+    main(["--what", "data", "train", "overhead", "--runs", "1", "--warmup", "1", "--batches", "2",
+          "--classes", "2", "--per-class", "3", "--cache", str(tmp_path), "--batch-size", "4",
+          "--workers", "1", "--models", "alexnet_bn", "--image-size", "64", "--train-batches", "1",
+          "--train-batch-size", "4", "--overhead-batch-sizes", "4", "--overhead-steps", "10",
+          "--out", str(out)])  # fmt: skip
+    report = out.read_text()
+    assert report.startswith("# kept\n")  # appended, never overwritten
+    assert "cores usable" in report  # the machine is named
+
+    loaders = rows(report, "**Loaders.**")
+    assert [w for w, _, _ in loaders][0] == "loader: torch (DataLoader workers = 1)"
+    assert loaders[0][2] == 1.0 and all(m > 0 for _, m, _ in loaders)
+
+    training = rows(report, "**Training**")
+    assert [w.split(": ")[1] for w, _, _ in training][:2] == [
+        "synthetic (on device)",
+        "dali loader",
+    ]
+    assert training[0][2] == 1.0
+
+    overhead = rows(report, "**Framework overhead**")
+    names = [w.split(",")[0] for w, _, _ in overhead]
+    assert names == ["raw PyTorch loop", "bare LightningModule", "alexlab module"]
+    raw = overhead[0][1]
+    for _, median, ratio in overhead:  # ratios against the raw loop, 2 decimals in the table
+        assert abs(ratio - median / raw) < 0.01
+    assert report.removeprefix("# kept\n") in capsys.readouterr().out  # printed as appended
