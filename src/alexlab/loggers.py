@@ -58,3 +58,12 @@ def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict
                     f"[alexlab] W&B runs offline: {reason}. Upload later with "
                     f"`wandb sync {node.save_dir}/wandb/offline-run-*`."
                 )
+
+
+def logger_step(trainer: Any, *, done: bool) -> bool:
+    """True on the optimizer steps Lightning writes to the loggers (every
+    ``trainer.log_every_n_steps``). ``done``: asked after that step's optimizer step
+    (``on_train_batch_end``) rather than before it (``training_step``)."""
+    step = trainer.global_step if done else trainer.global_step + 1
+    every = trainer.log_every_n_steps
+    return bool(trainer.fast_dev_run) or (every > 0 and step % every == 0)

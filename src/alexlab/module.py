@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexlab.loggers import logger_step
 from alexlab.optim.param_groups import param_groups
 from alexlab.optim.schedules import report_epoch_metrics
 
@@ -113,11 +114,6 @@ class ClassificationModule(L.LightningModule):
         self.log(metric_name(stage, "loss"), mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
 
-    def _logger_step(self) -> bool:
-        """True on the steps Lightning writes to the loggers (every ``log_every_n_steps``)."""
-        trainer, every = self.trainer, self.trainer.log_every_n_steps
-        return bool(trainer.fast_dev_run) or (every > 0 and (trainer.global_step + 1) % every == 0)
-
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         # Per step: one running sum on the device, no host sync. Each self.log (and a torchmetrics
         # update) costs Lightning more than a small model's step, and the progress bar reads a
@@ -130,7 +126,7 @@ class ClassificationModule(L.LightningModule):
             n = torch.tensor([labels.numel()], dtype=torch.float32, device=labels.device)
             step = torch.cat([loss.detach().float().reshape(1) * n, hits, n])
             self._train_sums = step if self._train_sums is None else self._train_sums + step
-        if self._logger_step():
+        if logger_step(self.trainer, done=False):
             self.log(metric_name("train", "loss"), loss.detach(), prog_bar=True)
             self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss

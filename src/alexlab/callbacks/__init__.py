@@ -1,1 +1,2 @@
-"""Lightning callbacks: layer summary with MACs, non-finite loss guard."""
+"""Lightning callbacks: layer summary with MACs, non-finite loss guard, throughput, images,
+preemption."""

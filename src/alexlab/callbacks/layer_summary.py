@@ -14,7 +14,7 @@ class LayerSummary(L.Callback):
     """Replaces Lightning's model summary with one that also gives forward MACs.
 
     It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: forward plus a backward
-    that costs about twice the forward) so Lightning's ``ThroughputMonitor`` can report FLOP/s.
+    that costs about twice the forward) so ``TrainThroughput`` can report FLOP/s.
     """
 
     def __init__(self, input_size: int | None = None) -> None:

@@ -255,5 +255,5 @@ class ImageDataModule(L.LightningDataModule):
 
 
 def batch_size(batch: tuple) -> int:
-    """Images in one ``(images, labels)`` batch (for Lightning's ``ThroughputMonitor``)."""
+    """Images in one ``(images, labels)`` batch (for ``TrainThroughput``)."""
     return int(batch[0].shape[0])

@@ -1,0 +1,80 @@
+"""Training images/s (and FLOP/s, MFU on GPUs Lightning knows) without a GPU sync per step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.throughput import Throughput, get_available_flops
+from lightning.pytorch.utilities import rank_zero_only
+
+from alexlab.data.datamodule import batch_size as images_in
+from alexlab.loggers import logger_step
+
+PRECISION_DTYPE = {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.float64}
+
+
+class TrainThroughput(L.Callback):
+    """Logs ``train/device/samples_per_sec`` (plus ``train/samples_per_sec`` over all ranks,
+    ``train/device/flops_per_sec`` and ``train/device/mfu`` where known) on the logger's steps.
+
+    Lightning's ``ThroughputMonitor`` synchronises the GPU after every batch to time it, which
+    keeps the CPU from queueing the next step while the GPU works. This callback counts images
+    every step but synchronises only when it logs, timing the whole interval since the last log
+    (``window_size`` logs: 2 = the last interval). Validation time is left out.
+
+    FLOPs come from ``pl_module.flops_per_batch`` (set by ``LayerSummary``).
+    """
+
+    def __init__(
+        self, batch_size_fn: Callable[[Any], int] = images_in, window_size: int = 2
+    ) -> None:
+        self.batch_size_fn, self.window_size = batch_size_fn, window_size
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dtype = PRECISION_DTYPE.get(str(trainer.precision).split("-")[0], torch.float32)
+        peak = get_available_flops(trainer.strategy.root_device, dtype)
+        self.meter = Throughput(available_flops=peak, world_size=trainer.world_size,
+                                window_size=self.window_size)  # fmt: skip
+        self.elapsed, self.samples, self.batches, self.unlogged = 0.0, 0, 0, 0
+        self.last_step, self.t0 = trainer.global_step, time.perf_counter()
+
+    def _clock(self, trainer: L.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # only here: once per logged interval
+        now = time.perf_counter()
+        self.elapsed += now - self.t0
+        self.t0 = now
+        return self.elapsed
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        self.samples += self.batch_size_fn(batch)
+        self.batches += 1
+        self.unlogged += 1
+        stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
+        if not stepped or not logger_step(trainer, done=True):  # accumulating, or not logging
+            return
+        flops = getattr(pl_module, "flops_per_batch", None)
+        self.meter.update(time=self._clock(trainer), batches=self.batches, samples=self.samples,
+                          flops=None if flops is None else flops * self.unlogged)  # fmt: skip
+        self.unlogged = 0
+        self._log(trainer)
+
+    @rank_zero_only
+    def _log(self, trainer: L.Trainer) -> None:
+        metrics = {f"train/{k}": v for k, v in self.meter.compute().items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.training and hasattr(self, "meter"):
+            self._clock(trainer)  # the train time so far; the clock stops during validation
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.t0 = time.perf_counter()

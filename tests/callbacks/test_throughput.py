@@ -1,0 +1,49 @@
+import csv
+from functools import partial
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from alexlab.callbacks.throughput import TrainThroughput
+from alexlab.models.alexnet import AlexNet
+from alexlab.module import ClassificationModule
+
+
+def fit(tmp_path, *, accumulate: int, flops: int | None = None) -> list[dict]:
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1)
+    module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.01), num_classes=10)
+    if flops:
+        module.flops_per_batch = flops
+    batches = [(torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))) for _ in range(12)]
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", log_every_n_steps=2, accumulate_grad_batches=accumulate,
+                        callbacks=[TrainThroughput()], logger=CSVLogger(tmp_path, name="log", version=0),
+                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    rows = csv.DictReader((tmp_path / "log" / "version_0" / "metrics.csv").open())
+    return [r for r in rows if r.get("train/samples")]
+
+
+def test_logs_on_the_logger_steps_with_counts_and_rates(tmp_path):
+    rows = fit(tmp_path, accumulate=1)
+    # 12 steps of 3 images, logged at steps 2, 4, ..., 12
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]
+    assert [int(float(r["train/samples"])) for r in rows] == [6, 12, 18, 24, 30, 36]
+    times = [float(r["train/time"]) for r in rows]
+    assert times == sorted(times) and times[0] > 0
+    rates = [float(r["train/device/samples_per_sec"]) for r in rows[1:]]  # window of 2 logs
+    for prev, row, rate in zip(rows[:-1], rows[1:], rates, strict=True):  # 6 images per interval
+        interval = float(row["train/time"]) - float(prev["train/time"])
+        assert abs(rate - 6 / interval) < 1e-6 * rate
+
+
+def test_counts_every_micro_batch_and_logs_per_optimizer_step(tmp_path):
+    rows = fit(tmp_path, accumulate=3, flops=1000)  # 4 optimizer steps: logged at 2 and 4
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert [int(float(r["train/samples"])) for r in rows] == [18, 36]
+    assert [int(float(r["train/batches"])) for r in rows] == [6, 12]
+    rate = float(rows[1]["train/device/flops_per_sec"])
+    interval = float(rows[1]["train/time"]) - float(rows[0]["train/time"])
+    assert abs(rate - 6 * 1000 / interval) < 1e-6 * rate  # 6 batches' FLOPs in the interval
