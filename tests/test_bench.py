@@ -25,8 +25,13 @@ def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
     assert "cores usable" in report  # the machine is named
 
     loaders = rows(report, "**Loaders.**")
-    assert [w for w, _, _ in loaders][0] == "loader: torch (DataLoader workers = 1)"
+    assert [w for w, _, _ in loaders][:3] == [
+        "loader: torch (DataLoader workers = 1)",
+        "loader: dali (DALI CPU threads = 1)",
+        "loader: dali (DALI CPU threads = 1), exact IDCT",
+    ]
     assert loaders[0][2] == 1.0 and all(m > 0 for _, m, _ in loaders)
+    assert abs(loaders[1][2] - loaders[1][1] / loaders[0][1]) < 0.01  # DALI over torch
 
     training = rows(report, "**Training**")
     assert [w.split(": ")[1] for w, _, _ in training][:2] == [

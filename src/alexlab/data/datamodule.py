@@ -64,6 +64,9 @@ class ImageDataModule(L.LightningDataModule):
         pin_memory: page-locked host batches for faster copies to a GPU (torch loader).
         dali_threads: DALI CPU worker threads per device.
         dali_prefetch: batches DALI prepares ahead.
+        dali_fast_idct: train-time CPU JPEG decoding with libjpeg-turbo's fast integer IDCT
+            (about 1 level of 255 off the exact decode on average, 99% within 3; eval decoding
+            stays exact).
         seed: base seed of the DALI pipelines (each rank adds its rank).
         skip_corrupt: skip (and count) undecodable images instead of stopping with their path.
         channels_last: batches in channels-last memory (NHWC), what convolutions prefer on
@@ -95,6 +98,7 @@ class ImageDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         dali_threads: int = 4,
         dali_prefetch: int = 2,
+        dali_fast_idct: bool = True,
         seed: int = 0,
         skip_corrupt: bool = False,
         channels_last: bool = False,
@@ -131,7 +135,11 @@ class ImageDataModule(L.LightningDataModule):
         self.lighting_std = lighting_std
         self.mean, self.std = tuple(mean), tuple(std)
         self._augment = dict(
-            crop=crop, scale=tuple(scale), ratio=tuple(ratio), hflip_prob=hflip_prob
+            crop=crop,
+            scale=tuple(scale),
+            ratio=tuple(ratio),
+            hflip_prob=hflip_prob,
+            fast_idct=dali_fast_idct,
         )
         self._train_tf = torch_loader.train_transform(
             image_size=image_size,
