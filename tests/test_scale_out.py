@@ -57,10 +57,16 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
     ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # metrics are reduced over ranks: every rank logs the same
     single = train(train_cfg(*same, "data.batch_size=32", "trainer.limit_train_batches=null",
-                             "trainer.limit_val_batches=null"))  # fmt: skip
+                             "trainer.limit_val_batches=null", "+callbacks.rank_dump._target_="
+                             "helper_callbacks.RankMetricsDump",
+                             f"+callbacks.rank_dump.dirpath={tmp_path / 'single'}"))  # fmt: skip
     assert single["global_step"] == 3
     for key in ("val/loss", "val/acc1"):
         assert ddp_summary["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-4)
+    # train epoch metrics are sums over both ranks' samples: the single process's values
+    single_last = json.loads((tmp_path / "single" / "rank0.json").read_text())
+    for key in ("train/loss_epoch", "train/acc1", "train/acc5"):
+        assert ranks[0][key] == pytest.approx(single_last[key], abs=1e-4)
 
 
 def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):

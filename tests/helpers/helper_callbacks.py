@@ -1,4 +1,4 @@
-"""Test-only callbacks: per-rank val metrics (DDP test) and a simulated kill (resume test)."""
+"""Test-only callbacks: per-rank train/val metrics (DDP test) and a simulated kill (resume test)."""
 
 import json
 from pathlib import Path
@@ -10,11 +10,11 @@ class RankMetricsDump(L.Callback):
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The last epoch's train and val metrics as this rank logged them."""
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        values = {k: float(v) for k, v in trainer.callback_metrics.items()
+                  if k.startswith(("val/", "train/"))}  # fmt: skip
         (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(values))
 
 
