@@ -1,4 +1,5 @@
 import csv
+import time
 from functools import partial
 
 import lightning as L
@@ -11,23 +12,41 @@ from alexlab.models.alexnet import AlexNet
 from alexlab.module import ClassificationModule
 
 
-def fit(tmp_path, *, accumulate: int, flops: int | None = None) -> list[dict]:
+class Sleep(L.Callback):
+    """Makes each train step take at least ``train`` s and each val batch ``val`` s."""
+
+    def __init__(self, train: float = 0.0, val: float = 0.0) -> None:
+        self.train, self.val = train, val
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.train)
+
+    def on_validation_batch_end(self, *args) -> None:
+        time.sleep(self.val)
+
+
+def fit(
+    tmp_path, *, accumulate=1, flops=None, every=2, epochs=1, steps=12, sleep=None
+) -> list[dict]:
     torch.manual_seed(0)
     net = AlexNet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1)
     module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.01), num_classes=10)
     if flops:
         module.flops_per_batch = flops
-    batches = [(torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))) for _ in range(12)]
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", log_every_n_steps=2, accumulate_grad_batches=accumulate,
-                        callbacks=[TrainThroughput()], logger=CSVLogger(tmp_path, name="log", version=0),
-                        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    batches = [(torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))) for _ in range(steps)]
+    loader = DataLoader(batches, batch_size=None)  # the batches as they are
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", log_every_n_steps=every,
+                        accumulate_grad_batches=accumulate, num_sanity_val_steps=0, limit_val_batches=2,
+                        callbacks=[sleep or Sleep(), TrainThroughput()],  # sleeps count in the step
+                        logger=CSVLogger(tmp_path, name="log", version=0), enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader if sleep else None)
     rows = csv.DictReader((tmp_path / "log" / "version_0" / "metrics.csv").open())
     return [r for r in rows if r.get("train/samples")]
 
 
 def test_logs_on_the_logger_steps_with_counts_and_rates(tmp_path):
-    rows = fit(tmp_path, accumulate=1)
+    rows = fit(tmp_path)
     # 12 steps of 3 images, logged at steps 2, 4, ..., 12
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]
     assert [int(float(r["train/samples"])) for r in rows] == [6, 12, 18, 24, 30, 36]
@@ -47,3 +66,11 @@ def test_counts_every_micro_batch_and_logs_per_optimizer_step(tmp_path):
     rate = float(rows[1]["train/device/flops_per_sec"])
     interval = float(rows[1]["train/time"]) - float(rows[0]["train/time"])
     assert abs(rate - 6 * 1000 / interval) < 1e-6 * rate  # 6 batches' FLOPs in the interval
+
+
+def test_train_time_counts_every_step_and_leaves_validation_out(tmp_path):
+    # 2 epochs of 9 steps of >= 0.1 s, logged every 5 steps; each validation sleeps 2 x 0.5 s.
+    # Steps 6-9 run between the last log of epoch 1 and its validation: they must count.
+    rows = fit(tmp_path, every=5, epochs=2, steps=9, sleep=Sleep(train=0.1, val=0.5))
+    assert [int(r["step"]) for r in rows] == [5, 10, 15]
+    assert 1.5 <= float(rows[-1]["train/time"]) < 2.4  # 15 steps; with validation it is >= 2.5

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import Throughput, get_available_flops
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 
 from alexlab.data.datamodule import batch_size as images_in
@@ -73,7 +74,7 @@ class TrainThroughput(L.Callback):
             logger.log_metrics(metrics, step=trainer.global_step)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.training and hasattr(self, "meter"):
+        if trainer.state.fn == TrainerFn.FITTING and hasattr(self, "meter"):
             self._clock(trainer)  # the train time so far; the clock stops during validation
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
