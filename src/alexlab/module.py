@@ -120,11 +120,11 @@ class ClassificationModule(L.LightningModule):
         # logged value back from the GPU, so step values are logged only on the logger's steps.
         logits, loss = self._logits_and_loss(batch)
         labels = batch[1]
-        with torch.no_grad():
-            ranks = (logits.topk(self.top5, dim=1).indices == labels[:, None]).cumsum(1)
-            hits = ranks[:, [0, self.top5 - 1]].sum(0, dtype=torch.float32)  # (top-1, top-5)
-            n = torch.tensor([labels.numel()], dtype=torch.float32, device=labels.device)
-            step = torch.cat([loss.detach().float().reshape(1) * n, hits, n])
+        with torch.no_grad():  # no host value is copied to the device here (that would sync)
+            hit = logits.topk(self.top5, dim=1).indices == labels[:, None]  # (B, k), <= 1 per row
+            n = labels.numel()
+            step = torch.stack([loss.detach().float() * n, hit[:, 0].sum().float(),
+                                hit.sum().float(), torch.full_like(loss, n, dtype=torch.float32)])  # fmt: skip
             self._train_sums = step if self._train_sums is None else self._train_sums + step
         if logger_step(self.trainer, done=False):
             self.log(metric_name("train", "loss"), loss.detach(), prog_bar=True)
