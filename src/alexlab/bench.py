@@ -60,7 +60,9 @@ def _endless(loader: Iterable) -> Iterator:
 def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
     it = _endless(loader)
     for _ in range(warmup):
-        next(it)
+        images, _labels = next(it)
+    if warmup and images.is_cuda:
+        torch.cuda.synchronize()  # the warm-up batches' device work is not timed
     start = time.perf_counter()
     seen = 0
     for _ in range(batches):
@@ -112,21 +114,29 @@ def bench_loaders(root: Path, *, batch_size: int, workers: list[int], warmup: in
 
 
 class _StepTimer(L.Callback):
-    """Wall time from the start of batch ``warmup`` to the end of the last batch."""
+    """Wall time from the start of optimizer step ``warmup`` to the end of training. The GPU is
+    synchronised only there, as in ``raw_rate``: a sync per step would time a different loop."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end, self.images = warmup, None, None, 0
 
+    @staticmethod
+    def _sync(trainer: L.Trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup and self.start is None:
+            self._sync(trainer)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.start is not None:
-            if batch[0].is_cuda:
-                torch.cuda.synchronize()
-            self.end = time.perf_counter()
             self.images += batch[0].shape[0]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._sync(trainer)
+        self.end = time.perf_counter()
 
     @property
     def rate(self) -> float:
@@ -188,6 +198,8 @@ def raw_rate(
     start = None
     for step in range(warmup + batches):
         if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = torch.nn.functional.cross_entropy(net(images), labels)
