@@ -87,7 +87,7 @@ class ClassificationModule(L.LightningModule):
         # val/test loss as a metric object too: reduced over ranks, readable at epoch end
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
-        # train: running (loss x n, top-1 hits, top-5 hits, n) on the device, see train_sums()
+        # train: running (loss x n, top-1 hits, top-5 hits, n) on the device, reduced per epoch
         self._train_sums: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -131,17 +131,12 @@ class ClassificationModule(L.LightningModule):
             self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
-    def train_sums(self) -> torch.Tensor | None:
-        """This epoch's ``(loss x n, top-1 hits, top-5 hits, n)`` summed over steps and ranks."""
-        if self._train_sums is None:
-            return None
-        return self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
-
     def on_train_epoch_end(self) -> None:
-        sums = self.train_sums()  # every rank takes part in the reduction
-        self._train_sums = None
-        if sums is None:  # no step this epoch (a resume at its very end)
+        sums, self._train_sums = self._train_sums, None
+        if sums is None:  # no step this epoch (a resume at its very end), on every rank alike
             return
+        # summed over ranks: every rank takes part, so every rank logs the global values
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss_sum, top1, top5, n = sums.tolist()
         epoch = {f"{metric_name('train', 'loss')}_epoch": loss_sum / n}
         epoch |= {metric_name("train", "acc1"): top1 / n, metric_name("train", "acc5"): top5 / n}
