@@ -1,12 +1,12 @@
 """Every config group option composes and instantiates; --help lists them."""
 
-import subprocess
 import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 from hydra.utils import instantiate
+from subproc import run
 
 from alexlab.models.alexnet import AlexNet
 from alexlab.train import CONF_DIR, instantiate_all, train
@@ -67,12 +67,9 @@ def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, cifar_root
 
 
 def test_help_lists_groups_and_options():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    result = run([sys.executable, str(ROOT / "train.py"), "--help"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
     for group in GROUPS:
         assert f"{group}: " in out
     assert "alexnet, alexnet_bn, alexnet_tv" in out

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from subproc import run
 
 from alexlab.data.torch_loader import eval_transform
 from alexlab.evaluate import load_module
@@ -27,8 +28,7 @@ def trained(tmp_path_factory):
 
 
 def predict_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexlab.predict", *args], capture_output=True,
-                          text=True, cwd=cwd)  # fmt: skip
+    return run([sys.executable, "-m", "alexlab.predict", *args], cwd=cwd)
 
 
 def test_predict_a_folder_as_json(trained, tmp_path):

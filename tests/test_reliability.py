@@ -2,7 +2,6 @@
 
 import contextlib
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import fsspec
 import pytest
 import torch
+from subproc import started
 
 from alexlab.train import train
 
@@ -20,16 +20,14 @@ def test_sigterm_saves_last_ckpt_and_exits_cleanly(tmp_path, cache_dir):
     cmd = [sys.executable, str(ROOT / "train.py"), "model.widths=[8,16,16,16,16]", "model.hidden=32",
            "trainer.max_epochs=500", "logger=none", "trainer.enable_progress_bar=false",
            "++callbacks.progress_bar=null", f"paths.cache_dir={cache_dir}"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("runs/*/checkpoints/last.ckpt")) and time.time() < deadline:
-        time.sleep(0.5)  # wait for the first epoch's checkpoint
-    (last,) = tmp_path.glob("runs/*/checkpoints/last.ckpt")
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    with started(cmd, cwd=tmp_path) as proc:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("runs/*/checkpoints/last.ckpt")) and time.time() < deadline:
+            time.sleep(0.5)  # wait for the first epoch's checkpoint
+        (last,) = tmp_path.glob("runs/*/checkpoints/last.ckpt")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-2000:]
     assert "SIGTERM at step" in out and f"ckpt_path={last}" in out
     step = int(out.split("SIGTERM at step ")[1].split(":")[0])
@@ -73,15 +71,12 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
     ]
 
 
-def _run(cwd: Path, cache_dir: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "train.py"), "data.loader=torch", "data.num_workers=0",
+def _cmd(cache_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "data.loader=torch", "data.num_workers=0",
            "data.batch_size=64", "model.widths=[8,16,16,16,16]", "model.hidden=32",
            "trainer.max_epochs=2", "trainer.deterministic=true", "logger=none",
            "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
            "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
 
 
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(
@@ -91,28 +86,29 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(
     ckpt_path=last, and end with the same weights and metrics as a run never interrupted."""
     from alexlab.evaluate import evaluate
 
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    whole = _run(tmp_path / "a", cache_dir)
-    killed = _run(tmp_path / "b", cache_dir)
-    step, deadline = 0, time.time() + 240
-    while step < 23 and time.time() < deadline:  # wait until it is into the second epoch
-        time.sleep(0.05)
-        for ckpt in (tmp_path / "b").glob("runs/*/checkpoints/last.ckpt"):
-            with contextlib.suppress(Exception):
-                step = torch.load(ckpt, weights_only=True, map_location="cpu")["global_step"]
-    killed.kill()  # SIGKILL: no handler runs
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL and 23 <= step < 44
-    resumed = _run(tmp_path / "b", cache_dir, "ckpt_path=last")
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, out[-2000:]
-    whole_out, _ = whole.communicate(timeout=300)
+    whole_dir, killed_dir = tmp_path / "a", tmp_path / "b"
+    whole_dir.mkdir()
+    killed_dir.mkdir()
+    with started(_cmd(cache_dir), cwd=whole_dir) as whole:
+        with started(_cmd(cache_dir), cwd=killed_dir) as killed:
+            step, deadline = 0, time.time() + 240
+            while step < 23 and time.time() < deadline:  # wait until it is into the 2nd epoch
+                time.sleep(0.05)
+                for ckpt in killed_dir.glob("runs/*/checkpoints/last.ckpt"):
+                    with contextlib.suppress(Exception):
+                        step = torch.load(ckpt, weights_only=True)["global_step"]
+            killed.kill()  # SIGKILL: no handler runs
+            killed.wait()
+        assert killed.returncode == -signal.SIGKILL and 23 <= step < 44
+        with started(_cmd(cache_dir, "ckpt_path=last"), cwd=killed_dir) as resumed:
+            out, _ = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, out[-2000:]
+        whole_out, _ = whole.communicate(timeout=300)
     assert whole.returncode == 0, whole_out[-2000:]
 
-    (whole_last,) = (tmp_path / "a").glob("runs/*/checkpoints/last.ckpt")
+    (whole_last,) = whole_dir.glob("runs/*/checkpoints/last.ckpt")
     resumed_last = max(
-        (tmp_path / "b").glob("runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        killed_dir.glob("runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
     )
     a = torch.load(whole_last, weights_only=True)
     b = torch.load(resumed_last, weights_only=True)

@@ -1,13 +1,11 @@
 """DDP on the CPU (gloo), Hydra sweeps (local, Optuna, submitit), the report, W&B offline."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from subproc import train_cli
 
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.report import main as report_main
@@ -20,9 +18,7 @@ TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.batch_size=
             "++callbacks.progress_bar=null"]  # fmt: skip
 
 
-def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True,
-                          text=True, cwd=cwd, env={**os.environ, **(env or {})})  # fmt: skip
+cli = train_cli  # every command runs in its own process group under a time limit
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
             "model.dropout=0", "data=folder", f"data.root={tree}", "data.crop=paper",
             "data.resize_size=64", "data.image_size=64", "data.hflip_prob=0",
             "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05",
-            f"data.loader={loader}"]  # fmt: skip
+            f"data.loader={loader}", "data.num_workers=2"]  # fmt: skip
     ddp = cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
               "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
               "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",

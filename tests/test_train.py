@@ -1,13 +1,12 @@
 """End to end through ``train(cfg)`` and the CLI, at a tiny size."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from subproc import train_cli
 
 from alexlab.callbacks.nonfinite import NonFiniteLossError
 from alexlab.checks import ConfigError
@@ -98,10 +97,7 @@ def test_checkpoint_that_is_not_a_checkpoint(train_cfg, tmp_path):
         train(train_cfg(f"ckpt_path={weights}"))
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=cwd
-    )
+run_cli = train_cli  # every command runs in its own process group under a time limit
 
 
 def test_cli_unknown_option_lists_the_valid_ones(tmp_path):
@@ -121,9 +117,10 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_default_run_reaches_97_percent(tmp_path):
     """`python train.py` with no arguments: AlexNet-BN on digits, 5 epochs on the CPU."""
-    result = run_cli(cwd=tmp_path)
+    result = run_cli(cwd=tmp_path, timeout=900)  # ~90 s here
     assert result.returncode == 0, result.stderr[-2000:]
     (metrics_file,) = (tmp_path / "runs").glob("*/metrics.json")
     metrics = json.loads(metrics_file.read_text())

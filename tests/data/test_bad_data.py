@@ -1,11 +1,10 @@
 """A corrupt file met during training: an error naming it, or skipped and counted."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from subproc import train_cli
 
 from alexlab.checks import CorruptImageError
 from alexlab.data import dali, torch_loader
@@ -74,12 +73,11 @@ def test_training_runs_through_skipped_images(bad_tree, train_cfg):
 
 def test_cli_stops_with_one_line_naming_the_file_from_a_worker_process(bad_tree, tmp_path):
     root, bad = bad_tree
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "data=folder", f"data.root={root}",
-         "data.loader=torch", "data.num_workers=1", "data.batch_size=2", "data.image_size=64",
-         "model.widths=[8,16,16,16,16]", "model.hidden=32", "logger=none",
-         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null"],
-        capture_output=True, text=True, cwd=tmp_path,
+    result = train_cli(
+        "data=folder", f"data.root={root}", "data.loader=torch", "data.num_workers=1", "data.batch_size=2",
+        "data.image_size=64", "model.widths=[8,16,16,16,16]", "model.hidden=32", "logger=none",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("alexlab: data error:")]

@@ -1,0 +1,93 @@
+"""Run a command as a user would, but never let it hang the test run.
+
+The command gets its own process group; on the time limit the whole group is killed (a DDP
+run's second rank and the loader workers included) and the test fails with the output so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 300  # the slowest of these commands takes ~30 s on 2 CPU cores
+
+
+def run(
+    cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit."""
+    proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = group_stacks(proc.pid)
+        out, err = kill(proc)
+        raise AssertionError(
+            f"{' '.join(cmd)} did not finish in {timeout:.0f} s (exit code {proc.returncode} "
+            f"once killed); killed its process group.\n{stacks}\n"
+            f"stdout tail:\n{(out or '')[-2000:]}\nstderr tail:\n{(err or '')[-4000:]}"
+        ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def start(
+    cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
+    stderr: int = subprocess.STDOUT,
+) -> subprocess.Popen:  # fmt: skip
+    """A ``Popen`` in a new process group (stop it with ``kill``), output captured as text."""
+    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)  # fmt: skip
+
+
+def group_stacks(pgid: int) -> str:
+    """Each live process of the group: its command line and, where py-spy is installed (the dev
+    extra), its Python stack, so that a hang in CI shows where each process waits."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    lines = []
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+            lines.append(f"--- pid {proc_dir.name}: {cmdline}")
+            if py_spy:
+                dump = subprocess.run([py_spy, "dump", "--pid", proc_dir.name],
+                                      capture_output=True, text=True, timeout=30)  # fmt: skip
+                lines.append((dump.stdout + dump.stderr)[-3000:])
+    return "\n".join(lines) or "(no process of the group left)"
+
+
+def kill(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGKILL the process's whole group; returns what it wrote."""
+    kill_group(proc)
+    return proc.communicate()
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of the process's group (nothing, after a clean exit)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], *, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+    """``start(cmd)`` for a ``with`` block; its process group is killed when the block ends."""
+    proc = start(cmd, cwd=cwd)
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+
+
+def train_cli(
+    *args: str, cwd: Path, env: dict | None = None, timeout: float = TIMEOUT_S
+) -> subprocess.CompletedProcess:
+    """``python train.py ARGS`` from ``cwd``."""
+    return run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, timeout=timeout)
