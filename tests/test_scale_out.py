@@ -18,9 +18,6 @@ TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.batch_size=
             "++callbacks.progress_bar=null"]  # fmt: skip
 
 
-cli = train_cli  # every command runs in its own process group under a time limit
-
-
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     # 32 train / 8 val images, 4 classes: one full batch of 32 or two ranks of 16
@@ -40,7 +37,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
             "data.resize_size=64", "data.image_size=64", "data.hflip_prob=0",
             "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05",
             f"data.loader={loader}", "data.num_workers=2"]  # fmt: skip
-    ddp = cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+    ddp = train_cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
               "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
               "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
               f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
@@ -66,7 +63,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
 
 
 def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):
-    result = cli(
+    result = train_cli(
         "-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -83,7 +80,7 @@ def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path,
 
 
 def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
-    result = cli("-m", "strategy=ddp_spawn", "trainer.devices=2", "trainer.accelerator=cpu",
+    result = train_cli("-m", "strategy=ddp_spawn", "trainer.devices=2", "trainer.accelerator=cpu",
                  "optimizer=sgd", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
@@ -93,14 +90,14 @@ def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
 
 
 def test_multirun_with_subprocess_ddp_is_refused_clearly(tmp_path, cache_dir):
-    result = cli("-m", "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+    result = train_cli("-m", "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
                  *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert "Use strategy=ddp_spawn" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
-    result = cli("-m", "sweep=optuna", "hydra.sweeper.n_trials=2", *TINY_CLI,
+    result = train_cli("-m", "sweep=optuna", "hydra.sweeper.n_trials=2", *TINY_CLI,
                  f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
@@ -109,11 +106,11 @@ def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
 
 
 def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache_dir):
-    cfg = cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
+    cfg = train_cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
     assert (
         cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
     )
-    result = cli("-m", "hydra/launcher=submitit_local", *TINY_CLI, f"paths.cache_dir={cache_dir}",
+    result = train_cli("-m", "hydra/launcher=submitit_local", *TINY_CLI, f"paths.cache_dir={cache_dir}",
                  cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = (tmp_path / "runs" / "multirun").glob("*/0/metrics.json")

@@ -12,8 +12,6 @@ from alexlab.callbacks.nonfinite import NonFiniteLossError
 from alexlab.checks import ConfigError
 from alexlab.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_fast_dev_run(train_cfg):
     summary = train(train_cfg("trainer.fast_dev_run=true"))
@@ -97,18 +95,15 @@ def test_checkpoint_that_is_not_a_checkpoint(train_cfg, tmp_path):
         train(train_cfg(f"ckpt_path={weights}"))
 
 
-run_cli = train_cli  # every command runs in its own process group under a time limit
-
-
 def test_cli_unknown_option_lists_the_valid_ones(tmp_path):
-    result = run_cli("model=vgg16", cwd=tmp_path)
+    result = train_cli("model=vgg16", cwd=tmp_path)
     assert result.returncode != 0
     assert "Could not find 'model/vgg16'" in result.stderr
     assert "alexnet_bn" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
-    result = run_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
+    result = train_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("alexlab:")]
     assert errors == ["alexlab: config error: optimizer.lr=-1 must be a positive number. "
@@ -120,7 +115,7 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.timeout(1200)
 def test_the_default_run_reaches_97_percent(tmp_path):
     """`python train.py` with no arguments: AlexNet-BN on digits, 5 epochs on the CPU."""
-    result = run_cli(cwd=tmp_path, timeout=900)  # ~90 s here
+    result = train_cli(cwd=tmp_path, timeout=900)  # ~90 s here
     assert result.returncode == 0, result.stderr[-2000:]
     (metrics_file,) = (tmp_path / "runs").glob("*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
@@ -159,7 +154,7 @@ def test_lars_under_bf16_mixed_precision(train_cfg):
 
 def test_lars_under_two_process_ddp_on_cpu(tmp_path):
     """`strategy=ddp` with 2 gloo processes: one run dir, world size 2 in the derived batch."""
-    result = run_cli(
+    result = train_cli(
         "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
         "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "optimizer=lars",
         "data.global_batch_size=64", "data.batch_size=16", "model.widths=[8,16,16,16,16]",
@@ -177,7 +172,7 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     from alexlab.data.fake_imagenet import write_fake_imagenet
 
     root = write_fake_imagenet(tmp_path / "imagenet", classes=3, per_class=8, val_per_class=2)
-    result = run_cli(
+    result = train_cli(
         "data=imagenet", f"data.root={root}", "data.num_classes=3", "data.batch_size=4",
         "data.num_workers=0", "data.image_size=64", "model.widths=[8,16,16,16,16]",
         "model.hidden=32", "trainer.max_epochs=1", "logger=csv", cwd=tmp_path,

@@ -1,7 +1,5 @@
 """A corrupt file met during training: an error naming it, or skipped and counted."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from subproc import train_cli
@@ -11,8 +9,6 @@ from alexlab.data import dali, torch_loader
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

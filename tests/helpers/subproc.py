@@ -28,7 +28,8 @@ def run(
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         stacks = group_stacks(proc.pid)
-        out, err = kill(proc)
+        kill_group(proc)
+        out, err = proc.communicate()
         raise AssertionError(
             f"{' '.join(cmd)} did not finish in {timeout:.0f} s (exit code {proc.returncode} "
             f"once killed); killed its process group.\n{stacks}\n"
@@ -41,7 +42,7 @@ def start(
     cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
     stderr: int = subprocess.STDOUT,
 ) -> subprocess.Popen:  # fmt: skip
-    """A ``Popen`` in a new process group (stop it with ``kill``), output captured as text."""
+    """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text."""
     return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
                             stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)  # fmt: skip
 
@@ -62,12 +63,6 @@ def group_stacks(pgid: int) -> str:
                                       capture_output=True, text=True, timeout=30)  # fmt: skip
                 lines.append((dump.stdout + dump.stderr)[-3000:])
     return "\n".join(lines) or "(no process of the group left)"
-
-
-def kill(proc: subprocess.Popen) -> tuple[str, str]:
-    """SIGKILL the process's whole group; returns what it wrote."""
-    kill_group(proc)
-    return proc.communicate()
 
 
 def kill_group(proc: subprocess.Popen) -> None:
