@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from alexlab.train import CONF_DIR
+from alexlab.config import CONF_DIR
 
 # tests/helpers holds test-only callbacks that configs name as helper_callbacks.<Class>
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))

@@ -8,8 +8,9 @@ import pytest
 from hydra.utils import instantiate
 from subproc import run
 
+from alexlab.config import CONF_DIR
 from alexlab.models.alexnet import AlexNet
-from alexlab.train import CONF_DIR, instantiate_all, train
+from alexlab.train import instantiate_all, train
 
 GROUPS = ["model", "data", "optimizer", "schedule", "trainer", "strategy", "logger", "callbacks"]
 ROOT = Path(__file__).resolve().parents[1]

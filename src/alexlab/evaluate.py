@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from alexlab.checks import ConfigError, build, check_checkpoint, report_config_errors
+from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics
 from alexlab.module import ClassificationModule
-from alexlab.train import CONF_DIR
 
 
 def load_module(

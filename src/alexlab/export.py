@@ -16,8 +16,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
+from alexlab.config import CONF_DIR
 from alexlab.evaluate import load_module
-from alexlab.train import CONF_DIR
 
 FORMATS = ("onnx",)
 

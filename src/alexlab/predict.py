@@ -21,10 +21,10 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
+from alexlab.config import CONF_DIR
 from alexlab.data.sources import IMAGE_EXTENSIONS
 from alexlab.data.torch_loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.evaluate import load_module
-from alexlab.train import CONF_DIR
 
 
 @dataclass

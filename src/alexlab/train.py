@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -30,22 +28,11 @@ from alexlab.checks import (
     check_train_config,
     report_config_errors,
 )
+from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics
 from alexlab.loggers import prepare_loggers
 from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
-
-# conf/ sits at the repository root, beside src/ (an absolute path: Hydra would read a relative
-# one from inside a package as a python module path)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-# `${uid:}` in run directory names: two runs started in the same second never share a folder.
-# `${cwd:}`: the launch directory (Hydra's own `${hydra:runtime.cwd}` is not yet set when a
-# sweeper resolves hydra.sweep.dir).
-if not OmegaConf.has_resolver("uid"):
-    OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True)
-if not OmegaConf.has_resolver("cwd"):
-    OmegaConf.register_new_resolver("cwd", os.getcwd)
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:

@@ -1,0 +1,22 @@
+"""Where the configs live and the resolvers they use: the one place every entry point imports
+(train, eval, predict, export), so no entry point imports another."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# conf/ sits at the repository root, beside src/ (an absolute path: Hydra would read a relative
+# one from inside a package as a python module path)
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+# `${uid:}` in run directory names: two runs started in the same second never share a folder.
+# `${cwd:}`: the launch directory (Hydra's own `${hydra:runtime.cwd}` is not yet set when a
+# sweeper resolves hydra.sweep.dir).
+if not OmegaConf.has_resolver("uid"):
+    OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True)
+if not OmegaConf.has_resolver("cwd"):
+    OmegaConf.register_new_resolver("cwd", os.getcwd)
