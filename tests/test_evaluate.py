@@ -51,14 +51,14 @@ def test_ten_crop_views_by_hand():
 def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_root):
     from PIL import Image
 
+    from alexlab.checkpoint import open_checkpoint
     from alexlab.data.torch_loader import TenCropTransform
-    from alexlab.evaluate import load_module
 
     summary = evaluate(
         eval_cfg(trained["best_ckpt"], "ten_crop=true", "trainer.limit_test_batches=null")
     )
     assert summary["views"] == 10
-    module = load_module(trained["best_ckpt"]).eval()
+    module = open_checkpoint(trained["best_ckpt"]).build_module().eval()
     tf = TenCropTransform(image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
     hits = total = 0
     for label, folder in enumerate(sorted((digits_root / "val").iterdir())):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexlab.evaluate import load_module
+from alexlab.checkpoint import open_checkpoint
 from alexlab.export import export_onnx
 from alexlab.train import train
 
@@ -12,7 +12,7 @@ def test_onnx_matches_pytorch_at_several_batch_sizes(train_cfg, tmp_path):
     summary = train(train_cfg(output_dir=tmp_path / "run"))
     path, diff = export_onnx(summary["best_ckpt"], tmp_path / "model.onnx")
     assert path.is_file() and diff is not None and diff < 1e-4
-    net = load_module(summary["best_ckpt"]).net.eval()
+    net = open_checkpoint(summary["best_ckpt"]).build_net().eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 7):  # the batch dimension is dynamic
         x = torch.randn(batch, 3, 64, 64)

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from subproc import run
 
+from alexlab.checkpoint import open_checkpoint
 from alexlab.data.torch_loader import eval_transform
-from alexlab.evaluate import load_module
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_predict_a_folder_as_json(trained, tmp_path):
     assert {Path(s["file"]).name for s in out["skipped"]} == {"notes.txt", "broken.jpg"}
 
     # the same numbers by hand: the checkpoint's network on the run's eval transform
-    module = load_module(summary["best_ckpt"]).eval()
+    module = open_checkpoint(summary["best_ckpt"]).build_module().eval()
     tf = eval_transform(image_size=cfg.data.image_size, resize_size=cfg.data.resize_size,
                         mean=cfg.data.mean, std=cfg.data.std)  # fmt: skip
     with torch.no_grad():

@@ -1,7 +1,8 @@
 """Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
 
-The network is rebuilt from the config stored in the checkpoint (no need to repeat model
-overrides); the data comes from this command's config.
+A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings
+stored in it (``alexlab.checkpoint``; nothing it names is ever instantiated), so model overrides
+are not needed and are refused; the data comes from this command's config.
 """
 
 from __future__ import annotations
@@ -15,34 +16,11 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from alexlab.checks import ConfigError, build, check_checkpoint, report_config_errors
+from alexlab.checkpoint import open_checkpoint
+from alexlab.checks import ConfigError, build, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics
 from alexlab.module import ClassificationModule
-
-
-def load_module(
-    ckpt_path: str, *, num_classes: int | None = None, ckpt: dict | None = None
-) -> ClassificationModule:
-    """Rebuild the network from a checkpoint's stored run config and load its weights
-    (``ckpt``: the checkpoint already opened by the caller, to read it once)."""
-    ckpt = ckpt if ckpt is not None else check_checkpoint(ckpt_path)
-    run_config = ckpt.get("hyper_parameters", {}).get("run_config")
-    if not run_config:
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} holds no alexlab run config; was it written by alexlab?"
-        )
-    trained_classes = run_config["model"]["num_classes"]
-    if num_classes is not None and num_classes != trained_classes:
-        raise ConfigError(
-            f"data.num_classes={num_classes} but ckpt_path={ckpt_path} was trained with "
-            f"{trained_classes} classes. Evaluate on the data it was trained for (its config: "
-            f"data={run_config['data'].get('_target_', '?')}, root={run_config['data'].get('root')})."
-        )
-    net = instantiate(run_config["model"], weights=None)
-    module = ClassificationModule(net, num_classes=trained_classes)
-    module.load_state_dict(ckpt["state_dict"])
-    return module
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -52,9 +30,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("ten_crop"):
         with open_dict(cfg):
             cfg.data.ten_crop = True
+    if cfg.get("ckpt_path") and cfg.get("model"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} and model=... both name a network. A checkpoint's "
+            f"network is the one it was trained with: drop the model override, or drop ckpt_path "
+            f"to evaluate model=... with model.weights=..."
+        )
+    ckpt = open_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
     datamodule = build(cfg.data)
-    if cfg.get("ckpt_path"):
-        module = load_module(cfg.ckpt_path, num_classes=datamodule.num_classes)
+    if ckpt is not None:
+        ckpt.check_classes(datamodule.num_classes)
+        module = ckpt.build_module()
     elif cfg.get("model"):
         net = build(cfg.model)  # e.g. alexnet_tv with torchvision's weight file
         module = ClassificationModule(net, num_classes=datamodule.num_classes)

@@ -15,9 +15,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
-from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
+from alexlab.checkpoint import open_checkpoint
+from alexlab.checks import ConfigError, report_config_errors
 from alexlab.config import CONF_DIR
-from alexlab.evaluate import load_module
 
 FORMATS = ("onnx",)
 
@@ -33,9 +33,9 @@ def export_onnx(
         raise ConfigError(
             "format=onnx needs the export extra: pip install -e '.[export]'"
         ) from None
-    ckpt = check_checkpoint(ckpt_path)
-    size = ckpt["hyper_parameters"]["run_config"]["data"].get("image_size", 224)
-    net = load_module(ckpt_path, ckpt=ckpt).net.eval()
+    ckpt = open_checkpoint(ckpt_path)
+    size = ckpt.image_settings().get("image_size", 224)
+    net = ckpt.build_net().eval()
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=max_batch)

@@ -20,11 +20,11 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
+from alexlab.checkpoint import open_checkpoint
+from alexlab.checks import ConfigError, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.data.sources import IMAGE_EXTENSIONS
 from alexlab.data.torch_loader import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from alexlab.evaluate import load_module
 
 
 @dataclass
@@ -62,10 +62,10 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
 
 @torch.no_grad()
 def predict(cfg: DictConfig) -> Predictions:
-    ckpt = check_checkpoint(cfg.ckpt_path)
-    module = load_module(cfg.ckpt_path, ckpt=ckpt).eval()
-    data = ckpt["hyper_parameters"]["run_config"]["data"]
-    names = ckpt.get("class_names") or []
+    ckpt = open_checkpoint(cfg.ckpt_path)
+    module = ckpt.build_module().eval()
+    data = ckpt.image_settings()
+    names = ckpt.class_names
     image_size = data.get("image_size", 224)
     transform = eval_transform(
         image_size=image_size, resize_size=data.get("resize_size") or image_size,

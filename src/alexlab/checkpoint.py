@@ -1,0 +1,235 @@
+"""A checkpoint, opened safely and read through one typed interface (train resume, eval,
+predict, export).
+
+Nothing stored in a checkpoint is ever instantiated or imported: the file is loaded with
+``weights_only=True`` (no pickled objects), and the network is rebuilt only through alexlab's
+own builder (``alexlab.models.alexnet.build``) from keyword values checked here for name, type
+and range. A stored ``_target_`` other than that builder, an unknown key, or a value of the wrong
+type (a nested mapping, say, which is how a ``_target_`` would be smuggled in) is refused in
+one paragraph naming the file, the key and the value.
+
+Layout read here, written by ``ClassificationModule`` and Lightning::
+
+    state_dict                        network weights (``net.*``) and metric buffers
+    hyper_parameters.run_config       the resolved run config (model, data, optimizer, ...)
+    class_names                       class index -> name
+    global_step, epoch, loops, ...    Lightning's own resume state
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alexlab.checks import ConfigError
+
+MODEL_BUILDER = "alexlab.models.alexnet.build"
+
+
+def _int(lo: int) -> Any:
+    return lambda v: type(v) is int and v >= lo
+
+
+def _choice(*allowed: Any) -> Any:
+    return lambda v: type(v) in (int, str) and v in allowed
+
+
+def _float(lo: float, hi: float) -> Any:
+    return lambda v: type(v) in (int, float) and lo <= v < hi
+
+
+# Every keyword the builder takes, with what a value must be. Weights always come from the
+# checkpoint's state_dict (a stored `weights` path is never opened) and the network is never
+# compiled when read back.
+MODEL_KEYS: dict[str, tuple[Any, str]] = {
+    "num_classes": (_int(1), "an integer >= 1"),
+    "widths": (
+        lambda v: isinstance(v, list) and len(v) == 5 and all(type(w) is int and w > 0 for w in v),
+        "a list of 5 positive integers",
+    ),
+    "hidden": (_int(1), "an integer >= 1"),
+    "dropout": (_float(0.0, 1.0), "a number in [0, 1)"),
+    "norm": (_choice("lrn", "bn", "none"), "lrn, bn or none"),
+    "groups": (_choice(1, 2), "1 or 2"),
+    "input_size": (_int(1), "an integer >= 1"),
+    "pool_size": (_int(1), "an integer >= 1"),
+    "init": (_choice("paper", "default"), "paper or default"),
+    "weights": (lambda v: v is None or type(v) is str, "a path or null (never read)"),
+    "channels_last": (lambda v: type(v) is bool, "true or false"),
+    "compile": (lambda v: type(v) is bool, "true or false"),
+}
+IGNORED_WHEN_READ = ("weights", "compile")
+
+# What predict and export read of the stored data config.
+DATA_KEYS: dict[str, tuple[Any, str]] = {
+    "image_size": (_int(1), "an integer >= 1"),
+    "resize_size": (lambda v: v is None or (type(v) is int and v > 0), "a positive integer"),
+    "mean": (
+        lambda v: isinstance(v, list) and len(v) == 3 and all(type(x) in (int, float) for x in v),
+        "a list of 3 numbers",
+    ),
+    "std": (
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == 3
+            and all(type(x) in (int, float) and x > 0 for x in v)
+        ),
+        "a list of 3 positive numbers",
+    ),
+}
+
+
+def _load(path: Path, key: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
+            f"{key}=runs/<run>/checkpoints/last.ckpt."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
+            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
+            pickle.UnpicklingError) as e:  # fmt: skip
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
+            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
+            f"file, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise ConfigError(
+            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
+            f"A plain weight file goes to model.weights=... instead."
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An opened checkpoint. ``open_checkpoint(path)`` makes one; the tensors stay
+    memory-mapped until used."""
+
+    path: Path
+    key: str
+    data: dict
+
+    def _refuse(self, what: str) -> ConfigError:
+        return ConfigError(
+            f"{self.key}={self.path}: {what}. alexlab never builds anything a checkpoint names; "
+            f"use a checkpoint written by alexlab (a run's checkpoints/*.ckpt)."
+        )
+
+    @property
+    def run_config(self) -> dict:
+        run_config = (self.data.get("hyper_parameters") or {}).get("run_config")
+        if not isinstance(run_config, dict) or not isinstance(run_config.get("model"), dict):
+            raise self._refuse("it holds no alexlab run config (hyper_parameters.run_config)")
+        return run_config
+
+    @property
+    def global_step(self) -> int:
+        return int(self.data.get("global_step", 0))
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs whose training batches all ran (Lightning's fit-loop progress)."""
+        loops = self.data.get("loops") or {}
+        progress = (loops.get("fit_loop") or {}).get("epoch_progress") or {}
+        return int((progress.get("current") or {}).get("processed", 0))
+
+    @property
+    def logger_versions(self) -> dict[str, str]:
+        """Each logger's run id (W&B's above all), so a resume continues the same run."""
+        versions = self.data.get("logger_versions") or {}
+        return {str(k): str(v) for k, v in versions.items()}
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.data["state_dict"]
+
+    def _checked(self, section: str, schema: dict[str, tuple[Any, str]], *, every: bool) -> dict:
+        """``run_config[section]`` restricted to ``schema``'s keys, each value checked."""
+        stored = self.run_config.get(section)
+        if not isinstance(stored, dict):
+            raise self._refuse(f"run_config.{section} is missing")
+        unknown = sorted(set(stored) - set(schema) - {"_target_"}) if every else []
+        if unknown:
+            raise self._refuse(f"run_config.{section} holds unknown keys {unknown}")
+        values = {}
+        for name, (valid, allowed) in schema.items():
+            if name not in stored:
+                continue
+            value = stored[name]
+            if not valid(value):
+                raise self._refuse(
+                    f"run_config.{section}.{name}={value!r} is not {allowed}"
+                    if not isinstance(value, dict)
+                    else f"run_config.{section}.{name} is a mapping (it may name code to run)"
+                )
+            values[name] = value
+        return values
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The builder's keyword arguments, checked; ``_target_`` must be alexlab's builder."""
+        target = self.run_config["model"].get("_target_")
+        if target != MODEL_BUILDER:
+            raise self._refuse(f"run_config.model._target_={target!r} is not {MODEL_BUILDER}")
+        kwargs = self._checked("model", MODEL_KEYS, every=True)
+        return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
+
+    def image_settings(self) -> dict[str, Any]:
+        """``image_size``, ``resize_size``, ``mean``, ``std`` of the data it was trained on."""
+        return self._checked("data", DATA_KEYS, every=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model_kwargs().get("num_classes", 1000)
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.data.get("class_names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise self._refuse("class_names is not a list of strings")
+        return names
+
+    def check_classes(self, num_classes: int, *, key: str = "data.num_classes") -> None:
+        if num_classes != self.num_classes:
+            data = self.run_config.get("data") or {}
+            raise ConfigError(
+                f"{key}={num_classes} but {self.key}={self.path} was trained with "
+                f"{self.num_classes} classes (on data.root={data.get('root')}). Use the data it "
+                f"was trained on, or another checkpoint."
+            )
+
+    def build_module(self) -> Any:
+        """An eval-only ``ClassificationModule`` around a network rebuilt by alexlab's builder
+        from checked values, with the checkpoint's weights loaded."""
+        from alexlab.models.alexnet import build
+        from alexlab.module import ClassificationModule
+
+        module = ClassificationModule(build(**self.model_kwargs()), num_classes=self.num_classes)
+        try:
+            module.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise self._refuse(f"its weights do not fit its own model config ({first})") from None
+        return module
+
+    def build_net(self) -> nn.Module:
+        return self.build_module().net
+
+
+def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
+    """Open ``path`` safely (``weights_only=True``, memory-mapped); a clear error otherwise."""
+    p = Path(path).expanduser()
+    return Checkpoint(path=p, key=key, data=_load(p, key))

@@ -1,0 +1,121 @@
+"""Checkpoints are read through one typed interface, and nothing stored in one ever runs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from subproc import run
+
+from alexlab.checkpoint import open_checkpoint
+from alexlab.checks import ConfigError
+from alexlab.evaluate import evaluate
+from alexlab.export import export_onnx
+from alexlab.predict import predict
+from alexlab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import TINY, compose_config
+
+    out = tmp_path_factory.mktemp("ckpt")
+    cfg = compose_config("train", [*TINY, "logger=none"], output_dir=out / "run",
+                         cache_dir=out / "cache")  # fmt: skip
+    cfg.data.num_workers = 0
+    return train(cfg), cfg
+
+
+def payloads(victim: Path) -> dict[str, dict]:
+    """Model configs an attacker could store: each names code that a Hydra ``instantiate`` of
+    the stored config would run (truncate ``victim``, print, fetch from the hub)."""
+    opener = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+    return {
+        "nested_open": {"widths": opener},
+        "nested_print": {"hidden": {"_target_": "builtins.print", "_args_": ["PWNED"]}},
+        "hub_load": {"_target_": "torch.hub.load", "repo_or_dir": "evil/repo", "model": "x"},
+        "top_level_open": {"_target_": "builtins.open", "file": str(victim), "mode": "w"},
+        "unknown_key": {"extra": {"_target_": "builtins.print", "_args_": ["PWNED"]}},
+    }
+
+
+def craft(src: str, dst: Path, model_edit: dict) -> Path:
+    ckpt = torch.load(src, weights_only=True)
+    ckpt["hyper_parameters"]["run_config"]["model"].update(model_edit)
+    torch.save(ckpt, dst)
+    return dst
+
+
+@pytest.mark.parametrize("payload", list(payloads(Path("x"))))
+def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
+    trained, tmp_path, eval_cfg, payload, capsys
+):
+    summary, _ = trained
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    bad = craft(summary["last_ckpt"], tmp_path / "bad.ckpt", payloads(victim)[payload])
+    image = next(Path(summary["output_dir"]).parent.rglob("val/3/*.jpg"), None) or bad
+    runs = {
+        "eval": lambda: evaluate(eval_cfg(str(bad))),
+        "predict": lambda: predict(
+            OmegaConf.create(
+                {
+                    "ckpt_path": str(bad),
+                    "input": str(image),
+                    "topk": 1,
+                    "show_all_probs": False,
+                    "batch_size": 4,
+                    "device": "cpu",
+                    "max_image_pixels": 10**8,
+                }
+            )
+        ),  # fmt: skip
+        "export": lambda: export_onnx(str(bad), tmp_path / "m.onnx"),
+    }
+    for name, task in runs.items():
+        with pytest.raises(ConfigError, match=r"never builds anything a checkpoint names"):
+            task()
+        assert victim.read_text() == "precious", name  # the file was never opened for writing
+        assert "PWNED" not in capsys.readouterr().out, name
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(trained, tmp_path):
+    summary, _ = trained
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    bad = craft(summary["last_ckpt"], tmp_path / "bad.ckpt", payloads(victim)["nested_open"])
+    for cmd in (
+        [str(ROOT / "eval.py"), f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'e'}"],
+        ["-m", "alexlab.predict", f"ckpt_path={bad}", f"input={bad}"],
+        ["-m", "alexlab.export", f"ckpt_path={bad}"],
+    ):
+        result = run([sys.executable, *cmd], cwd=tmp_path)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        assert "run_config.model.widths is a mapping" in result.stderr
+        assert victim.read_text() == "precious"
+
+
+def test_the_typed_interface_reads_what_train_wrote(trained):
+    summary, cfg = trained
+    ckpt = open_checkpoint(summary["best_ckpt"])
+    assert ckpt.num_classes == 10 and ckpt.class_names == [str(d) for d in range(10)]
+    assert ckpt.image_settings() == {"image_size": 64, "resize_size": 64,
+                                     "mean": [0.5] * 3, "std": [0.5] * 3}  # fmt: skip
+    assert ckpt.model_kwargs()["widths"] == [8, 16, 16, 16, 16]
+    net = ckpt.build_net()
+    stored = torch.load(summary["best_ckpt"], weights_only=True)["state_dict"]
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, stored[f"net.{key}"]), key
+    with pytest.raises(ConfigError, match="data.num_classes=7 but .* trained with 10 classes"):
+        ckpt.check_classes(7)
+
+
+def test_eval_refuses_a_model_override_with_a_checkpoint(trained, eval_cfg):
+    summary, _ = trained
+    with pytest.raises(ConfigError, match="both name a network"):
+        evaluate(eval_cfg(summary["best_ckpt"], "model=alexnet_tv"))
