@@ -1,12 +1,13 @@
-"""Interruptions lose nothing: SIGTERM saves and exits cleanly; a killed save breaks nothing."""
+"""Interruptions lose nothing: a killed run resumes exactly in its own directory; a killed save
+breaks nothing. (SIGTERM and Ctrl-C: tests/test_runs.py.)"""
 
 import contextlib
+import json
 import signal
 import sys
 import time
 from pathlib import Path
 
-import fsspec
 import pytest
 import torch
 from subproc import started
@@ -16,25 +17,6 @@ from alexlab.train import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sigterm_saves_last_ckpt_and_exits_cleanly(tmp_path, cache_dir):
-    cmd = [sys.executable, str(ROOT / "train.py"), "model.widths=[8,16,16,16,16]", "model.hidden=32",
-           "trainer.max_epochs=500", "logger=none", "trainer.enable_progress_bar=false",
-           "++callbacks.progress_bar=null", f"paths.cache_dir={cache_dir}"]  # fmt: skip
-    with started(cmd, cwd=tmp_path) as proc:
-        deadline = time.time() + 120
-        while not list(tmp_path.glob("runs/*/checkpoints/last.ckpt")) and time.time() < deadline:
-            time.sleep(0.5)  # wait for the first epoch's checkpoint
-        (last,) = tmp_path.glob("runs/*/checkpoints/last.ckpt")
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out[-2000:]
-    assert "SIGTERM at step" in out and f"ckpt_path={last}" in out
-    step = int(out.split("SIGTERM at step ")[1].split(":")[0])
-    ckpt = torch.load(last, weights_only=True)  # a whole, loadable checkpoint
-    assert ckpt["global_step"] == step
-
-
 def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
     train_cfg, tmp_path, monkeypatch
 ):
@@ -42,33 +24,22 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
     last = Path(summary["last_ckpt"])
     before = last.read_bytes()
 
-    from lightning.fabric.utilities import cloud_io
+    from alexlab.callbacks.preemption import AtomicCheckpointIO
 
-    real_open = fsspec.implementations.local.LocalFileSystem.open
+    real_save = torch.save
 
-    def dying_open(self, path, mode="rb", **kwargs):
-        f = real_open(self, path, mode, **kwargs)
-        if "w" in mode:
-            original_write = f.write
+    def dying_save(obj, f, *args, **kwargs):
+        real_save({"half": torch.zeros(10)}, f)  # part of the file is on disk, then the end
+        raise KeyboardInterrupt
 
-            def write(data):
-                original_write(data[: len(data) // 2])
-                raise KeyboardInterrupt  # the process dies half-way through the write
-
-            f.write = write
-        return f
-
-    monkeypatch.setattr(fsspec.implementations.local.LocalFileSystem, "open", dying_open)
+    monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        cloud_io._atomic_save({"state_dict": {"w": torch.randn(1000)}}, last)
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.randn(1000)}}, last)
     monkeypatch.undo()
     assert last.read_bytes() == before  # the old file was never touched
     torch.load(last, weights_only=True)
-    assert not [
-        p
-        for p in last.parent.iterdir()
-        if p.name not in {last.name} and not p.name.startswith("best")
-    ]
+    names = {p.name for p in last.parent.iterdir()}
+    assert {n for n in names if not n.startswith("best")} == {"last.ckpt"}  # no temp file left
 
 
 def _cmd(cache_dir: Path, *extra: str) -> list[str]:
@@ -76,14 +47,16 @@ def _cmd(cache_dir: Path, *extra: str) -> list[str]:
            "data.batch_size=64", "model.widths=[8,16,16,16,16]", "model.hidden=32",
            "trainer.max_epochs=2", "trainer.deterministic=true", "logger=none",
            "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
-           "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
+           "callbacks.last_checkpoint.every_n_train_steps=1", "logger=csv", "run_name=r",
+           f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(
+def test_sigkill_mid_epoch_then_the_same_command_gives_the_uninterrupted_result(
     tmp_path, cache_dir, eval_cfg
 ):
-    """Deterministic CPU mode: kill -9 somewhere in epoch 2 (22 steps an epoch), resume with
-    ckpt_path=last, and end with the same weights and metrics as a run never interrupted."""
+    """Deterministic CPU mode: kill -9 somewhere in epoch 2 (22 steps an epoch), run the same
+    command again, and end in the same directory with the same weights, metrics and best
+    checkpoint as a run never interrupted."""
     from alexlab.evaluate import evaluate
 
     whole_dir, killed_dir = tmp_path / "a", tmp_path / "b"
@@ -94,22 +67,28 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_result(
             step, deadline = 0, time.time() + 240
             while step < 23 and time.time() < deadline:  # wait until it is into the 2nd epoch
                 time.sleep(0.05)
-                for ckpt in killed_dir.glob("runs/*/checkpoints/last.ckpt"):
+                for ckpt in killed_dir.glob("runs/r/checkpoints/last.ckpt"):
                     with contextlib.suppress(Exception):
                         step = torch.load(ckpt, weights_only=True)["global_step"]
             killed.kill()  # SIGKILL: no handler runs
             killed.wait()
         assert killed.returncode == -signal.SIGKILL and 23 <= step < 44
-        with started(_cmd(cache_dir, "ckpt_path=last"), cwd=killed_dir) as resumed:
+        with started(_cmd(cache_dir), cwd=killed_dir) as resumed:
             out, _ = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, out[-2000:]
         whole_out, _ = whole.communicate(timeout=300)
     assert whole.returncode == 0, whole_out[-2000:]
 
-    (whole_last,) = whole_dir.glob("runs/*/checkpoints/last.ckpt")
-    resumed_last = max(
-        killed_dir.glob("runs/*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+    assert f"resumed in place from {killed_dir}/runs/r/checkpoints/last.ckpt at step {step}" in out
+    assert [p.name for p in (killed_dir / "runs").iterdir()] == ["r"]  # one directory
+    whole_run, killed_run = whole_dir / "runs" / "r", killed_dir / "runs" / "r"
+    whole_last, resumed_last = (r / "checkpoints" / "last.ckpt" for r in (whole_run, killed_run))
+    # the best checkpoint was tracked across the kill: the same file, the old one pruned
+    assert sorted(p.name for p in (whole_run / "checkpoints").iterdir()) == sorted(
+        p.name for p in (killed_run / "checkpoints").iterdir()
     )
+    summaries = [json.loads((r / "metrics.json").read_text()) for r in (whole_run, killed_run)]
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
     a = torch.load(whole_last, weights_only=True)
     b = torch.load(resumed_last, weights_only=True)
     assert a["global_step"] == b["global_step"] == 44

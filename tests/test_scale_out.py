@@ -80,13 +80,22 @@ def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path,
 
 
 def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
+    loggers = [a if a != "logger=csv" else "logger=many" for a in TINY_CLI]  # W&B offline too
+    env = {"HOME": str(tmp_path / "home"), "WANDB_API_KEY": "", "WANDB_MODE": ""}
     result = train_cli("-m", "strategy=ddp_spawn", "trainer.devices=2", "trainer.accelerator=cpu",
-                 "optimizer=sgd", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+                 "optimizer=sgd", *loggers, f"paths.cache_dir={cache_dir}", cwd=tmp_path,
+                 env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0"]  # nothing extra
     assert len(list((tmp_path / "runs").iterdir())) == 1
-    assert json.loads((sweep / "0" / "metrics.json").read_text())["world_size"] == 2
+    metrics = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    # the training ran in spawned children: the counts still are the real ones
+    assert metrics["epochs"] == 1 and metrics["global_step"] == 3 and metrics["images_per_sec"] > 0
+    assert metrics["last_ckpt"] == str(sweep / "0" / "checkpoints" / "last.ckpt")
+    assert list((sweep / "0" / "wandb").glob("offline-run-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "runs"]  # nothing elsewhere
 
 
 def test_multirun_with_subprocess_ddp_is_refused_clearly(tmp_path, cache_dir):

@@ -7,15 +7,13 @@ points print it as one short paragraph instead of a traceback.
 from __future__ import annotations
 
 import functools
-import pickle
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 
@@ -103,43 +101,6 @@ def require_dir(path: str | Path | None, key: str, hint: str) -> Path:
     return p
 
 
-def check_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """Open a Lightning checkpoint safely (``weights_only=True``, memory-mapped) and return it."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(
-            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
-            f"{key}=runs/<date>/checkpoints/last.ckpt."
-        )
-    if not zipfile.is_zipfile(p):
-        raise ConfigError(
-            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
-            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
-        )
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        pickle.UnpicklingError,
-    ) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
-            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
-            f"file, e.g. the run's checkpoints/last.ckpt."
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ConfigError(
-            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
-            f"A plain weight file goes to model.weights=... instead."
-        )
-    return ckpt
-
-
 def check_devices(trainer_cfg: DictConfig) -> None:
     """GPUs asked for must be visible; the precision must run on the device it will run on."""
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
@@ -169,31 +130,9 @@ def check_devices(trainer_cfg: DictConfig) -> None:
         )
 
 
-def check_resume_classes(ckpt: dict, num_classes: int, ckpt_path: str) -> None:
-    trained = (
-        ckpt.get("hyper_parameters", {}).get("run_config", {}).get("model", {}).get("num_classes")
-    )
-    if trained is not None and trained != num_classes:
-        raise ConfigError(
-            f"data.num_classes={num_classes} but ckpt_path={ckpt_path} was trained with {trained} "
-            f"classes. Resume on the data it was trained on, or start a new run (no ckpt_path)."
-        )
-
-
-def check_train_config(cfg: DictConfig) -> dict | None:
-    """Checks that need no data or model: run before anything is built. Returns the resume
-    checkpoint (memory-mapped), if any."""
+def check_train_config(cfg: DictConfig) -> None:
+    """Checks that need no data or model: run before anything is built."""
     check_devices(cfg.trainer)
-    if cfg.get("ckpt_path") == "last":  # the newest last.ckpt of any run under paths.runs_dir
-        runs = Path(cfg.paths.runs_dir)
-        found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise ConfigError(
-                f"ckpt_path=last: no run under {runs} has a checkpoints/last.ckpt yet."
-            )
-        with open_dict(cfg):
-            cfg.ckpt_path = str(found[-1])
     require_positive(cfg, "optimizer.lr")
     require_positive(cfg, "data.batch_size")
     require_positive(cfg, "data.global_batch_size", optional=True)
-    return check_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -13,6 +14,19 @@ from omegaconf import OmegaConf
 # one from inside a package as a python module path)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
+
+def run_id(name: str | None) -> str:
+    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else the start time."""
+    if name:
+        return str(name)
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"slurm-{array_job}_{task}"
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm-{os.environ['SLURM_JOB_ID']}"
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{secrets.token_hex(2)}"
+
+
 # `${uid:}` in run directory names: two runs started in the same second never share a folder.
 # `${cwd:}`: the launch directory (Hydra's own `${hydra:runtime.cwd}` is not yet set when a
 # sweeper resolves hydra.sweep.dir).
@@ -20,3 +34,6 @@ if not OmegaConf.has_resolver("uid"):
     OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True)
 if not OmegaConf.has_resolver("cwd"):
     OmegaConf.register_new_resolver("cwd", os.getcwd)
+# `${run_id:${run_name}}`: the run directory's name , computed once
+if not OmegaConf.has_resolver("run_id"):
+    OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)

@@ -1,4 +1,5 @@
-"""Logger set-up that needs more than YAML: W&B online/offline choice, sweep grouping, resume.
+"""Logger set-up that needs more than YAML: W&B online/offline choice, sweep grouping, resume,
+and a CSV logger that continues a resumed run's ``metrics.csv``.
 
 W&B goes offline by itself (never hanging, never crashing) when there is no API key or its
 server cannot be reached in a few seconds, and says how to upload the run later.
@@ -6,12 +7,16 @@ server cannot be reached in a few seconds, and says how to upload the run later.
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 import socket
 from typing import Any
 from urllib.parse import urlparse
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, open_dict
 
@@ -45,6 +50,9 @@ def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict
     for node in (cfg.get("logger") or {}).values():
         if node is None or node.get("_target_") != WANDB_TARGET:
             continue
+        # W&B files of every process (ddp_spawn's children re-attach to the run) stay in the
+        # run directory, never in <current directory>/wandb
+        os.environ["WANDB_DIR"] = str(node.save_dir)
         with open_dict(node):
             if node.get("group") is None and sweep_name:
                 node.group = sweep_name  # the jobs of one sweep side by side in the W&B UI
@@ -67,3 +75,26 @@ def logger_step(trainer: Any, *, done: bool) -> bool:
     step = trainer.global_step if done else trainer.global_step + 1
     every = trainer.log_every_n_steps
     return bool(trainer.fast_dev_run) or (every > 0 and step % every == 0)
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing ``metrics.csv`` (there is no switch for it);
+    this one keeps it and adopts its columns, so new rows are appended (new columns rewrite the
+    header, old rows kept)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` continues when a run resumes in its own directory."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +24,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexlab.callbacks.checkpoint_paths import best_and_last
-from alexlab.checks import (
-    ConfigError,
-    build,
-    check_resume_classes,
-    check_train_config,
-    report_config_errors,
-)
+from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
+from alexlab.checkpoint import Checkpoint, open_checkpoint
+from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics
 from alexlab.loggers import prepare_loggers
 from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
+from alexlab.runs import check_same_run, resume_checkpoint
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -68,9 +68,9 @@ def _sweep_name() -> str | None:
     return None
 
 
-def _build_trainer(cfg: DictConfig, resume: dict | None) -> L.Trainer:
+def _build_trainer(cfg: DictConfig, resume: Checkpoint | None) -> L.Trainer:
     prepare_loggers(
-        cfg, sweep_name=_sweep_name(), resume_ids=(resume or {}).get("logger_versions", {})
+        cfg, sweep_name=_sweep_name(), resume_ids=resume.logger_versions if resume else {}
     )
     strategy = instantiate(cfg.strategy)
     if (
@@ -90,7 +90,17 @@ def _build_trainer(cfg: DictConfig, resume: dict | None) -> L.Trainer:
         sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm")),
         callbacks=instantiate_all(cfg.get("callbacks")),
         logger=instantiate_all(cfg.get("logger")) or False,
+        plugins=_plugins(),
     )
+
+
+def _plugins() -> list[Any]:
+    # checkpoint temp files beside the checkpoint, never in /tmp; under SLURM, submitit requeues
+    # (alexlab.callbacks.preemption), so Lightning's own auto-requeue (a mid-step save) is off
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
@@ -130,8 +140,11 @@ def _evaluate_best(trainer: L.Trainer, module: L.LightningModule, datamodule: An
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents."""
-    # 1) check everything that needs no data or model
-    resume = check_train_config(cfg)
+    # 1) check everything that needs no data or model; the checkpoint this run starts from
+    check_train_config(cfg)
+    resume = resume_checkpoint(cfg)
+    if resume is not None:
+        check_same_run(resume, cfg)
     if cfg.monitor not in all_metric_names():
         raise ConfigError(
             f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}"
@@ -146,7 +159,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         with open_dict(cfg):
             cfg.data.num_classes = datamodule.num_classes
     if resume is not None:
-        check_resume_classes(resume, datamodule.num_classes, cfg.ckpt_path)
+        resume.check_classes(datamodule.num_classes)
     trainer = _build_trainer(cfg, resume)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
@@ -155,25 +168,34 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{cfg.data.batch_size} per device x {trainer.world_size} device(s) x "
         f"{derived['accumulation']} accumulation | lr {derived['lr']:g}"
         + (f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else "")
+        + _resume_note(resume)
     )
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")
 
     # 3) fit, then the best checkpoint's metrics
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    ckpt_path = str(resume.path) if resume is not None else None
+    with warnings.catch_warnings():
+        if resume is not None and resume.key == "resume":  # resuming in place: expected
+            warnings.filterwarnings("ignore", re.escape(f"Checkpoint directory {out}/checkpoints"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
+    epochs, global_step = _progress(trainer, last)
     metrics = _evaluate_best(trainer, module, datamodule)
-    trained_images = trainer.global_step * derived["global_batch_size"]
+    trained_images = (global_step - (resume.global_step if resume else 0)) * derived[
+        "global_batch_size"
+    ]
     summary = {
         "monitor": cfg.monitor,
         "value": metrics.get(cfg.monitor),
         "metrics": metrics,
         "best_ckpt": best,
         "last_ckpt": last,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epochs": epochs,
+        "global_step": global_step,
+        "resumed_from_step": resume.global_step if resume is not None else None,
         **derived,
         "fit_seconds": round(fit_seconds, 2),
         # over the whole fit, validation included: a lower bound on training throughput
@@ -183,6 +205,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _write_json(summary, out / "metrics.json")
     _finish_loggers(trainer)
     return summary
+
+
+def _resume_note(resume: Checkpoint | None) -> str:
+    if resume is None:
+        return ""
+    verb = "resumed in place" if resume.key == "resume" else "new run started"
+    return f" | {verb} from {resume.path} at step {resume.global_step}"
+
+
+def _progress(trainer: L.Trainer, last: str | None) -> tuple[int, int]:
+    """Epochs completed and optimizer steps. Under ``ddp_spawn`` the training ran in child
+    processes and this process's trainer never counted: read them from ``last.ckpt``."""
+    if trainer.global_step > 0 or not last:
+        return trainer.current_epoch, trainer.global_step
+    ckpt = open_checkpoint(last, key="last.ckpt")
+    return ckpt.epochs_trained, ckpt.global_step
 
 
 def _finish_loggers(trainer: L.Trainer) -> None:
@@ -211,10 +249,23 @@ def _write_json(data: dict, path: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     try:
         summary = train(cfg)
-    except SIGTERMException:  # SaveOnSigterm has written last.ckpt and said where
-        sys.exit(0)
+    except SIGTERMException:  # SaveOnInterrupt has written last.ckpt and said where
+        _stopped(cfg)
     print_metrics(summary)
     return summary["value"]  # the number a Hydra sweeper (Optuna) optimises
+
+
+def _stopped(cfg: DictConfig) -> None:
+    """After an interrupt's save: submitit requeues (USR2), or say how to continue, and exit."""
+    if SaveOnInterrupt.requeue is not None and rank_zero_only.rank == 0:
+        rank_zero_info("[alexlab] handing over to submitit: requeue, then resume in place")
+        SaveOnInterrupt.requeue(signal.SIGUSR2, None)  # counts the time-out, requeues, exits
+    out = Path(cfg.paths.output_dir)
+    sweep = _sweep_name()
+    again = (f"the same -m command with run_name={sweep}" if sweep
+             else f"the same command with run_name={out.name}")  # fmt: skip
+    rank_zero_info(f"[alexlab] stopped; {out} continues from last.ckpt with {again}")
+    sys.exit(130 if SaveOnInterrupt.stopped_by == "SIGINT" else 0)
 
 
 if __name__ == "__main__":

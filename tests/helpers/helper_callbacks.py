@@ -1,4 +1,5 @@
-"""Test-only callbacks: per-rank train/val metrics (DDP test) and a simulated kill (resume test)."""
+"""Test-only callbacks: per-rank train/val metrics (DDP test), a simulated kill (resume test),
+the lr of each step (schedule re-planning test)."""
 
 import json
 from pathlib import Path
@@ -27,3 +28,18 @@ class DieAtStep(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"simulated kill at step {self.step}")
+
+
+class RecordLr(L.Callback):
+    """The lr each optimizer step of this fit trains at, saved to ``path`` at the end."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.lrs = Path(path), []
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch
+
+        torch.save(self.lrs, self.path)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from lightning.pytorch.utilities import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -99,6 +100,43 @@ class WarmupSchedule:
         return self.min_factor + (1.0 - self.min_factor) * shape
 
 
+# What a schedule learns while it runs (plateau); everything else in a WarmupSchedule is its plan.
+RUN_STATE = ("best", "bad_epochs", "reductions")
+
+
+class WarmupLR(LambdaLR):
+    """``LambdaLR`` over ``WarmupSchedule``s whose plan is always this run's.
+
+    A checkpoint restores the step count and the plateau state, never the lengths: resumed with
+    a longer (or shorter) run, the schedule is re-planned for the new length, the optimizer's
+    lr is set to the new plan's value at the resumed step, and the change is said at start.
+    (A plain LambdaLR restores the old plan: the added epochs of an extended cosine run would
+    train at lr 0.)
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        plans = [
+            {k: v for k, v in vars(fn).items() if k not in RUN_STATE} for fn in self.lr_lambdas
+        ]
+        stored = [dict(fn or {}) for fn in state_dict.get("lr_lambdas", [])]
+        super().load_state_dict(state_dict)
+        for fn, plan in zip(self.lr_lambdas, plans, strict=True):
+            vars(fn).update(plan)
+        step = self.last_epoch
+        for group, base_lr, fn in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas,
+                                      strict=True):  # fmt: skip
+            group["lr"] = base_lr * fn(step)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        old = stored[0].get("total_steps") if stored else None
+        new = self.lr_lambdas[0].total_steps
+        if old is not None and old != new:
+            rank_zero_info(
+                f"[alexlab] {self.lr_lambdas[0].kind} schedule re-planned for this run's length: "
+                f"{new} optimizer steps (the checkpoint's plan: {old}); lr at step {step} is "
+                f"{self._last_lr[0]:g}"
+            )
+
+
 def warmup_lr_scheduler(
     optimizer: Optimizer,
     *,
@@ -124,7 +162,7 @@ def warmup_lr_scheduler(
         min_factor=min_factor,
         **plateau,
     )
-    return LambdaLR(optimizer, schedule)
+    return WarmupLR(optimizer, schedule)
 
 
 def report_epoch_metrics(scheduler: Any, metrics: Mapping[str, Any]) -> None:

@@ -1,0 +1,211 @@
+"""A run keeps one directory across interruptions, requeues and sweeps, and resumes by itself."""
+
+import csv
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from subproc import ROOT, started, train_cli
+
+from alexlab.checks import ConfigError
+from alexlab.config import run_id
+from alexlab.train import train
+
+TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.image_size=64",
+            "data.batch_size=16", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+            "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+            "data.loader=torch", "data.num_workers=0"]  # fmt: skip
+
+
+def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(key, raising=False)
+    assert run_id("mine") == "mine"
+    assert run_id(None) != run_id(None)  # timestamp + random suffix: never shared
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert run_id(None) == "slurm-123"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")  # a requeued job keeps its job id
+    assert run_id(None) == "slurm-123"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "100")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    assert run_id(None) == "slurm-100_7"
+    assert run_id("mine") == "mine"
+
+
+def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(tmp_path, cache_dir):
+    """The same command under a simulated SLURM job: 1 epoch, then the requeued job (restart
+    count 1) asked for 2. One directory, one W&B run id, metrics.csv continued, the second
+    epoch trained at a non-zero lr (the cosine schedule re-planned, not restored at its end)."""
+    env = {"SLURM_JOB_ID": "4242", "SLURM_ARRAY_JOB_ID": "4240", "SLURM_ARRAY_TASK_ID": "2",
+           "SLURM_RESTART_COUNT": "0", "HOME": str(tmp_path), "WANDB_API_KEY": "",
+           "WANDB_MODE": ""}  # fmt: skip
+    args = [*TINY_CLI, "logger=many", "trainer.log_every_n_steps=1", f"paths.cache_dir={cache_dir}"]
+    first = train_cli(*args, "trainer.max_epochs=1", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "runs" / "slurm-4240_2"
+    ckpt1 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    wandb_id = ckpt1["logger_versions"]["WandbLogger"]
+
+    env["SLURM_RESTART_COUNT"] = "1"
+    second = train_cli(*args, "trainer.max_epochs=2", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    out = second.stdout + second.stderr
+    assert f"resumed in place from {run}/checkpoints/last.ckpt at step 3" in out
+    assert "schedule re-planned for this run's length: 6 optimizer steps" in out
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["slurm-4240_2"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 6 and metrics["epochs"] == 2
+    assert metrics["resumed_from_step"] == 3
+    ckpt2 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt2["logger_versions"]["WandbLogger"] == wandb_id
+    assert {p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")} == {wandb_id}
+
+    rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
+    lrs = {int(r["step"]): float(r["train/lr"]) for r in rows if r.get("train/lr")}
+    assert {0, 1, 2} <= set(lrs) and {3, 4, 5} <= set(lrs)  # both jobs' rows, one file
+    assert all(lrs[s] > 0 for s in (3, 4, 5))  # the added epoch trains
+    assert {0, 1} <= {int(r["epoch"]) for r in rows if r.get("val/acc1")}  # each job's val
+
+    # resume=never on the used directory: one paragraph, nothing touched
+    never = train_cli(*args, "resume=never", cwd=tmp_path, env=env)
+    assert never.returncode == 2 and "Traceback" not in never.stderr
+    assert "resume=never" in never.stderr and len(never.stderr.strip().splitlines()) <= 6
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_a_relaunched_sweep_job_resumes_its_own_checkpoint(tmp_path, cache_dir):
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "run_name=sw", "optimizer.lr=0.01,0.02",
+           *TINY_CLI, "trainer.max_epochs=40", "logger=none",
+           "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    sweep = tmp_path / "runs" / "multirun" / "sw"
+    with started(cmd, cwd=tmp_path) as proc:
+        step, deadline = 0, time.time() + 240
+        while step < 5 and time.time() < deadline:  # job 1 is a few steps in
+            time.sleep(0.2)
+            for ckpt in sweep.glob("1/checkpoints/last.ckpt"):
+                try:
+                    step = torch.load(ckpt, weights_only=True)["global_step"]
+                except Exception:
+                    continue
+        proc.kill()
+        proc.wait()
+    assert 5 <= step < 120
+    job0 = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert job0["global_step"] == 120  # job 0 finished: 40 epochs x 3 steps
+
+    again = train_cli(*cmd[2:], cwd=tmp_path)  # the same command again
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert f"resumed in place from {sweep}/0/checkpoints/last.ckpt at step 120" in out
+    assert f"resumed in place from {sweep}/1/checkpoints/last.ckpt" in out
+    for job, lr in (("0", 0.01), ("1", 0.02)):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["global_step"] == 120 and metrics["lr"] == lr
+
+
+def test_resume_never_and_contradicting_overrides_are_refused(train_cfg, tmp_path):
+    out = tmp_path / "run"
+    train(train_cfg(output_dir=out))
+    with pytest.raises(ConfigError, match=r"resume=never, but .* already holds checkpoints"):
+        train(train_cfg("resume=never", output_dir=out))
+    with pytest.raises(ConfigError, match=r"model.hidden: 32 -> 64"):
+        train(train_cfg("model.hidden=64", output_dir=out))
+    with pytest.raises(ConfigError, match=r"optimizer: .*SGD -> .*AdamW"):
+        train(train_cfg("optimizer=adamw", output_dir=out))
+    with pytest.raises(ConfigError, match=r"ckpt_path=last is gone"):
+        train(train_cfg("ckpt_path=last", output_dir=tmp_path / "other"))
+    with pytest.raises(ConfigError, match=r"starts a new run, but .* already holds checkpoints"):
+        train(train_cfg(f"ckpt_path={out}/checkpoints/last.ckpt", output_dir=out))
+
+
+def test_a_finished_run_extended_trains_the_added_epoch_at_a_nonzero_lr(train_cfg, tmp_path):
+    out = tmp_path / "run"
+    first = train(train_cfg(output_dir=out))
+    assert first["global_step"] == 3
+    second = train(train_cfg("trainer.max_epochs=2", "+callbacks.lrs._target_=helper_callbacks"
+                             ".RecordLr", f"+callbacks.lrs.path={out}/lrs.pt", output_dir=out))  # fmt: skip
+    assert second["global_step"] == 6 and second["resumed_from_step"] == 3
+    lrs = torch.load(out / "lrs.pt", weights_only=True)
+    # cosine over 6 steps from 0.01, evaluated at steps 3, 4, 5: the new plan, never 0
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in (3, 4, 5)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_temp_files_of_a_killed_save_are_removed_at_the_next_start(train_cfg, tmp_path):
+    out = tmp_path / "run"
+    train(train_cfg(output_dir=out))
+    stray = out / "checkpoints" / ".last.ckpt.tmp-99999"
+    stray.write_bytes(b"half a checkpoint")
+    train(train_cfg("trainer.max_epochs=2", output_dir=out))
+    assert not stray.exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(tmp_path, cache_dir, signum):
+    args = [*TINY_CLI, "logger=none", "run_name=r", f"paths.cache_dir={cache_dir}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
+    run = tmp_path / "runs" / "r"
+    last = run / "checkpoints" / "last.ckpt"
+    with started(cmd, cwd=tmp_path) as proc:
+        deadline = time.time() + 120
+        while not last.exists() and time.time() < deadline:
+            time.sleep(0.5)  # wait for the first epoch's checkpoint
+        time.sleep(1.0)
+        proc.send_signal(signum)  # to the training process only, as `kill` would
+        out, _ = proc.communicate(timeout=60)
+    name = signal.Signals(signum).name
+    assert proc.returncode == (130 if signum == signal.SIGINT else 0), out[-2000:]
+    assert f"{name} at step" in out and "Traceback" not in out
+    assert "the same command with run_name=r" in out
+    step = int(out.split(f"{name} at step ")[1].split(":")[0])
+    assert torch.load(last, weights_only=True)["global_step"] == step  # whole, loadable
+    assert not list(Path("/tmp").glob("tmp*ckpt*"))
+    epochs = step // 3 + 2
+    again = train_cli(*args, f"trainer.max_epochs={epochs}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed in place from {last} at step {step}" in again.stdout + again.stderr
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == epochs * 3
+
+
+FAKE_SUBMITIT = """
+import runpy, signal, sys, torch
+from pathlib import Path
+
+def requeue(signum, frame):  # stands in for submitit's USR2 handler: requeue, then exit
+    last = Path("runs/q/checkpoints/last.ckpt")
+    Path("requeued").write_text(str(torch.load(last, weights_only=True)["global_step"]))
+    sys.exit(-1)
+
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit(tmp_path, cache_dir):
+    """The SLURM time-limit path: USR2 -> stop at the next step -> last.ckpt -> submitit's own
+    handler (here a stand-in installed before alexlab, as submitit does) requeues and exits."""
+    (tmp_path / "fake_submitit.py").write_text(FAKE_SUBMITIT)
+    cmd = [sys.executable, "fake_submitit.py", str(ROOT / "train.py"), *TINY_CLI, "logger=none",
+           "run_name=q", "trainer.max_epochs=500", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    last = tmp_path / "runs" / "q" / "checkpoints" / "last.ckpt"
+    with started(cmd, cwd=tmp_path) as proc:
+        deadline = time.time() + 120
+        while not last.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGUSR2)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 255, out[-2000:]  # submitit's sys.exit(-1)
+    assert "SIGUSR2 at step" in out and "handing over to submitit" in out
+    step = int(out.split("SIGUSR2 at step ")[1].split(":")[0])
+    # the handler ran after the save: it read the checkpoint of the step the run stopped at
+    assert (tmp_path / "requeued").read_text() == str(step)
+    assert torch.load(last, weights_only=True)["global_step"] == step
