@@ -212,14 +212,14 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     marker.write_text(json.dumps(wanted, indent=1) + "\n")
 
 
-def _progress(total: int, enabled: bool):
+def _progress(enabled: bool):
+    """A bar with done/total, elapsed time and an ETA, on stderr (stdout keeps the report)."""
+    from rich import progress as rp
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
 
-    columns = [TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn()]  # fmt: skip
-    return Progress(*columns, console=Console(stderr=True), disable=not enabled)
+    columns = [rp.TextColumn("prepare"), rp.BarColumn(), rp.MofNCompleteColumn(),
+               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn()]  # fmt: skip
+    return rp.Progress(*columns, console=Console(stderr=True), disable=not enabled)
 
 
 def _run(jobs: list, workers: int) -> Iterable[Result]:
@@ -249,7 +249,7 @@ def prepare_tree(
         part.unlink(missing_ok=True)
     start = time.perf_counter()
     summary = Summary(src, dst, 0.0, workers, problems=problems)
-    with _progress(len(jobs), progress) as bar:
+    with _progress(progress) as bar:
         task = bar.add_task("prepare", total=len(jobs))
         for result in _run(jobs, workers):
             summary.results.append(result)
@@ -268,7 +268,8 @@ def _megabytes(n: int) -> str:
 def _mean_size(sizes: list[tuple[int, int]]) -> str:
     if not sizes:
         return "-"
-    return f"{sum(w for w, _ in sizes) / len(sizes):.0f}x{sum(h for _, h in sizes) / len(sizes):.0f}"
+    n = len(sizes)
+    return f"{sum(w for w, _ in sizes) / n:.0f}x{sum(h for _, h in sizes) / n:.0f}"
 
 
 def report(summary: Summary) -> str:
