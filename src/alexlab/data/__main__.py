@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--per-class", type=int, default=20, help="train images per class")
     fake.add_argument("--val-per-class", type=int, default=None, help="default: per-class / 5")
     fake.add_argument("--seed", type=int, default=0)
+    fake.add_argument("--sizes", choices=("typical", "imagenet"), default="typical",
+                      help="typical: 400-599 x 300-449; imagenet: ~400x350 mean, 3%% at 1-5 MP")  # fmt: skip
 
     prep = sub.add_parser("prepare-imagenet", help="flat ILSVRC-2012 val/ -> class folders (links)")
     prep.add_argument("val_dir", type=Path, help="the official flat val/ folder")
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             from alexlab.data.fake_imagenet import write_fake_imagenet
 
             root = write_fake_imagenet(args.out, classes=args.classes, per_class=args.per_class,
-                                       val_per_class=args.val_per_class, seed=args.seed)  # fmt: skip
+                                       val_per_class=args.val_per_class, seed=args.seed,
+                                       sizes=args.sizes)  # fmt: skip
             print(f"wrote {root} ({args.classes} classes)")
             return 0
         if args.command == "prepare":
