@@ -54,8 +54,8 @@ format: install ## ruff autofix + format
 bench: install ## loaders, training throughput and framework overhead, side by side -> BENCHMARKS.md
 	$(PY) -m alexlab.bench $(ARGS)
 
-bench-data: install ## DALI vs torch loader images/s on a generated ImageNet-shaped tree -> BENCHMARKS.md
-	$(PY) -m alexlab.bench --what data $(ARGS)
+bench-data: install ## DALI vs torch loader images/s, full-size vs a prepared copy -> BENCHMARKS.md
+	$(PY) -m alexlab.bench --what data prepared $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
 	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)

@@ -351,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
-    parser.add_argument("--what", nargs="+", default=["data", "train", "overhead"],
-                        choices=["data", "train", "overhead"])  # fmt: skip
+    parser.add_argument("--what", nargs="+", default=["data", "prepared", "train", "overhead"],
+                        choices=["data", "prepared", "train", "overhead"],
+                        help="prepared: the same images full-size and prepared (prepare.py)")  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
     parser.add_argument("--train-batch-size", type=int, default=16)
     parser.add_argument("--train-batches", type=int, default=4)
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
             f"default; one row with the exact IDCT); each ratio compares DALI with torch at the "
             f"same worker/thread count, the last row each at its best count.\n\n{table(rows)}\n"
         )
-    if "data" in args.what:  # the same images, full-size and as a prepared copy
+    if "prepared" in args.what:  # the same images, full-size and as a prepared copy
         name = f"fake-imagenet-c{args.classes}-p{args.per_class}-imagenet-sizes"
         sized = args.root or args.cache / name
         if not sized.exists():

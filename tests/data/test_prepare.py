@@ -1,6 +1,7 @@
 """python -m alexlab.data prepare: a resized, resumable copy of a class-folder tree."""
 
 import json
+import re
 import signal
 import sys
 import time
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 from subproc import kill_group, start, train_cli
 
+from alexlab.bench import main as bench_main
 from alexlab.data.__main__ import main
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource
@@ -184,3 +186,29 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
     summary = json.loads(metrics.read_text())
     assert summary["global_step"] == 3  # 18 prepared train images / batch 6
     assert 0 <= summary["metrics"]["val/acc1"] <= 1
+
+
+def test_bench_data_compares_the_full_size_tree_with_its_prepared_copy(tmp_path, capsys):
+    out = tmp_path / "BENCH.md"
+    bench_main(["--what", "prepared", "--runs", "1", "--warmup", "1", "--batches", "2",
+                "--classes", "2", "--per-class", "3", "--cache", str(tmp_path),
+                "--batch-size", "4", "--workers", "1", "--out", str(out)])  # fmt: skip
+    report = out.read_text()
+    assert "**Prepared copy.**" in report and "**Loaders.**" not in report
+    copy = tmp_path / "fake-imagenet-c2-p3-imagenet-sizes-s256"
+    assert all(min(Image.open(p).size) <= 256 for p in images(copy).values())
+    rows = re.findall(r"^\| (\w+) \| (full-size|prepared): mean (\d+)x(\d+) px.*? \| (\d+) \(\d+\) "
+                      r"\| (\d+) \(\d+\) \| ([\d.]+)x \|$", report, flags=re.M)  # fmt: skip
+    assert [(crop, tree) for crop, tree, *_ in rows] == [
+        ("random_resized", "full-size"), ("random_resized", "prepared"),
+        ("paper", "full-size"), ("paper", "prepared")]  # fmt: skip
+    for _, _, _, _, torch_rate, dali_rate, ratio in rows:  # DALI / torch, 2 decimals
+        assert float(ratio) == pytest.approx(int(dali_rate) / int(torch_rate), abs=0.02)
+    (full_w, full_h), (prep_w, prep_h) = ((int(r[2]), int(r[3])) for r in rows[:2])
+    assert prep_w * prep_h < full_w * full_h  # the copy is smaller
+    gains = re.findall(r"^\| (\w+) \| prepared / full-size \| \*\*([\d.]+)x\*\* \| \*\*([\d.]+)x",
+                       report, flags=re.M)  # fmt: skip
+    for (crop, torch_gain, dali_gain), full, prep in zip(gains, rows[::2], rows[1::2], strict=True):
+        assert crop == full[0] == prep[0]
+        assert float(torch_gain) == pytest.approx(int(prep[4]) / int(full[4]), abs=0.05)
+        assert float(dali_gain) == pytest.approx(int(prep[5]) / int(full[5]), abs=0.05)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-
 SIZES = ("typical", "imagenet")
 LARGE_SHARE = 0.03  # `imagenet` sizes: the share of 1-5 megapixel images
 
