@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from subproc import kill_group, start, train_cli
 
 from alexlab.bench import main as bench_main
@@ -119,6 +119,9 @@ def test_bad_inputs_are_converted_or_reported(tmp_path, capsys):
     gradient(64, 48, 1).convert("CMYK").save(cat / "cmyk.JPEG")
     gradient(64, 48, 2).convert("L").save(cat / "gray.JPEG")
     gradient(64, 48, 3).save(dog / "png_inside.JPEG", format="PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turn 90 degrees clockwise to view (as DALI decodes)
+    gradient(64, 48, 4).save(cat / "turned.JPEG", exif=exif, quality=95)
     (dog / "truncated.JPEG").write_bytes((cat / "cat_0.JPEG").read_bytes()[:600])
     (dog / "empty.JPEG").write_bytes(b"")
     (src / "val" / "emu" / "notes.txt").write_text("hello")
@@ -128,6 +131,11 @@ def test_bad_inputs_are_converted_or_reported(tmp_path, capsys):
     assert f"converted: {cat / 'cmyk.JPEG'}: CMYK -> RGB" in out
     assert f"converted: {cat / 'gray.JPEG'}: L -> RGB" in out
     assert f"converted: {dog / 'png_inside.JPEG'}: PNG data in a .JPEG file -> JPEG" in out
+    assert f"converted: {cat / 'turned.JPEG'}: EXIF orientation 6 -> upright" in out
+    turned = Image.open(dst / "train" / "cat" / "turned.JPEG")
+    assert turned.size == (32, 43) and not turned.getexif()  # 48x64 upright, shorter side 32
+    upright = ImageOps.exif_transpose(Image.open(cat / "turned.JPEG")).resize((32, 43))
+    assert np.abs(rgb(turned) - rgb(upright)).mean() < 4
     for bad in (dog / "truncated.JPEG", dog / "empty.JPEG", src / "val" / "emu" / "notes.txt"):
         assert f"not written: {bad}: {check_image(bad)}" in out  # verify's reason
         assert not (dst / bad.relative_to(src)).exists()
