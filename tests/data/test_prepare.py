@@ -83,17 +83,17 @@ def test_prepare_keeps_names_labels_counts_and_resizes_as_asked(tmp_path, option
         assert np.abs(rgb(out) - rgb(ref)).mean() < 4, rel
 
 
-def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path):
+def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path, capsys):
     src = write_fake_imagenet(tmp_path / "src", classes=4, per_class=25, val_per_class=5)
     dst = tmp_path / "dst"
-    cmd = [sys.executable, "-m", "alexlab.data", "prepare", str(src), str(dst), "--workers", "1",
+    cmd = [sys.executable, "-m", "alexlab.data", "prepare", str(src), str(dst), "--workers", "2",
            "--shorter-side", "200", "--no-progress"]  # fmt: skip
     proc = start(cmd)
     try:
         deadline = time.monotonic() + 120
         while len(images(dst)) < 10 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)  # mid-run: no chance to clean up
+        kill_group(proc)  # SIGKILL to the run and its worker processes: no chance to clean up
         proc.wait()
     finally:
         kill_group(proc)
@@ -101,7 +101,8 @@ def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path):
     finished = {rel: p.stat() for rel, p in images(dst).items()}
     assert 10 <= len(finished) < 120, "the run must be killed mid-way"
 
-    assert main(["prepare", str(src), str(dst), "--workers", "2", "--shorter-side", "200"]) == 0
+    assert main(["prepare", str(src), str(dst), "--workers", "1", "--shorter-side", "200"]) == 0
+    assert f"{len(finished)} done by an earlier run" in capsys.readouterr().out
     after = images(dst)
     assert list(after) == list(images(src))  # complete now
     for rel, stat in finished.items():  # the earlier run's files were not touched
@@ -187,6 +188,7 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
                     "model.hidden=32", "data.image_size=64", "data.resize_size=72",
                     "data.batch_size=6", "data.num_workers=1", "data.dali_threads=1",
                     "trainer.accelerator=cpu", "trainer.max_epochs=1", "logger=none",
+                    "trainer.num_sanity_val_steps=0",
                     "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
                     cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
