@@ -51,7 +51,7 @@ format: install ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix src tests train.py eval.py
 	$(VENV)/bin/ruff format src tests train.py eval.py
 
-bench: install ## loaders, training throughput and framework overhead, side by side -> BENCHMARKS.md
+bench: install ## loaders (full-size and prepared), training throughput, framework overhead -> BENCHMARKS.md
 	$(PY) -m alexlab.bench $(ARGS)
 
 bench-data: install ## DALI vs torch loader images/s, full-size vs a prepared copy -> BENCHMARKS.md
