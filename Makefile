@@ -51,11 +51,11 @@ format: install ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix src tests train.py eval.py
 	$(VENV)/bin/ruff format src tests train.py eval.py
 
-bench: install ## loaders, training throughput and framework overhead, side by side -> BENCHMARKS.md
+bench: install ## loaders (full-size and prepared), training throughput, framework overhead -> BENCHMARKS.md
 	$(PY) -m alexlab.bench $(ARGS)
 
-bench-data: install ## DALI vs torch loader images/s on a generated ImageNet-shaped tree -> BENCHMARKS.md
-	$(PY) -m alexlab.bench --what data $(ARGS)
+bench-data: install ## DALI vs torch loader images/s, full-size vs a prepared copy -> BENCHMARKS.md
+	$(PY) -m alexlab.bench --what data prepared $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
 	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)

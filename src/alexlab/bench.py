@@ -278,6 +278,62 @@ def table(rows: list[dict], unit: str = "images/s") -> str:
     return "\n".join(lines)
 
 
+def bench_prepared(root: Path, *, batch_size: int, workers: int, warmup: int, batches: int,
+                   runs: int, crops: tuple[str, ...] = ("random_resized", "paper")) -> str:  # fmt: skip
+    """The same images full-size and as a prepared copy (``python -m alexlab.data prepare
+    --shorter-side 256``, made next to ``root`` once): the torch and DALI train loaders side
+    by side, runs interleaved. Returns a markdown table: DALI / torch per tree, prepared /
+    full-size per loader."""
+    from alexlab.data.prepare import Settings, prepare_tree
+
+    copy = root.with_name(f"{root.name}-s256")
+    summary = prepare_tree(root, copy, Settings(shorter_side=256), progress=False)
+    ok = [r for r in summary.results if r.status != "problem"]
+    trees = {"full-size": (root, _describe([r.size_in for r in ok], sum(r.bytes_in for r in ok))),
+             "prepared": (copy, _describe([r.size_out for r in ok], sum(r.bytes_out for r in ok)))}  # fmt: skip
+    loaders = ["torch"] + (["dali"] if dali.DALI_AVAILABLE else [])
+    built = {
+        (crop, tree, name): ImageDataModule(
+            root=path, source=FolderSource, loader=name, batch_size=batch_size,
+            num_workers=workers, dali_threads=workers, crop=crop, pin_memory=False,
+        ).train_dataloader()
+        for crop in crops for tree, (path, _) in trees.items() for name in loaders
+    }  # fmt: skip
+    rates: dict[tuple, list[float]] = {cfg: [] for cfg in built}
+    for _ in range(runs):
+        for cfg, loader in built.items():
+            rates[cfg].append(images_per_second(loader, warmup=warmup, batches=batches))
+    return _prepared_table(crops, {t: d for t, (_, d) in trees.items()}, loaders, workers, rates)
+
+
+def _describe(sizes: list[tuple[int, int]], nbytes: int) -> str:
+    n = max(len(sizes), 1)
+    w, h = sum(s[0] for s in sizes) / n, sum(s[1] for s in sizes) / n
+    return f"mean {w:.0f}x{h:.0f} px, {nbytes / 1e6:.1f} MB"
+
+
+def _prepared_table(crops, trees: dict[str, str], loaders: list[str], workers: int,
+                    rates: dict[tuple, list[float]]) -> str:  # fmt: skip
+    med = {cfg: statistics.median(r) for cfg, r in rates.items()}
+    names = {"torch": f"torch ({workers} workers)", "dali": f"DALI CPU ({workers} threads)"}
+    cols = [f"{names[n]} images/s (runs)" for n in loaders]
+    cols += ["DALI / torch"] if "dali" in loaders else []
+    lines = ["| crop | tree | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for crop in crops:
+        for tree, described in trees.items():
+            cells = [f"{med[crop, tree, n]:.0f} ({', '.join(f'{x:.0f}' for x in rates[crop, tree, n])})"
+                     for n in loaders]  # fmt: skip
+            if "dali" in loaders:
+                cells.append(f"{med[crop, tree, 'dali'] / med[crop, tree, 'torch']:.2f}x")
+            lines.append(f"| {crop} | {tree}: {described} | " + " | ".join(cells) + " |")
+        gains = [
+            f"**{med[crop, 'prepared', n] / med[crop, 'full-size', n]:.2f}x**" for n in loaders
+        ]
+        gains += [""] * (len(cols) - len(gains))
+        lines.append(f"| {crop} | prepared / full-size | " + " | ".join(gains) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alexlab.bench", description=__doc__)
     parser.add_argument("--root", type=Path, default=None,
@@ -295,8 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
-    parser.add_argument("--what", nargs="+", default=["data", "train", "overhead"],
-                        choices=["data", "train", "overhead"])  # fmt: skip
+    parser.add_argument("--what", nargs="+", default=["data", "prepared", "train", "overhead"],
+                        choices=["data", "prepared", "train", "overhead"],
+                        help="prepared: the same images full-size and prepared (prepare.py)")  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
     parser.add_argument("--train-batch-size", type=int, default=16)
     parser.add_argument("--train-batches", type=int, default=4)
@@ -326,6 +383,24 @@ def main(argv: list[str] | None = None) -> None:
             f"interleaved. Same cores for both; DALI decodes with the fast IDCT (its train "
             f"default; one row with the exact IDCT); each ratio compares DALI with torch at the "
             f"same worker/thread count, the last row each at its best count.\n\n{table(rows)}\n"
+        )
+    if "prepared" in args.what:  # the same images, full-size and as a prepared copy
+        name = f"fake-imagenet-c{args.classes}-p{args.per_class}-imagenet-sizes"
+        sized = args.root or args.cache / name
+        if not sized.exists():
+            print(f"writing {sized} ...")
+            write_fake_imagenet(sized, classes=args.classes, per_class=args.per_class,
+                                sizes="imagenet")  # fmt: skip
+        text = bench_prepared(sized, batch_size=args.batch_size, workers=args.workers[0],
+                              warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
+        report += (
+            f"\n**Prepared copy.** {sized.name} (`fake-imagenet --sizes imagenet`"
+            f"{'' if args.root else ': ~400x350 on average, 3% at 1-5 MP'}) against its copy "
+            f"made by `python -m alexlab.data prepare --shorter-side 256`; train augmentation "
+            f"(random-resized crop to 224, or the paper's crop: shorter side 256, central square, "
+            f"random 224 crop), flip, normalise; batch {args.batch_size}; median (runs) of "
+            f"{args.runs} interleaved runs of {args.batches} batches after {args.warmup}.\n\n"
+            f"{text}\n"
         )
     if "train" in args.what:
         rows = bench_training(root, models=args.models, batch_size=args.train_batch_size,

@@ -1,8 +1,12 @@
 """ImageNet-shaped JPEG trees for benchmarks and tests (nothing is downloaded).
 
 Each class gets its own palette and shape family; each image is a smooth two-colour gradient
-with blurred shapes, mild noise and JPEG compression, at sizes around ImageNet's typical
-500x375 (landscape and portrait), so decoding and resizing cost what they cost on ImageNet.
+with blurred shapes, mild noise and JPEG compression, so decoding and resizing cost what they
+cost on ImageNet. Sizes (``sizes``; a quarter of the images portrait):
+
+- ``typical`` (default): 400-599 x 300-449, around ImageNet's typical 500x375;
+- ``imagenet``: ILSVRC-2012's spread, about 400x350 on average with some large ones: 97% with
+  a longer side of 280-479 and aspect 1-1.5, 3% with a longer side of 1000-2599 (1-5 MP).
 """
 
 from __future__ import annotations
@@ -15,9 +19,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+SIZES = ("typical", "imagenet")
+LARGE_SHARE = 0.03  # `imagenet` sizes: the share of 1-5 megapixel images
 
-def _image(rng: np.random.Generator, class_idx: int, num_classes: int) -> Image.Image:
-    w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
+
+def _size(rng: np.random.Generator, sizes: str) -> tuple[int, int]:
+    if sizes == "typical":
+        return int(rng.integers(400, 600)), int(rng.integers(300, 450))
+    if sizes != "imagenet":
+        raise ValueError(f"sizes={sizes!r} is unknown; valid: {', '.join(SIZES)}")
+    longer = int(rng.integers(1000, 2600) if rng.random() < LARGE_SHARE else rng.integers(280, 480))
+    return longer, int(longer * rng.uniform(0.66, 1.0))
+
+
+def _image(
+    rng: np.random.Generator, class_idx: int, num_classes: int, sizes: str = "typical"
+) -> Image.Image:
+    w, h = _size(rng, sizes)
     if rng.random() < 0.25:
         w, h = h, w  # some portrait images, as in ImageNet
     hue = (class_idx / max(num_classes, 1) + rng.normal(0, 0.02)) % 1.0
@@ -42,7 +60,7 @@ def _image(rng: np.random.Generator, class_idx: int, num_classes: int) -> Image.
 
 def write_fake_imagenet(
     root: Path, *, classes: int = 10, per_class: int = 20, val_per_class: int | None = None,
-    seed: int = 0, quality: int = 90,
+    seed: int = 0, quality: int = 90, sizes: str = "typical",
 ) -> Path:  # fmt: skip
     """Write ``root/{train,val}/nXXXXXXXX/*.JPEG`` and return ``root``. Built in a temporary
     folder and renamed into place, so an interrupted run leaves nothing half-written."""
@@ -58,7 +76,7 @@ def write_fake_imagenet(
             folder = tmp / split / f"n{c:08d}"
             folder.mkdir(parents=True)
             for i in range(count):
-                _image(rng, c, classes).save(
+                _image(rng, c, classes, sizes).save(
                     folder / f"{split}_{c:04d}_{i:05d}.JPEG", quality=quality
                 )
     tmp.rename(root)

@@ -1,0 +1,318 @@
+"""A copy of a class-folder tree at training resolution: decode less every epoch.
+
+Krizhevsky et al. 2012 (§2) trained on images "down-sampled to a fixed resolution of 256 x 256":
+the shorter side rescaled to 256, then the central 256x256 patch (``paper=True``). The default
+keeps the whole image and only shrinks its shorter side to ``shorter_side`` (never enlarging),
+so random-resized crops still see the whole scene.
+
+Names, folders (hence labels) and the train/val/test layout are kept. Each output file is
+written to a hidden temporary file in its own folder and renamed into place, so a file that
+exists is finished: a killed run continues where it stopped and never rewrites one. Inputs that
+need it are converted (CMYK, grayscale and other modes to RGB; PNG data in a ``.JPEG`` file to
+JPEG) and reported; files that ``verify`` would list (corrupt, truncated, empty, not an image)
+are reported and not written.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from alexlab.checks import ConfigError
+from alexlab.data.sources import class_folders
+from alexlab.data.verify import Problem, check_image
+
+SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every output image gets.
+
+    Args:
+        shorter_side: the shorter side after resizing; smaller images keep their size
+            (with ``paper``: the side of the square, enlarging where needed, as the paper).
+        max_side: cap on the longer side (very elongated images), or None.
+        paper: Krizhevsky et al. 2012 §2: shorter side to ``shorter_side``, central square.
+        quality: JPEG (and WebP) quality of re-encoded images.
+    """
+
+    shorter_side: int = 256
+    max_side: int | None = None
+    paper: bool = False
+    quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.shorter_side < 1:
+            raise ConfigError(f"--shorter-side {self.shorter_side} must be a positive number.")
+        if self.max_side is not None and self.max_side < self.shorter_side:
+            raise ConfigError(f"--max-side {self.max_side} must be >= --shorter-side.")
+        if self.paper and self.max_side is not None:
+            raise ConfigError("--paper makes square images: drop --max-side.")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"--quality {self.quality} must be in 1..100 (90 is a good value).")
+
+    def plan(self, width: int, height: int) -> tuple[tuple[int, int], tuple | None]:
+        """``((resized width, height), central crop box or None)`` for an input image."""
+        short, long = min(width, height), max(width, height)
+        scale = self.shorter_side / short
+        if not self.paper:
+            if self.max_side is not None:
+                scale = min(scale, self.max_side / long)
+            scale = min(scale, 1.0)  # never enlarge: the loader resizes anyway
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if not self.paper:
+            return size, None
+        s = self.shorter_side
+        left, top = (size[0] - s) // 2, (size[1] - s) // 2
+        return size, (left, top, left + s, top + s)
+
+
+@dataclass
+class Result:
+    """What happened to one input file."""
+
+    rel: str  # path relative to SRC (and DST)
+    status: str  # "resized", "copied" (already as asked), "done" (earlier run), "problem"
+    note: str = ""  # the conversion made, or the problem
+    bytes_in: int = 0
+    bytes_out: int = 0
+    size_in: tuple[int, int] = (0, 0)
+    size_out: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Summary:
+    src: Path
+    dst: Path
+    seconds: float
+    workers: int
+    results: list[Result] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # folders and files not written
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+def _image_format(path: Path) -> str:
+    """The format a file's extension names (``.JPEG`` -> JPEG): what its bytes must hold."""
+    return Image.registered_extensions().get(path.suffix.lower(), "JPEG")
+
+
+def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a hidden temporary file next to ``dst``, then rename it into place."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        write(tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# EXIF orientation -> the transpose that makes the pixels upright (as ImageOps.exif_transpose)
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                 8: Image.Transpose.ROTATE_90}  # fmt: skip
+_QUARTER_TURNS = (Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
+                  Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)  # fmt: skip
+
+
+def _conversions(
+    img: Image.Image, want: str, suffix: str
+) -> tuple[list[str], Image.Transpose | None]:
+    """What must change for the output to be an upright RGB ``want`` file: notes for the
+    report, and the EXIF orientation's transpose (DALI applies EXIF orientation, PIL and so
+    the torch loader do not: an upright copy without EXIF reads the same in both)."""
+    notes = []
+    if img.format != want:  # e.g. ImageNet's one PNG named .JPEG
+        notes.append(f"{img.format} data in a {suffix} file -> {want}")
+    if img.mode != "RGB":  # CMYK, grayscale (L), palette, RGBA ...
+        notes.append(f"{img.mode} -> RGB")
+    orientation = img.getexif().get(0x0112, 1)  # 0x0112: EXIF Orientation
+    turn = _ORIENTATIONS.get(orientation)
+    if turn is not None:
+        notes.append(f"EXIF orientation {orientation} -> upright")
+    return notes, turn
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
+    """Resize (and convert where needed) one image from ``src`` to ``dst``."""
+    if not src.exists():
+        return Result(rel, "problem", note="broken link (its target is gone)")
+    result = Result(rel, "problem", bytes_in=src.stat().st_size)
+    if dst.exists():  # renamed into place by an earlier run: finished
+        result.status, result.bytes_out = "done", dst.stat().st_size
+        result.size_in, result.size_out = _header_size(src), _header_size(dst)
+        return result
+    try:
+        with Image.open(src) as img:
+            result.size_in, want = img.size, _image_format(dst)
+            notes, turn = _conversions(img, want, src.suffix)
+            upright = img.size[::-1] if turn in _QUARTER_TURNS else img.size
+            size, box = settings.plan(*upright)
+            dst.parent.mkdir(parents=True, exist_ok=True)  # sub-folders within a class
+            if size == img.size and box is None and not notes:
+                img.load()  # a verbatim copy must decode completely too
+                _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+                result.status, result.size_out = "copied", img.size
+            else:
+                if img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale where that still
+                    w, h = size[::-1] if turn in _QUARTER_TURNS else size  # leaves 2x: far
+                    img.draft("RGB", (2 * w, 2 * h))  # less work
+                rgb = img.convert("RGB")  # what both loaders make of any mode
+                rgb = rgb.transpose(turn) if turn is not None else rgb
+                out = rgb.resize(size, Image.Resampling.LANCZOS)
+                out = out.crop(box) if box else out
+                save = dict(quality=settings.quality) if want in ("JPEG", "WEBP") else {}
+                _atomic_write(dst, lambda tmp: out.save(tmp, format=want, **save))
+                result.status, result.size_out = "resized", out.size
+            result.note = "; ".join(notes)
+    except Exception as e:  # PIL raises many types for broken files
+        first = str(e).splitlines()[0] if str(e) else ""
+        result.note = check_image(src) or f"cannot be prepared ({type(e).__name__}: {first})"
+        return result
+    result.bytes_out = dst.stat().st_size
+    return result
+
+
+def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
+    return prepare_one(*job)
+
+
+def _splits(root: Path) -> list[Path]:
+    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it
+    holds class folders directly (``verify``'s rule)."""
+    found = [root / s for s in SPLITS if (root / s).is_dir()]
+    return found or [root]
+
+
+def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Path], list[Problem]]:
+    """``(jobs, class folders to create (relative), problems)`` for every file of every class
+    folder of every split of ``src``."""
+    jobs, folders, problems = [], [], []
+    for split in _splits(src):
+        classes = class_folders(split)
+        if not classes:
+            problems.append(Problem(split, "no class folders"))
+        for name in classes:
+            folders.append((split / name).relative_to(src))
+            files = sorted(f for f in (split / name).rglob("*") if f.is_file() or f.is_symlink())
+            if not files:
+                problems.append(Problem(split / name, "empty class folder"))
+            for f in files:
+                rel = f.relative_to(src)
+                jobs.append((f, dst / rel, rel.as_posix(), settings))
+    return jobs, folders, problems
+
+
+def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
+    """DST is new, empty, or an earlier (killed) run with the same settings and source."""
+    if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
+        raise ConfigError(f"{dst} is inside {src}: pick a folder outside the source.")
+    wanted = {"source": str(src.resolve()), **asdict(settings)}
+    marker = dst / SETTINGS_FILE
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != wanted:
+            raise ConfigError(
+                f"{dst} was prepared with {found}, not {wanted}. Rerun with the same source "
+                f"and options to continue it, or pick a new DST."
+            )
+    elif dst.exists() and any(dst.iterdir()):
+        raise ConfigError(f"{dst} exists and is not a `prepare` output: pick a new folder.")
+    dst.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted, indent=1) + "\n")
+
+
+def _progress(enabled: bool):
+    """A bar with done/total, elapsed time and an ETA, on stderr (stdout keeps the report)."""
+    from rich import progress as rp
+    from rich.console import Console
+
+    columns = [rp.TextColumn("prepare"), rp.BarColumn(), rp.MofNCompleteColumn(),
+               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn()]  # fmt: skip
+    return rp.Progress(*columns, console=Console(stderr=True), disable=not enabled)
+
+
+def _run(jobs: list, workers: int) -> Iterable[Result]:
+    if workers == 1:
+        yield from map(_prepare_job, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(_prepare_job, jobs, chunksize=8)
+
+
+def prepare_tree(
+    src: Path, dst: Path, settings: Settings, *, workers: int | None = None, progress: bool = True
+) -> Summary:
+    """Write the prepared copy of ``src`` (a root with train/ val/ [test/], or one split's
+    class folders) to ``dst``; continue an earlier, interrupted run into the same ``dst``."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise ConfigError(f"{src}: no such directory (SRC must hold class folders or splits).")
+    workers = workers or len(os.sched_getaffinity(0))
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be >= 1.")
+    _check_destination(src, dst, settings)
+    jobs, folders, problems = list_jobs(src, dst, settings)
+    for folder in folders:  # every class, even one whose files all failed: labels stay put
+        (dst / folder).mkdir(parents=True, exist_ok=True)
+    for part in dst.rglob(".*.part"):  # an earlier run's unfinished temporary files
+        part.unlink(missing_ok=True)
+    start = time.perf_counter()
+    summary = Summary(src, dst, 0.0, workers, problems=problems)
+    with _progress(progress) as bar:
+        task = bar.add_task("prepare", total=len(jobs))
+        for result in _run(jobs, workers):
+            summary.results.append(result)
+            bar.advance(task)
+    summary.results.sort(key=lambda r: r.rel)
+    summary.problems += [Problem(src / r.rel, r.note) for r in summary.results
+                         if r.status == "problem"]  # fmt: skip
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _mean_size(sizes: list[tuple[int, int]]) -> str:
+    if not sizes:
+        return "-"
+    n = len(sizes)
+    return f"{sum(w for w, _ in sizes) / n:.0f}x{sum(h for _, h in sizes) / n:.0f}"
+
+
+def report(summary: Summary) -> str:
+    """The converted files, the problems and the sizes before and after, for people."""
+    ok = [r for r in summary.results if r.status != "problem"]
+    lines = [f"converted: {summary.src / r.rel}: {r.note}" for r in ok if r.note]
+    lines += [f"not written: {p.path}: {p.reason}" for p in summary.problems]
+    before, after = sum(r.bytes_in for r in ok), sum(r.bytes_out for r in ok)
+    lines += [
+        f"prepared {len(ok)} of {len(summary.results)} files of {summary.src} into {summary.dst} "
+        f"in {summary.seconds:.1f} s ({summary.workers} workers): {summary.count('resized')} "
+        f"resized, {summary.count('copied')} copied as they were, {summary.count('done')} done "
+        f"by an earlier run; {sum(bool(r.note) for r in ok)} converted, "
+        f"{len(summary.problems)} problem(s)",
+        f"before: {_megabytes(before)}, mean {_mean_size([r.size_in for r in ok])} px",
+        f"after:  {_megabytes(after)} ({after / max(before, 1):.0%}), "
+        f"mean {_mean_size([r.size_out for r in ok])} px",
+    ]
+    return "\n".join(lines)
