@@ -116,8 +116,10 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         # Per step: one running sum on the device, no host sync. Each self.log (and a torchmetrics
-        # update) costs Lightning more than a small model's step, and the progress bar reads a
-        # logged value back from the GPU, so step values are logged only on the logger's steps.
+        # update) costs Lightning more than a small model's step, so step values are logged only
+        # on the logger's steps, and never with prog_bar=True: Lightning converts every prog_bar
+        # value to a number after every batch (.item(), a GPU sync) until the epoch ends.
+        # LoggedStepsProgressBar shows train/loss instead, read on the logger's steps.
         logits, loss = self._logits_and_loss(batch)
         labels = batch[1]
         with torch.no_grad():  # no host value is copied to the device here (that would sync)
@@ -127,7 +129,7 @@ class ClassificationModule(L.LightningModule):
                                 hit.sum().float(), torch.full_like(loss, n, dtype=torch.float32)])  # fmt: skip
             self._train_sums = step if self._train_sums is None else self._train_sums + step
         if logger_step(self.trainer, done=False):
-            self.log(metric_name("train", "loss"), loss.detach(), prog_bar=True)
+            self.log(metric_name("train", "loss"), loss.detach())
             self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
