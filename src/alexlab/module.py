@@ -95,6 +95,14 @@ class ClassificationModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
 
+    def eager_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``forward`` through the network's Python code, never its compiled call: for callbacks
+        that run other batch sizes, which would recompile the training graph under
+        ``model.compile=true``."""
+        if self._channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net.forward(images)
+
     def _logits_and_loss(self, batch: tuple[torch.Tensor, torch.Tensor]):
         images, labels = batch  # (B, 3, S, S) float, (B,) int64
         if images.ndim == 5:  # (B, V, 3, S, S): multi-view test, softmax averaged (2012 §4.1)
