@@ -175,17 +175,37 @@ class ClassificationModule(L.LightningModule):
         # class index -> name, so predict can label its output from the checkpoint alone
         datamodule = getattr(self.trainer, "datamodule", None)
         checkpoint["class_names"] = list(getattr(datamodule, "class_names", None) or [])
-        # the global RNG (dropout masks): a resumed run draws what the uninterrupted one drew
-        checkpoint["rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        # each rank's global RNG (dropout masks): a resumed run draws what the uninterrupted one
+        # drew, on every rank. Every rank runs this hook (Lightning builds the checkpoint on all
+        # ranks, rank 0 writes it), so the states are gathered to one list indexed by rank.
+        checkpoint["rng"] = {"per_rank": self._gather_rng_states()}
+
+    def _gather_rng_states(self) -> list[dict[str, torch.Tensor]]:
+        cpu = torch.get_rng_state()  # (5056,) uint8
+        cuda = (
+            torch.cuda.get_rng_state(self.device)  # this rank's device only
+            if self.device.type == "cuda"
+            else torch.empty(0, dtype=torch.uint8)
+        )
+        mine = torch.cat([cpu, cuda]).to(self.device)
+        gathered = self.all_gather(mine) if self.trainer.world_size > 1 else mine[None]
+        return [
+            {"torch": row[: cpu.numel()].cpu(), "cuda": row[cpu.numel() :].cpu()}
+            for row in gathered
+        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        per_rank = rng.get("per_rank") or ([rng] if "torch" in rng else [])  # older: one state
+        if self.global_rank >= len(per_rank):  # more ranks than when saved: their seeded state
+            return
+        state = per_rank[self.global_rank]
+        torch.set_rng_state(state["torch"])
+        cuda = state.get("cuda")
+        if isinstance(cuda, list):  # older checkpoints: rank 0's get_rng_state_all()
+            cuda = cuda[self.device.index or 0] if self.device.type == "cuda" and cuda else None
+        if cuda is not None and cuda.numel() and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
