@@ -81,9 +81,13 @@ class NonFiniteLossGuard(L.Callback):
     def _stop(self, trainer: L.Trainer, first: int | None) -> None:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         ckpt = best_and_last(trainer)[1] or "none written yet"
-        where = f"in step {first}" if first is not None else "in the weights (a gradient overflow)"
+        what = (
+            f"non-finite loss (NaN or Inf) in step {first}"
+            if first is not None
+            else "non-finite weights (NaN or Inf) after finite losses (a gradient overflowed)"
+        )
         raise NonFiniteLossError(
-            f"non-finite loss (NaN or Inf) {where}, found after step {trainer.global_step} "
+            f"{what}, found after step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, lr {lr:.4g}). Steps {self.checked_step + 1}-"
             f"{trainer.global_step} ran since the last check (the loss is checked on the logger's "
             f"steps and before each checkpoint) and none of them was saved. Last good "
