@@ -189,8 +189,9 @@ class ClassificationModule(L.LightningModule):
         )
         mine = torch.cat([cpu, cuda]).to(self.device)
         gathered = self.all_gather(mine) if self.trainer.world_size > 1 else mine[None]
+        # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
         return [
-            {"torch": row[: cpu.numel()].cpu(), "cuda": row[cpu.numel() :].cpu()}
+            {"torch": row[: cpu.numel()].cpu().clone(), "cuda": row[cpu.numel() :].cpu().clone()}
             for row in gathered
         ]
 
@@ -200,12 +201,12 @@ class ClassificationModule(L.LightningModule):
         if self.global_rank >= len(per_rank):  # more ranks than when saved: their seeded state
             return
         state = per_rank[self.global_rank]
-        torch.set_rng_state(state["torch"])
+        torch.set_rng_state(state["torch"].clone())  # a view would be read from its storage start
         cuda = state.get("cuda")
         if isinstance(cuda, list):  # older checkpoints: rank 0's get_rng_state_all()
             cuda = cuda[self.device.index or 0] if self.device.type == "cuda" and cuda else None
         if cuda is not None and cuda.numel() and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda, self.device)
+            torch.cuda.set_rng_state(cuda.clone(), self.device)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
