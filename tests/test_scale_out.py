@@ -1,6 +1,7 @@
 """DDP on the CPU (gloo), Hydra sweeps (local, Optuna, submitit), the report, W&B offline."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,28 @@ def test_logger_many_writes_csv_tensorboard_wandb_and_filter_images(
 
     grid = Image.open(out / "filters" / "conv1_epoch000.png")
     assert grid.size[0] > 100  # 8 filters of 11x11, upscaled x4, in a row
+
+
+@pytest.mark.slow  # two gloo processes: about a minute on 2 cores
+def test_checkpoints_hold_each_ranks_rng_state_and_each_rank_restores_its_own(tmp_path):
+    helpers = os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])
+    ddp = train_cli(*TINY_CLI, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                    "logger=none", "+callbacks.rank_rng._target_=rng_dump.RankRng",
+                    f"+callbacks.rank_rng.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
+                    env={"PYTHONPATH": helpers})  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    (last,) = (tmp_path / "runs").glob("*/checkpoints/last.ckpt")
+    saved = torch.load(last, weights_only=True)["rng"]["per_rank"]
+    at_save = [torch.load(tmp_path / "ranks" / f"rank{r}.pt") for r in (0, 1)]
+    assert not torch.equal(at_save[0], at_save[1])  # two different streams ...
+    assert [torch.equal(s["torch"], a) for s, a in zip(saved, at_save, strict=True)] == [True, True]
+
+    # ... and a rank restores its own entry (here rank 0 of a single process)
+    from alexlab.module import ClassificationModule
+
+    module = ClassificationModule(torch.nn.Linear(1, 1), num_classes=2)
+    torch.manual_seed(123)
+    module.on_load_checkpoint({"rng": {"per_rank": saved}})
+    assert torch.equal(torch.get_rng_state(), at_save[0])
+    torch.set_rng_state(saved[1]["torch"])  # rank 1's entry is a state of its own, not a view
+    assert torch.equal(torch.get_rng_state(), at_save[1])

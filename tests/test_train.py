@@ -1,6 +1,7 @@
 """End to end through ``train(cfg)`` and the CLI, at a tiny size."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,18 +50,34 @@ def test_resume_from_last_continues_the_step_count(train_cfg, tmp_path):
     assert resumed["global_step"] == 6 and resumed["epochs"] == 2
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(train_cfg):
-    # lr x 1e12 from epoch 1 on: the loss turns NaN/Inf within a few steps of epoch 1
+@pytest.mark.parametrize("log_every", [2, 50], ids=["found-on-a-logging-step", "found-at-save"])
+def test_non_finite_loss_stops_with_the_steps_and_keeps_the_last_good_checkpoint(
+    train_cfg, log_every
+):
+    # lr x 1e12 from epoch 1 (step 5) on: the loss turns NaN/Inf within a few steps. The guard
+    # reads its device flag on logging steps (every 2) or, at 50, only before the epoch-end save.
     cfg = train_cfg(
         "schedule=step", "schedule.milestones_epochs=[1]", "schedule.gamma=1e12",
         "trainer.max_epochs=3", "trainer.limit_train_batches=5",
+        f"trainer.log_every_n_steps={log_every}",
     )  # fmt: skip
-    with pytest.raises(NonFiniteLossError, match=r"at step (\d+) \(epoch 1, lr [0-9.e+]+\)") as err:
+    with pytest.raises(NonFiniteLossError) as err:
         train(cfg)
+    pattern = r"in step (\d+), found after step (\d+) \(epoch 1, lr [0-9.e+]+\)\. Steps (\d+)-"
+    found = re.search(pattern, str(err.value))
+    assert found, err.value
+    first, at, unchecked = map(int, found.groups())
+    assert 5 < first <= at and unchecked <= first  # in epoch 1, after the lr jump, in the range
+    if log_every == 2:
+        assert at % 2 == 0 and at - first < 2  # stopped at the first logging step after it
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert str(last) in str(err.value)
-    state = torch.load(last, weights_only=True)["state_dict"]
-    assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 5  # epoch 0's: nothing after the bad step was written
+    assert all(
+        torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point()
+    )
+    assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*epoch001*"))
 
 
 @pytest.mark.parametrize(

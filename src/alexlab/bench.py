@@ -143,12 +143,13 @@ class _StepTimer(L.Callback):
         return self.images / (self.end - self.start)
 
 
-def _tiny_or_full(model: str, num_classes: int, tiny: bool):
+def _tiny_or_full(model: str, num_classes: int, tiny: bool, **speed: bool):
+    """AlexNet (LRN) or AlexNet-BN, full size or tiny; ``speed``: ``channels_last``, ``compile``."""
     from alexlab.models.alexnet import build
 
     norm = "bn" if model == "alexnet_bn" else "lrn"
     extra = dict(widths=(8, 16, 16, 16, 16), hidden=32) if tiny else {}
-    return build(num_classes=num_classes, norm=norm, **extra)
+    return build(num_classes=num_classes, norm=norm, **extra, **speed)
 
 
 class _BareModule(L.LightningModule):
@@ -187,14 +188,21 @@ def lightning_rate(
     return timer.rate
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "16": torch.float16}  # "bf16-mixed", "16-mixed"
+
+
 def raw_rate(
     net, batch, *, warmup: int, batches: int, device: torch.device, precision: str
 ) -> float:
-    """The same steps in a minimal PyTorch loop: forward, loss, backward, SGD step."""
+    """The same steps in a minimal PyTorch loop: forward, loss, backward, SGD step, under the
+    precision Lightning would use (autocast; float16 with a GradScaler, as Lightning does)."""
     net = net.to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     images, labels = (t.to(device) for t in batch)
-    dtype = torch.bfloat16 if precision.startswith("bf16") else None
+    if precision.endswith("-true") and not precision.startswith("32"):
+        raise ValueError(f"--precision={precision}: the raw loop runs 32-true or *-mixed only")
+    dtype = AUTOCAST.get(precision.split("-")[0]) if precision.endswith("-mixed") else None
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     start = None
     for step in range(warmup + batches):
         if step == warmup:
@@ -204,31 +212,40 @@ def raw_rate(
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = torch.nn.functional.cross_entropy(net(images), labels)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batches * images.shape[0] / (time.perf_counter() - start)
 
 
 def bench_training(root: Path, *, models: list[str], batch_size: int, image_size: int, warmup: int,
-                   batches: int, runs: int, workers: int, precision: str) -> list[dict]:  # fmt: skip
-    """Training images/s: synthetic data on the device (the compute ceiling), then each loader
-    end to end; ratios against the ceiling."""
+                   batches: int, runs: int, workers: int, precision: str, channels_last: bool,
+                   compile_modes: list[bool]) -> list[dict]:  # fmt: skip
+    """Training images/s: synthetic data on the device (the compute ceiling; with and without
+    ``torch.compile`` where asked), then each loader end to end; ratios against the ceiling (the
+    eager synthetic row)."""
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     rows = []
     for model in models:
-        sources = {"synthetic (on device)": SyntheticDataModule(num_classes=10, batch_size=batch_size,
-                   image_size=image_size, steps_per_epoch=warmup + batches, val_steps=0)}  # fmt: skip
+        sources = {}
+        for compiled in compile_modes:
+            sources[f"synthetic (on device){', compiled' * compiled}"] = (compiled, SyntheticDataModule(
+                num_classes=10, batch_size=batch_size, image_size=image_size,
+                steps_per_epoch=warmup + batches, val_steps=0))  # fmt: skip
         for loader in ["dali"] * dali.DALI_AVAILABLE + ["torch"]:
-            sources[f"{loader} loader"] = ImageDataModule(
+            sources[f"{loader} loader"] = (False, ImageDataModule(
                 root=root, source=FolderSource, loader=loader, batch_size=batch_size,
                 image_size=image_size, num_workers=workers, dali_threads=workers, pin_memory=True,
-            )  # fmt: skip
+                channels_last=channels_last,
+            ))  # fmt: skip
         ceiling = None
-        for name, dm in sources.items():
-            per_run = [lightning_rate(dm, _tiny_or_full(model, dm.num_classes, tiny=False), warmup=warmup,
-                                      batches=batches, accelerator=accelerator, precision=precision)
+        for name, (compiled, dm) in sources.items():
+            per_run = [lightning_rate(dm, _tiny_or_full(model, dm.num_classes, tiny=False,
+                                                        channels_last=channels_last, compile=compiled),
+                                      warmup=warmup, batches=batches, accelerator=accelerator,
+                                      precision=precision)
                        for _ in range(runs)]  # fmt: skip
             median = statistics.median(per_run)
             ceiling = ceiling or median
@@ -239,7 +256,7 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
 
 def bench_overhead(
     *, batch_sizes: list[int], warmup: int, batches: int, runs: int, precision: str
-) -> list[dict]:
+) -> list[dict]:  # fmt: skip
     """alexlab's Lightning step and a bare LightningModule against a raw loop: tiny AlexNet-BN,
     64 px, data on the device, at each batch size (a larger batch, a longer step)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -334,6 +351,25 @@ def _prepared_table(crops, trees: dict[str, str], loaders: list[str], workers: i
     return "\n".join(lines)
 
 
+def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
+    """Fills the training/overhead options left unset with the device's defaults."""
+    bf16 = gpu and torch.cuda.is_bf16_supported()
+    defaults = {  # option: (GPU, CPU)
+        "train_batch_size": (256, 16),
+        "train_warmup": (20, 2),
+        "train_batches": (200, 4),
+        "precision": ("bf16-mixed" if bf16 else "16-mixed", "32-true"),
+        "channels_last": (True, False),
+        "compile": (["off", "on"], ["off"]),
+        "overhead_warmup": (20, 5),
+        "overhead_steps": (200, 150),
+    }
+    for name, (on_gpu, on_cpu) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, on_gpu if gpu else on_cpu)
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alexlab.bench", description=__doc__)
     parser.add_argument("--root", type=Path, default=None,
@@ -355,15 +391,25 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["data", "prepared", "train", "overhead"],
                         help="prepared: the same images full-size and prepared (prepare.py)")  # fmt: skip
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
-    parser.add_argument("--train-batch-size", type=int, default=16)
-    parser.add_argument("--train-batches", type=int, default=4)
+    # training and overhead: GPU-sized on a GPU (one step at batch 256 takes milliseconds there),
+    # a few minutes in all on a small CPU; None = that device's default (gpu_defaults)
+    parser.add_argument("--train-batch-size", type=int, default=None, help="GPU 256, CPU 16")
+    parser.add_argument("--train-warmup", type=int, default=None, help="GPU 20, CPU 2")
+    parser.add_argument("--train-batches", type=int, default=None, help="timed; GPU 200, CPU 4")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--precision", default="32-true", help="e.g. bf16-mixed")
+    parser.add_argument("--precision", default=None,
+                        help="GPU bf16-mixed (16-mixed before Ampere), CPU 32-true")  # fmt: skip
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC weights and batches; GPU on, CPU off")  # fmt: skip
+    parser.add_argument("--compile", nargs="+", choices=["off", "on"], default=None,
+                        help="synthetic ceiling rows; GPU: off on, CPU: off")  # fmt: skip
     parser.add_argument("--overhead-batch-sizes", type=int, nargs="+", default=[32, 256],
                         help="batch sizes of the overhead runs (tiny AlexNet-BN at 64 px)")  # fmt: skip
-    parser.add_argument("--overhead-steps", type=int, default=150,
-                        help="timed steps per overhead run (after 5 warm-up steps)")  # fmt: skip
-    args = parser.parse_args(argv)
+    parser.add_argument("--overhead-warmup", type=int, default=None, help="GPU 20, CPU 5")
+    parser.add_argument("--overhead-steps", type=int, default=None,
+                        help="timed steps per overhead run; GPU 200, CPU 150")  # fmt: skip
+    args = gpu_defaults(parser.parse_args(argv), gpu=torch.cuda.is_available())
+    began = time.perf_counter()
 
     root = args.root
     if root is None:
@@ -404,26 +450,33 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "train" in args.what:
         rows = bench_training(root, models=args.models, batch_size=args.train_batch_size,
-                              image_size=args.image_size, warmup=args.warmup,
+                              image_size=args.image_size, warmup=args.train_warmup,
                               batches=args.train_batches, runs=args.runs,
-                              workers=args.workers[0], precision=args.precision)  # fmt: skip
+                              workers=args.workers[0], precision=args.precision,
+                              channels_last=args.channels_last,
+                              compile_modes=[m == "on" for m in args.compile])  # fmt: skip
         report += (
             f"\n**Training** (forward, backward, SGD step under Lightning), batch "
-            f"{args.train_batch_size}, precision {args.precision}; median of {args.runs} runs "
-            f"of {args.train_batches} steps after {args.warmup}. Ratio: against the synthetic "
-            f"(data already on the device) ceiling of the same model.\n\n{table(rows)}\n"
+            f"{args.train_batch_size}, precision {args.precision}, channels-last "
+            f"{'on' if args.channels_last else 'off'}; median of {args.runs} runs of "
+            f"{args.train_batches} steps after {args.train_warmup}. Ratio: against the synthetic "
+            f"(data already on the device, not compiled) ceiling of the same model.\n\n"
+            f"{table(rows)}\n"
         )
     if "overhead" in args.what:
-        rows = bench_overhead(batch_sizes=args.overhead_batch_sizes, warmup=5, batches=args.overhead_steps,
-                              runs=args.runs, precision=args.precision)  # fmt: skip
+        rows = bench_overhead(batch_sizes=args.overhead_batch_sizes, warmup=args.overhead_warmup,
+                              batches=args.overhead_steps, runs=args.runs,
+                              precision=args.precision)  # fmt: skip
         report += (
             f"\n**Framework overhead**: a step under Lightning's fit loop against a minimal "
             f"PyTorch loop (forward, loss, backward, SGD), tiny AlexNet-BN at 64 px, data on "
-            f"the device, precision {args.precision}: a bare LightningModule (Lightning's own "
-            f"loop cost) and alexlab's module (metrics, logging, schedule hooks); median of "
-            f"{args.runs} interleaved runs of {args.overhead_steps} steps after 5. The ms/step is the added time "
-            f"per step; the ratio is its throughput against the raw loop.\n\n{table(rows)}\n"
+            f"the device, precision {args.precision} in all three: a bare LightningModule "
+            f"(Lightning's own loop cost) and alexlab's module (metrics, logging, schedule "
+            f"hooks); median of {args.runs} interleaved runs of {args.overhead_steps} steps after "
+            f"{args.overhead_warmup}. The ms/step is the added time per step; the ratio is its "
+            f"throughput against the raw loop.\n\n{table(rows)}\n"
         )
+    report += f"\nThe whole bench took {(time.perf_counter() - began) / 60:.1f} min.\n"
     print(report)
     with args.out.open("a") as f:
         f.write(report)

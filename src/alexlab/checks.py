@@ -19,11 +19,15 @@ from omegaconf.errors import MissingMandatoryValue
 
 class InputError(Exception):
     """Bad input (config, path, data file): the message names it and the fix. The entry points
-    print it as one paragraph, no traceback."""
+    print it as one paragraph, no traceback, headed ``alexlab: <kind>:``."""
+
+    kind = "data error"
 
 
 class ConfigError(InputError, ValueError):
     """A config value or path that cannot work. The message names the key and the fix."""
+
+    kind = "config error"
 
 
 class CorruptImageError(InputError):
@@ -77,8 +81,7 @@ def report_config_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             error = find_config_error(e)
             if error is None:
                 raise
-            kind = "config error" if isinstance(error, ConfigError) else "data error"
-            print(f"alexlab: {kind}: {_last_line(str(error))}", file=sys.stderr)
+            print(f"alexlab: {error.kind}: {_last_line(str(error))}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper

@@ -95,6 +95,14 @@ class ClassificationModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
 
+    def eager_forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``forward`` through the network's Python code, never its compiled call: for callbacks
+        that run other batch sizes, which would recompile the training graph under
+        ``model.compile=true``."""
+        if self._channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net.forward(images)
+
     def _logits_and_loss(self, batch: tuple[torch.Tensor, torch.Tensor]):
         images, labels = batch  # (B, 3, S, S) float, (B,) int64
         if images.ndim == 5:  # (B, V, 3, S, S): multi-view test, softmax averaged (2012 §4.1)
@@ -116,8 +124,10 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         # Per step: one running sum on the device, no host sync. Each self.log (and a torchmetrics
-        # update) costs Lightning more than a small model's step, and the progress bar reads a
-        # logged value back from the GPU, so step values are logged only on the logger's steps.
+        # update) costs Lightning more than a small model's step, so step values are logged only
+        # on the logger's steps, and never with prog_bar=True: Lightning converts every prog_bar
+        # value to a number after every batch (.item(), a GPU sync) until the epoch ends.
+        # LoggedStepsProgressBar shows train/loss instead, read on the logger's steps.
         logits, loss = self._logits_and_loss(batch)
         labels = batch[1]
         with torch.no_grad():  # no host value is copied to the device here (that would sync)
@@ -127,7 +137,7 @@ class ClassificationModule(L.LightningModule):
                                 hit.sum().float(), torch.full_like(loss, n, dtype=torch.float32)])  # fmt: skip
             self._train_sums = step if self._train_sums is None else self._train_sums + step
         if logger_step(self.trainer, done=False):
-            self.log(metric_name("train", "loss"), loss.detach(), prog_bar=True)
+            self.log(metric_name("train", "loss"), loss.detach())
             self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
@@ -165,17 +175,38 @@ class ClassificationModule(L.LightningModule):
         # class index -> name, so predict can label its output from the checkpoint alone
         datamodule = getattr(self.trainer, "datamodule", None)
         checkpoint["class_names"] = list(getattr(datamodule, "class_names", None) or [])
-        # the global RNG (dropout masks): a resumed run draws what the uninterrupted one drew
-        checkpoint["rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        # each rank's global RNG (dropout masks): a resumed run draws what the uninterrupted one
+        # drew, on every rank. Every rank runs this hook (Lightning builds the checkpoint on all
+        # ranks, rank 0 writes it), so the states are gathered to one list indexed by rank.
+        checkpoint["rng"] = {"per_rank": self._gather_rng_states()}
+
+    def _gather_rng_states(self) -> list[dict[str, torch.Tensor]]:
+        cpu = torch.get_rng_state()  # (5056,) uint8
+        cuda = (
+            torch.cuda.get_rng_state(self.device)  # this rank's device only
+            if self.device.type == "cuda"
+            else torch.empty(0, dtype=torch.uint8)
+        )
+        mine = torch.cat([cpu, cuda]).to(self.device)
+        gathered = self.all_gather(mine) if self.trainer.world_size > 1 else mine[None]
+        # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
+        return [
+            {"torch": row[: cpu.numel()].cpu().clone(), "cuda": row[cpu.numel() :].cpu().clone()}
+            for row in gathered
+        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        per_rank = rng.get("per_rank") or ([rng] if "torch" in rng else [])  # older: one state
+        if self.global_rank >= len(per_rank):  # more ranks than when saved: their seeded state
+            return
+        state = per_rank[self.global_rank]
+        torch.set_rng_state(state["torch"].clone())  # a view would be read from its storage start
+        cuda = state.get("cuda")
+        if isinstance(cuda, list):  # older checkpoints: rank 0's get_rng_state_all()
+            cuda = cuda[self.device.index or 0] if self.device.type == "cuda" and cuda else None
+        if cuda is not None and cuda.numel() and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda.clone(), self.device)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -29,6 +29,7 @@ from alexlab.checkpoint import Checkpoint, open_checkpoint
 from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics
+from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
 from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
@@ -87,7 +88,7 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None) -> L.Trainer:
     return instantiate(
         cfg.trainer,
         strategy=strategy,
-        sync_batchnorm=bool(cfg.trainer.get("sync_batchnorm")),
+        sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
         callbacks=instantiate_all(cfg.get("callbacks")),
         logger=instantiate_all(cfg.get("logger")) or False,
         plugins=_plugins(),
@@ -106,16 +107,15 @@ def _plugins() -> list[Any]:
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
     """The module, with the resolved config and the derived values in its hyper-parameters
     (Lightning logs them from the training process, and checkpoints keep them)."""
-    net = build(cfg.model)
+    compile = bool(cfg.model.get("compile"))
+    net = build(cfg.model, compile=False) if compile else build(cfg.model)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    if cfg.trainer.get("sync_batchnorm") is None and trainer.world_size > 1 and has_bn:
-        if trainer.strategy.root_device.type == "cuda":  # torch's SyncBatchNorm is CUDA-only
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # the default under DDP
-            rank_zero_info(
-                "[alexlab] BatchNorm synchronised across ranks (trainer.sync_batchnorm=null)"
-            )
-        else:
+    sync = cfg.trainer.get("sync_batchnorm")
+    if sync is None and trainer.world_size > 1 and has_bn:
+        sync = trainer.strategy.root_device.type == "cuda"  # torch's SyncBatchNorm is CUDA-only
+        if not sync:
             rank_zero_info("[alexlab] BatchNorm stays per rank: SyncBatchNorm needs CUDA devices")
+    net = sync_then_compile(net, sync=bool(sync), compile=compile)  # in this order
     return instantiate(
         cfg.module,
         _recursive_=False,  # run_config is data, not something to build
@@ -161,6 +161,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume is not None:
         resume.check_classes(datamodule.num_classes)
     trainer = _build_trainer(cfg, resume)
+    warn_if_gpu_unused(trainer, str(cfg.trainer.get("accelerator")))
+    if cfg.get("float32_matmul_precision"):  # once, before any work, on CUDA devices only
+        set_matmul_precision(trainer, cfg.float32_matmul_precision)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
     rank_zero_info(

@@ -74,3 +74,16 @@ def test_train_time_counts_every_step_and_leaves_validation_out(tmp_path):
     rows = fit(tmp_path, every=5, epochs=2, steps=9, sleep=Sleep(train=0.1, val=0.5))
     assert [int(r["step"]) for r in rows] == [5, 10, 15]
     assert 1.5 <= float(rows[-1]["train/time"]) < 2.4  # 15 steps; with validation it is >= 2.5
+
+
+def test_mfu_is_read_against_the_peak_of_the_precision_in_use():
+    from lightning.fabric.utilities.throughput import _CUDA_FLOPS
+
+    from alexlab.callbacks.throughput import peak_dtype
+
+    assert peak_dtype("bf16-mixed", tf32=True) is torch.bfloat16
+    assert peak_dtype("16-mixed", tf32=False) is torch.float16
+    assert peak_dtype("32-true", tf32=True) == "tfloat32"  # cuDNN convolutions on Ampere+
+    assert peak_dtype("32-true", tf32=False) is torch.float32  # the CPU, pre-Ampere GPUs
+    h100 = _CUDA_FLOPS["h100 sxm"]  # the peaks these keys select differ: bf16 > TF32 > FP32
+    assert h100[peak_dtype("bf16-mixed", tf32=True)] > h100["tfloat32"] > h100[torch.float32]

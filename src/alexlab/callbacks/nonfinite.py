@@ -1,31 +1,97 @@
-"""Stop at the first NaN/Inf loss, before it reaches the weights."""
+"""Stop at a NaN/Inf loss without reading the loss on the host every step, and never write a
+checkpoint that holds one.
+
+Reading the loss (``bool(torch.isfinite(loss))``) makes the host wait for the GPU on every
+micro-batch. Instead each micro-batch folds its loss into a device tensor, the first optimizer
+step whose loss was not finite (no host read, no sync). The host reads that tensor only where it
+syncs anyway: on the logger's steps, at the end of each epoch and before every checkpoint write
+(``on_save_checkpoint`` runs before Lightning writes the file, on every rank). So a bad step is
+found within ``trainer.log_every_n_steps`` steps, and a checkpoint whose step range holds one is
+never written: the last one on disk stays the last good state.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import lightning as L
 import torch
 
 from alexlab.callbacks.checkpoint_paths import best_and_last
+from alexlab.checks import InputError
+from alexlab.loggers import logger_step
+
+NONE = torch.iinfo(torch.int64).max  # "no bad step yet"
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss is NaN or infinite; the message names the step and lr."""
+class NonFiniteLossError(InputError):
+    """The training loss went NaN or infinite; the message names the steps and the fix."""
+
+    kind = "training stopped"
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Checks the loss before ``backward``: the weights never see a non-finite gradient, and the
-    checkpoints already written (``last.ckpt``, best) stay the last good state."""
+    """Tracks the first non-finite loss on the device; checks it on logging steps, at epoch end
+    and before every checkpoint write, and stops the run there with one paragraph."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # made once on the device (a fill kernel, not a host->device copy)
+        self.first_bad = torch.full((), NONE, dtype=torch.int64, device=pl_module.device)
+        self.checked_step = trainer.global_step
+        self.last_step = trainer.global_step
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        if torch.isfinite(loss).all():
+        if not hasattr(self, "first_bad"):
             return
+        # min(first_bad, this step's number) where this loss is not finite: no host read
+        step = trainer.global_step + 1  # steps counted from 1: global_step once this one is done
+        finite = torch.isfinite(loss.detach())
+        self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
+        if stepped and logger_step(trainer, done=True):  # this step syncs for the logger anyway
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check(trainer)  # raising here stops the write: the file on disk stays as it was
+        weights = [t for t in checkpoint["state_dict"].values() if t.is_floating_point()]
+        if weights and not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):
+            self._stop(trainer, None)  # finite losses, yet an overflowing gradient
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Read the device flag (one host sync; every rank takes part, every rank stops alike)."""
+        if not hasattr(self, "first_bad"):
+            return
+        first = int(trainer.strategy.reduce(self.first_bad.clone(), reduce_op="min"))
+        if first != NONE:
+            self._stop(trainer, first)
+        self.checked_step = trainer.global_step
+
+    def _stop(self, trainer: L.Trainer, first: int | None) -> None:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         ckpt = best_and_last(trainer)[1] or "none written yet"
+        what = (
+            f"non-finite loss (NaN or Inf) in step {first}"
+            if first is not None
+            else "non-finite weights (NaN or Inf) after finite losses (a gradient overflowed)"
+        )
         raise NonFiniteLossError(
-            f"non-finite loss ({loss.item()}) at step {trainer.global_step} "
-            f"(epoch {trainer.current_epoch}, lr {lr:.4g}). Training stopped; last good "
+            f"{what}, found after step {trainer.global_step} "
+            f"(epoch {trainer.current_epoch}, lr {lr:.4g}). Steps {self.checked_step + 1}-"
+            f"{trainer.global_step} ran since the last check (the loss is checked on the logger's "
+            f"steps and before each checkpoint) and none of them was saved. Last good "
             f"checkpoint: {ckpt}. Lower optimizer.lr, add warmup (schedule.warmup_epochs) or "
-            f"gradient clipping (trainer.gradient_clip_val), then resume with ckpt_path=..."
+            f"gradient clipping (trainer.gradient_clip_val), then resume with "
+            f"ckpt_path=<that checkpoint>."
         )

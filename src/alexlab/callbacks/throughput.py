@@ -18,6 +18,27 @@ from alexlab.loggers import logger_step
 PRECISION_DTYPE = {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.float64}
 
 
+def peak_dtype(precision: str, *, tf32: bool) -> torch.dtype | str:
+    """The number format whose peak FLOP/s MFU is read against (Lightning's FLOPs table keys).
+
+    ``bf16-mixed``/``16-mixed`` run convolutions and matmuls in 16 bits. Under ``32-true`` nearly
+    all of AlexNet's FLOPs are convolutions, which cuDNN runs on TF32 tensor cores wherever
+    ``torch.backends.cudnn.allow_tf32`` (the default) on Ampere or later (``tf32``): reading them
+    against the FP32 peak would overstate MFU about 8-fold.
+    """
+    dtype = PRECISION_DTYPE.get(str(precision).split("-")[0], torch.float32)
+    return "tfloat32" if dtype is torch.float32 and tf32 else dtype
+
+
+def _tf32(device: torch.device) -> bool:
+    """True where float32 convolutions run on TF32 tensor cores (CUDA, compute capability >= 8)."""
+    return (
+        device.type == "cuda"
+        and torch.backends.cudnn.allow_tf32
+        and torch.cuda.get_device_capability(device)[0] >= 8
+    )
+
+
 class TrainThroughput(L.Callback):
     """Logs ``train/device/samples_per_sec`` (plus ``train/samples_per_sec`` over all ranks,
     ``train/device/flops_per_sec`` and ``train/device/mfu`` where known) on the logger's steps.
@@ -27,7 +48,8 @@ class TrainThroughput(L.Callback):
     every step but synchronises only when it logs, timing the whole interval since the last log
     (``window_size`` logs: 2 = the last interval). Validation time is left out.
 
-    FLOPs come from ``pl_module.flops_per_batch`` (set by ``LayerSummary``).
+    FLOPs come from ``pl_module.flops_per_batch`` (set by ``LayerSummary``); MFU is read against
+    the peak of the precision in use (``peak_dtype``).
     """
 
     def __init__(
@@ -36,8 +58,8 @@ class TrainThroughput(L.Callback):
         self.batch_size_fn, self.window_size = batch_size_fn, window_size
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        dtype = PRECISION_DTYPE.get(str(trainer.precision).split("-")[0], torch.float32)
-        peak = get_available_flops(trainer.strategy.root_device, dtype)
+        device = trainer.strategy.root_device
+        peak = get_available_flops(device, peak_dtype(trainer.precision, tf32=_tf32(device)))
         self.meter = Throughput(available_flops=peak, world_size=trainer.world_size,
                                 window_size=self.window_size)  # fmt: skip
         self.elapsed, self.samples, self.batches, self.unlogged = 0.0, 0, 0, 0

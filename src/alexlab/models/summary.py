@@ -51,7 +51,9 @@ def layer_summary(net: nn.Module, input_size: int) -> list[LayerRow]:
     device = next(net.parameters()).device
     try:
         net.eval()  # leave BatchNorm running statistics untouched
-        net(torch.zeros(1, 3, input_size, input_size, device=device))
+        # the Python forward, not the compiled call (model.compile=true): batch 1 would recompile
+        # the training graph and teach it a dynamic batch size
+        net.forward(torch.zeros(1, 3, input_size, input_size, device=device))
     finally:
         net.train(was_training)
         for h in handles:

@@ -1,0 +1,80 @@
+"""GPU settings applied once when a run starts, and the warning when a GPU goes unused.
+
+- ``float32_matmul_precision`` (``high``: float32 matrix multiplies on TF32 tensor cores, as
+  cuDNN already runs float32 convolutions by default, ``torch.backends.cudnn.allow_tf32``) is set
+  when the run's device is a CUDA GPU; the CPU keeps full float32.
+- ``trainer.accelerator=auto`` picks the CPU when torch cannot use CUDA. On a machine that has
+  NVIDIA devices that is almost always a driver older than the CUDA torch was built for, so the
+  run says so, naming the driver, instead of training on the CPU in silence.
+- SyncBatchNorm and ``torch.compile``: the BatchNorm layers are converted first and the network
+  compiled after (``sync_then_compile``), so the compiled graph is the one that runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
+
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")  # written by the NVIDIA kernel module
+
+
+def set_matmul_precision(trainer: L.Trainer, precision: str) -> None:
+    """``torch.set_float32_matmul_precision(precision)`` where the run is on a CUDA GPU."""
+    if trainer.strategy.root_device.type == "cuda":
+        torch.set_float32_matmul_precision(precision)
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver this machine runs (e.g. ``"535.104.05"``), or None where there is none."""
+    if NVIDIA_DRIVER_FILE.is_file():
+        # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 ..."
+        words = NVIDIA_DRIVER_FILE.read_text().split()
+        return next((w for w in words if w[:1].isdigit() and "." in w), "of unknown version")
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return "of unknown version (nvidia-smi did not answer)"
+        return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "of unknown version"
+    return None
+
+
+def warn_if_gpu_unused(trainer: L.Trainer, accelerator: str) -> None:
+    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver."""
+    if accelerator != "auto" or trainer.strategy.root_device.type != "cpu":
+        return
+    driver = nvidia_driver()
+    if driver is None:
+        return
+    rank_zero_warn(
+        f"[alexlab] trainer.accelerator=auto is training on the CPU, yet this machine has NVIDIA "
+        f"driver {driver}: torch {torch.__version__} (built for CUDA {torch.version.cuda}) cannot "
+        f"use it, most often because the driver is older than that CUDA needs. Update the driver, "
+        f"or install a torch build for the CUDA this driver supports "
+        f"(https://pytorch.org/get-started/locally/); set trainer=cpu to train on the CPU on "
+        f"purpose."
+    )
+
+
+def sync_then_compile(
+    net: nn.Module, *, sync: bool, compile: bool, backend: Any = "inductor"
+) -> nn.Module:
+    """Convert BatchNorm to SyncBatchNorm (``sync``), then ``torch.compile`` (``compile``), in this
+    order: compiling first would trace plain BatchNorm, and the conversion replaces the layers
+    under the compiled wrapper. ``backend``: ``torch.compile``'s."""
+    if sync:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        rank_zero_info("[alexlab] BatchNorm synchronised across ranks")
+    if compile:
+        net.compile(backend=backend)
+    return net
