@@ -20,3 +20,9 @@ if not OmegaConf.has_resolver("uid"):
     OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True)
 if not OmegaConf.has_resolver("cwd"):
     OmegaConf.register_new_resolver("cwd", os.getcwd)
+
+# the validation pass every entry point runs on its composed config (imported after CONF_DIR:
+# it needs nothing from here, and nothing heavy)
+from alexlab.validate import validate_config  # noqa: E402
+
+__all__ = ["CONF_DIR", "validate_config"]

@@ -28,11 +28,11 @@ from alexlab.checks import (
     check_train_config,
     report_config_errors,
 )
-from alexlab.config import CONF_DIR
+from alexlab.config import CONF_DIR, validate_config
 from alexlab.console import print_metrics
 from alexlab.loggers import prepare_loggers
-from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
+from alexlab.run_summary import start_line
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -131,11 +131,8 @@ def _evaluate_best(trainer: L.Trainer, module: L.LightningModule, datamodule: An
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents."""
     # 1) check everything that needs no data or model
+    validate_config(cfg)
     resume = check_train_config(cfg)
-    if cfg.monitor not in all_metric_names():
-        raise ConfigError(
-            f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}"
-        )
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,12 +147,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = _build_trainer(cfg, resume)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
-    rank_zero_info(
-        f"[alexlab] run dir {out} | global batch {derived['global_batch_size']} = "
-        f"{cfg.data.batch_size} per device x {trainer.world_size} device(s) x "
-        f"{derived['accumulation']} accumulation | lr {derived['lr']:g}"
-        + (f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else "")
-    )
+    rank_zero_info(start_line(cfg, out, datamodule, trainer, derived))
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")
 
