@@ -66,9 +66,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive number"),
-        ("optimizer.lr=0", "optimizer.lr=0 must be a positive number"),
-        ("data.batch_size=0", "data.batch_size=0 must be a positive number"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is not allowed: optimizer.lr takes a number > 0"),
+        ("optimizer.lr=0", "optimizer.lr=0 is not allowed: optimizer.lr takes a number > 0"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: data.batch_size takes an integer"),
         ("data.global_batch_size=100", "not a multiple of data.batch_size=16"),
         ("monitor=val/top1", "monitor=val/top1 is not a logged metric"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path=/no/such.ckpt: no such file"),
@@ -106,8 +106,8 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
     result = train_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("alexlab:")]
-    assert errors == ["alexlab: config error: optimizer.lr=-1 must be a positive number. "
-                      "Set e.g. optimizer.lr=<value > 0>."]  # fmt: skip
+    assert errors == ["alexlab: config error: optimizer.lr=-1 is not allowed: optimizer.lr takes "
+                      "a number > 0. Set e.g. optimizer.lr=0.01."]  # fmt: skip
     assert "Traceback" not in result.stderr
 
 

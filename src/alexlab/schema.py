@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from alexlab.checks import ConfigError
 
 
@@ -32,7 +34,7 @@ class Rule:
 
     def allowed(self) -> str:
         if self.choices:
-            text = "one of " + ", ".join(str(c) for c in self.choices)
+            text = "one of " + ", ".join(dict.fromkeys(str(c) for c in self.choices))
         else:
             name = {"int": "an integer", "num": "a number", "bool": "true or false",
                     "str": "a string"}.get(self.kind, "a value")  # fmt: skip
@@ -40,7 +42,7 @@ class Rule:
             if self.lo is not None:
                 bounds.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
             if self.hi is not None:
-                bounds.append(f"<= {self.hi:g}")
+                bounds.append(f"<= {self.hi:g}" if self.kind == "num" else f"<= {self.hi:d}")
             text = f"{name} {' and '.join(bounds)}".strip()
         if self.size is not None:
             text = f"a list of {self.size or 'any number of'} items, each {text}"
@@ -49,6 +51,8 @@ class Rule:
     def fix(self, key: str) -> str:
         if self.example is not None:
             return f"{key}={self.example}"
+        if self.kind == "bool":
+            return f"{key}=null" if self.null else f"{key}=true (or false)"
         if self.choices:
             return f"{key}={self.choices[0]}"
         value = self.lo if self.lo is not None else 1
@@ -86,14 +90,15 @@ class Rule:
             ok = not isinstance(value, list | tuple | dict) and self.accepts_item(value)
         if not ok:
             raise ConfigError(
-                f"{key}={_show(value)} is not allowed: {key} takes {self.allowed()}. "
+                f"{key}={show(value)} is not allowed: {key} takes {self.allowed()}. "
                 f"Set e.g. {self.fix(key)}."
             )
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_show(v) for v in value) + "]"
+def show(value: Any) -> str:
+    """A value as it is typed on the command line."""
+    if isinstance(value, list | tuple) or OmegaConf.is_list(value):
+        return "[" + ",".join(show(v) for v in value) + "]"
     return "null" if value is None else str(value)
 
 
@@ -128,7 +133,7 @@ SEED = Int(0, hi=2**32 - 1)  # numpy's and Lightning's seed range
 
 # --- model: alexlab.models.alexnet.build (every option of the group) -------------------------
 MODEL = {
-    "num_classes": Int(1, example=10), "widths": Int(1, size=5, example="[96,256,384,384,256]"),
+    "num_classes": Int(1, null=True, example=10), "widths": Int(1, size=5, example="[96,256,384,384,256]"),
     "hidden": Int(1, example=4096), "dropout": Num(0, 1, example=0.5), "norm": Choice("lrn", "bn", "none"),
     "groups": Choice(1, 2, why="2: the paper's two towers"), "input_size": IMAGE_SIZE, "pool_size": POS_INT,
     "init": Choice("paper", "default"), "weights": OPT_STR, "channels_last": BOOL,
@@ -211,7 +216,11 @@ TRAINER = {
     "benchmark": OPT_BOOL, "profiler": ANY, "accumulate_grad_batches": POS_INT,
 }  # fmt: skip
 
-MODULE = {"num_classes": Int(1), "label_smoothing": Num(0, 1), "exclude_bias_and_norm": BOOL}
+MODULE = {
+    "num_classes": Int(1, null=True),
+    "label_smoothing": Num(0, 1),
+    "exclude_bias_and_norm": BOOL,
+}
 STRATEGY = {"find_unused_parameters": BOOL, "gradient_as_bucket_view": BOOL,
             "start_method": Choice("popen", "spawn", "fork", "forkserver"), "object": STR}  # fmt: skip
 CALLBACKS = {  # (callback name, key): rule

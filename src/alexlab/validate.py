@@ -55,7 +55,7 @@ def _check_collection(group: str, node: Any) -> None:
             continue
         if not isinstance(item, DictConfig) or "_target_" not in item:
             raise ConfigError(
-                f"{group}.{name}={schema._show(item)} is not a {group[:-1]} (it has no _target_). "
+                f"{group}.{name}={schema.show(item)} is not a {group[:-1]} (it has no _target_). "
                 f"Remove it with ~{group}.{name}, or pick a group option: {group}=<option>."
             )
 

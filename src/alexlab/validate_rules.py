@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.checks import ConfigError
+from alexlab.schema import show
 
 SIXTEEN_BIT = ("16-mixed", "16-true", "16", 16)
 
@@ -26,7 +27,7 @@ def check_model_and_images(cfg: DictConfig) -> None:
     groups, widths = _get(cfg, "model.groups"), _get(cfg, "model.widths")
     if groups == 2 and widths is not None and any(w % 2 for w in widths):
         raise ConfigError(
-            f"model.widths={list(widths)} with model.groups=2: every width must be even (two "
+            f"model.widths={show(widths)} with model.groups=2: every width must be even (two "
             f"towers of equal width). Use even widths or model.groups=1."
         )
     weights = _get(cfg, "model.weights")
@@ -50,7 +51,13 @@ def check_model_and_images(cfg: DictConfig) -> None:
 def check_trains_something(cfg: DictConfig) -> None:
     """Runs that would train nothing (zero epochs, zero batches) are refused."""
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps", -1)
-    if _get(cfg, "trainer.fast_dev_run"):
+    fast = _get(cfg, "trainer.fast_dev_run")
+    if not isinstance(fast, bool | int) or (not isinstance(fast, bool) and fast < 0):
+        raise ConfigError(
+            f"trainer.fast_dev_run={fast} is not allowed: true, false or a number of batches "
+            f">= 0. Set trainer.fast_dev_run=true."
+        )
+    if fast:
         return
     if epochs == 0 or steps == 0:
         key, v = ("trainer.max_epochs", epochs) if epochs == 0 else ("trainer.max_steps", steps)
@@ -72,12 +79,6 @@ def check_trains_something(cfg: DictConfig) -> None:
                 f"trainer.{key}={limit}: a float is a fraction of the batches (<= 1.0); a count "
                 f"is an integer. Set trainer.{key}={int(limit)} or a fraction such as 0.5."
             )
-    fdr = _get(cfg, "trainer.fast_dev_run")
-    if isinstance(fdr, bool | int) is False or (not isinstance(fdr, bool) and fdr < 0):
-        raise ConfigError(
-            f"trainer.fast_dev_run={fdr}: true, false or a number of batches >= 0. "
-            f"Set trainer.fast_dev_run=true."
-        )
 
 
 def check_cross_keys(cfg: DictConfig) -> None:
@@ -100,8 +101,8 @@ def check_cross_keys(cfg: DictConfig) -> None:
     milestones = _get(cfg, "schedule.milestones_epochs")
     if milestones is not None and list(milestones) != sorted(milestones):
         raise ConfigError(
-            f"schedule.milestones_epochs={list(milestones)} must increase. Set "
-            f"schedule.milestones_epochs={sorted(milestones)}."
+            f"schedule.milestones_epochs={show(milestones)} must increase. Set "
+            f"schedule.milestones_epochs={show(sorted(milestones))}."
         )
     if _get(cfg, "trainer.enable_progress_bar") is False and _get(cfg, "callbacks.progress_bar"):
         raise ConfigError(
