@@ -26,8 +26,8 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
         f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else ""
     )
     return (
-        f"[alexlab] run dir {out} | data {cfg.data.get('root') or ''} "
-        + "/".join(f"{n} {split}" for split, n in images.items()).strip()
+        f"[alexlab] run dir {out} | data {cfg.data.get('root') or 'in memory'}: "
+        + ", ".join(f"{n} {split}" for split, n in images.items())
         + f" images | loader {about['loader']} | {trainer.world_size} {device} device(s), "
         f"precision {precision} | global batch {derived['global_batch_size']} = "
         f"{cfg.data.batch_size} per device x {trainer.world_size} x {derived['accumulation']} "
