@@ -1,6 +1,7 @@
 """End to end through ``train(cfg)`` and the CLI, at a tiny size."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,17 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and "val/acc1" in metrics["metrics"]  # 24 images / 4
     assert (run_dir / "csv" / "metrics.csv").is_file()
+    # one start line with what a user checks; none of the start-up chatter; train.log has all
+    output = result.stdout + result.stderr
+    (start,) = [line for line in output.splitlines() if "[alexlab] run dir" in line]
+    assert f"run dir {run_dir} | data {root}: 24 train, 6 val images | loader " in start
+    assert re.search(r"loader (DALI, CPU backend, 4 threads|torch DataLoader, 0 workers) \| 1 "
+                     r"CPU device\(s\), precision 32-true \| global batch 4 = 4 per device x 1 "
+                     r"x 1 accumulation \| lr 0.01$", start), start  # fmt: skip
+    for chatter in ("GPU available", "TPU available", "litlogger", "LeafSpec",
+                    "to estimate number of stepping batches", "anonymous setting"):  # fmt: skip
+        assert chatter not in output, chatter
+    assert "[alexlab] run dir" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.parametrize(
