@@ -25,5 +25,7 @@ def quiet_known_warnings() -> None:
     """Lightning 2.6's pytree helper calls ``isinstance(x, LeafSpec)``, which torch 2.14
     deprecates: one warning per run that a user can do nothing about (this message only)."""
     warnings.filterwarnings(
-        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
     )
