@@ -9,9 +9,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# conf/ sits at the repository root, beside src/ (an absolute path: Hydra would read a relative
-# one from inside a package as a python module path)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# conf/ sits at the repository root, beside src/; a wheel carries a copy as alexlab/conf
+# (setup.py). An absolute path: Hydra would read a relative one as a python module path.
+_PACKAGED = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 
 # `${uid:}` in run directory names: two runs started in the same second never share a folder.
 # `${cwd:}`: the launch directory (Hydra's own `${hydra:runtime.cwd}` is not yet set when a
