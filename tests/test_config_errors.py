@@ -190,10 +190,13 @@ def test_validation_imports_no_torch(tmp_path):
 
 
 def test_a_bad_job_in_a_sweep_leaves_no_folder(tmp_path):
-    result = train_cli("-m", "optimizer.lr=-1,-2", cwd=tmp_path)
+    result = train_cli("-m", "optimizer.lr=-1,-2", cwd=tmp_path)  # a swept value: per job
     assert result.returncode == 2, result.stderr[-2000:]
     assert "optimizer.lr=-1 is not allowed" in result.stderr and "Traceback" not in result.stderr
-    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_dir() and p.name == "0"]
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    result = train_cli("-m", "optimizer.lr=0.1,0.2", "data.batch_size=0", cwd=tmp_path)
+    assert result.returncode == 2 and "data.batch_size=0 is not allowed" in result.stderr
+    assert "Launching" not in result.stdout  # refused before the sweep starts
 
 
 def options(group: str) -> list[str]:

@@ -195,7 +195,7 @@ OPTIMIZER = {
 # --- schedule: alexlab.optim.schedules.warmup_lr_scheduler (its KINDS) ---------------------------
 SCHEDULE = {
     "kind": Choice("constant", "cosine", "step", "poly", "plateau"),
-    "warmup_epochs": Num(0, example=5), "min_factor": PROB, "gamma": Num(0, 1, lo_open=True),
+    "warmup_epochs": Num(0, example=5), "min_factor": PROB, "gamma": Num(0, lo_open=True, example=0.1),
     "power": Num(0, lo_open=True, example=2.0), "milestones_epochs": Num(0, size=0, example="[30,60]"),
     "monitor": STR, "mode": Choice("max", "min"), "patience": Int(0), "max_reductions": Int(0),
     "threshold": Num(0),

@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -121,44 +123,41 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def _print_and_exit(error: ConfigError) -> None:
-    print(f"alexlab: config error: {error}", file=sys.stderr)
-    sys.exit(2)
-
-
-class ValidateOnStart:
-    """Hydra callback: validate before Hydra makes the run directory (``on_run_start``); in a
-    sweep each job before it runs (its folder, holding only Hydra's files, is removed again)."""
+class ValidateOnStart(Callback):
+    """Hydra callback: validate before Hydra makes the run directory (``on_run_start``), before
+    a sweep starts (``on_multirun_start``: the values not swept) and before each of its jobs
+    (the job's folder, holding only Hydra's files at that point, is removed again)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            validate_config(config)
-        except ConfigError as e:
-            _print_and_exit(e)
+        _validate_or_exit(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _validate_or_exit(config)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra.types import RunMode
+        if config.hydra.mode == RunMode.MULTIRUN:  # a single run was validated in on_run_start
+            _validate_or_exit(config, job_dir=Path(config.hydra.runtime.output_dir))
 
-        if config.hydra.mode != RunMode.MULTIRUN:
-            return  # validated in on_run_start
-        try:
-            validate_config(config)
-        except ConfigError as e:
-            _remove_if_only_hydra_files(Path(config.hydra.runtime.output_dir))
-            _print_and_exit(e)
 
-    def __getattr__(self, name: str) -> Any:  # the other Hydra hooks: nothing to do
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
+def _validate_or_exit(config: DictConfig, job_dir: Path | None = None) -> None:
+    try:
+        validate_config(config)
+    except ConfigError as e:
+        if job_dir is not None:
+            _remove_if_only_hydra_files(job_dir)
+        print(f"alexlab: config error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _remove_if_only_hydra_files(job_dir: Path) -> None:
-    """A job folder that holds nothing but Hydra's ``.hydra/`` and an empty log goes."""
+    """A job folder that holds nothing but Hydra's ``.hydra/`` and log goes; so does its sweep
+    folder when nothing else is left in it but Hydra's ``multirun.yaml``."""
     import shutil
 
     if not job_dir.is_dir():
         return
-    hydra_files = {".hydra", f"{job_dir.name}.log"} | {p.name for p in job_dir.glob("*.log")}
-    if {p.name for p in job_dir.iterdir()} <= hydra_files:
+    if {p.name for p in job_dir.iterdir()} <= {".hydra"} | {p.name for p in job_dir.glob("*.log")}:
         shutil.rmtree(job_dir, ignore_errors=True)
+        sweep_dir = job_dir.parent
+        if {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
+            shutil.rmtree(sweep_dir, ignore_errors=True)
