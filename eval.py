@@ -1,4 +1,4 @@
-from alexlab.evaluate import main
+from alexlab.cli import evaluate
 
 if __name__ == "__main__":
-    main()
+    evaluate()

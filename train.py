@@ -1,4 +1,4 @@
-from alexlab.train import main
+from alexlab.cli import train
 
 if __name__ == "__main__":
-    main()
+    train()

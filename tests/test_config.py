@@ -8,7 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from subproc import run
 
-from alexlab.config import CONF_DIR
+from alexlab.config import CONF_DIR, validate_config
 from alexlab.models.alexnet import AlexNet
 from alexlab.train import instantiate_all, train
 
@@ -36,7 +36,10 @@ def test_every_option_composes_and_instantiates(train_cfg, digits_root, cifar_ro
         if group == "data"
         else []
     )
+    if group == "strategy" and option != "single":
+        extra = ["trainer.devices=2"]  # DDP needs 2 processes (2 gloo ranks on the CPU)
     cfg = train_cfg(f"{group}={option}", *extra)
+    validate_config(cfg)  # nothing valid is refused
     if group in ("logger", "callbacks"):
         objects = instantiate_all(cfg.get(group))
         assert all(isinstance(o, L.Callback | L.pytorch.loggers.Logger) for o in objects)

@@ -4,13 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from subproc import run
 
 from alexlab.checkpoint import open_checkpoint
+from alexlab.checks import ConfigError
 from alexlab.data.torch_loader import eval_transform
+from alexlab.predict import pick_device, to_rgb
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +80,53 @@ def test_missing_input_is_a_clear_error(trained, tmp_path):
         f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}", cwd=tmp_path
     )
     assert result.returncode == 2 and "no such file or directory" in result.stderr
+
+
+def test_16_bit_and_transparent_images_read_as_training_saw_them():
+    grey = np.arange(0, 256, dtype=np.uint8).repeat(4).reshape(32, 32)  # every 8-bit level
+    sixteen = Image.fromarray(grey.astype(np.uint16) * 257)  # the same levels, 0-65535
+    assert sixteen.mode.startswith("I")
+    assert np.array_equal(
+        np.asarray(to_rgb(sixteen)), np.asarray(Image.fromarray(grey).convert("RGB"))
+    )
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)  # opaque: kept
+    rgba[0, 1] = (0, 0, 0, 0)  # transparent: the white it is shown on
+    rgba[1, 0] = (0, 0, 0, 128)  # half: halfway to white
+    out = np.asarray(to_rgb(Image.fromarray(rgba, "RGBA")))
+    assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [255, 255, 255]
+    assert out[1, 0].tolist() == [127, 127, 127]
+
+
+def test_16_bit_png_is_classified_like_its_8_bit_twin(trained, tmp_path):
+    summary, cfg = trained
+    digit = sorted(next(Path(cfg.data.root).glob("digits-*/val/3")).iterdir())[0]
+    grey = np.asarray(Image.open(digit).convert("L"))
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    Image.fromarray(grey).save(folder / "a8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "b16.png")
+    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
+                         "show_all_probs=true", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    eight, sixteen = json.loads(result.stdout)["results"]
+    assert eight["probs"] == sixteen["probs"]
+
+
+def test_urls_and_absent_devices_are_refused_in_one_line(trained, tmp_path):
+    summary, _ = trained
+    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", "input=https://example.com/cat.jpg",
+                         cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "alexlab: config error: input=https://example.com/cat.jpg: predict reads local files "
+        "only, not URLs. Download it first (e.g. curl -O 'https://example.com/cat.jpg') and pass "
+        "the file or its folder."
+    ]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device=cuda but 0 CUDA GPU"):
+            pick_device("cuda")
+    with pytest.raises(ConfigError, match="device=cuda:99 but"):
+        pick_device("cuda:99")
+    with pytest.raises(ConfigError, match="device=gpu0 is not a device"):
+        pick_device("gpu0")

@@ -83,9 +83,9 @@ def test_non_finite_loss_stops_with_the_steps_and_keeps_the_last_good_checkpoint
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive number"),
-        ("optimizer.lr=0", "optimizer.lr=0 must be a positive number"),
-        ("data.batch_size=0", "data.batch_size=0 must be a positive number"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is not allowed: optimizer.lr takes a number > 0"),
+        ("optimizer.lr=0", "optimizer.lr=0 is not allowed: optimizer.lr takes a number > 0"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: data.batch_size takes an integer"),
         ("data.global_batch_size=100", "not a multiple of data.batch_size=16"),
         ("monitor=val/top1", "monitor=val/top1 is not a logged metric"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path=/no/such.ckpt: no such file"),
@@ -123,8 +123,8 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
     result = train_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("alexlab:")]
-    assert errors == ["alexlab: config error: optimizer.lr=-1 must be a positive number. "
-                      "Set e.g. optimizer.lr=<value > 0>."]  # fmt: skip
+    assert errors == ["alexlab: config error: optimizer.lr=-1 is not allowed: optimizer.lr takes "
+                      "a number > 0. Set e.g. optimizer.lr=0.01."]  # fmt: skip
     assert "Traceback" not in result.stderr
 
 
@@ -199,6 +199,17 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and "val/acc1" in metrics["metrics"]  # 24 images / 4
     assert (run_dir / "csv" / "metrics.csv").is_file()
+    # one start line with what a user checks; none of the start-up chatter; train.log has all
+    output = result.stdout + result.stderr
+    (start,) = [line for line in output.splitlines() if "[alexlab] run dir" in line]
+    assert f"run dir {run_dir} | data {root}: 24 train, 6 val images | loader " in start
+    assert re.search(r"loader (DALI, CPU backend, 4 threads|torch DataLoader, 0 workers) \| 1 "
+                     r"CPU device\(s\), precision 32-true \| global batch 4 = 4 per device x 1 "
+                     r"x 1 accumulation \| lr 0.01$", start), start  # fmt: skip
+    for chatter in ("GPU available", "TPU available", "litlogger", "LeafSpec",
+                    "to estimate number of stepping batches", "anonymous setting"):  # fmt: skip
+        assert chatter not in output, chatter
+    assert "[alexlab] run dir" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.parametrize(

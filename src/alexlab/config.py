@@ -10,9 +10,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-# conf/ sits at the repository root, beside src/ (an absolute path: Hydra would read a relative
-# one from inside a package as a python module path)
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# conf/ sits at the repository root, beside src/; a wheel carries a copy as alexlab/conf
+# (setup.py). An absolute path: Hydra would read a relative one as a python module path.
+_PACKAGED = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 
 
 def run_id(name: str | None) -> str:
@@ -37,3 +38,9 @@ if not OmegaConf.has_resolver("cwd"):
 # `${run_id:${run_name}}`: the run directory's name , computed once
 if not OmegaConf.has_resolver("run_id"):
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
+
+# the validation pass every entry point runs on its composed config (imported after CONF_DIR:
+# it needs nothing from here, and nothing heavy)
+from alexlab.validate import validate_config  # noqa: E402
+
+__all__ = ["CONF_DIR", "validate_config"]

@@ -15,12 +15,24 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch import loggers
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, open_dict
 
-WANDB_TARGET = "lightning.pytorch.loggers.WandbLogger"
+WANDB_TARGETS = ("alexlab.loggers.WandbLogger", "lightning.pytorch.loggers.WandbLogger")
+
+
+class WandbLogger(loggers.WandbLogger):
+    """Lightning's ``WandbLogger``, minus the ``anonymous=None`` it always hands ``wandb.init``:
+    wandb (0.2x) warns "The anonymous setting has no effect" for any value, None included, and
+    Lightning 2.6 has no argument to leave it out (hence the one private attribute here)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
 
 
 def wandb_offline_reason(timeout: float = 3.0) -> str | None:
@@ -48,7 +60,7 @@ def wandb_offline_reason(timeout: float = 3.0) -> str | None:
 def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict[str, Any]) -> None:
     """Edit ``cfg.logger`` in place before the loggers are built."""
     for node in (cfg.get("logger") or {}).values():
-        if node is None or node.get("_target_") != WANDB_TARGET:
+        if node is None or node.get("_target_") not in WANDB_TARGETS:
             continue
         # W&B files of every process (ddp_spawn's children re-attach to the run) stay in the
         # run directory, never in <current directory>/wandb

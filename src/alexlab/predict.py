@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
@@ -33,7 +34,16 @@ class Predictions:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def list_inputs(path: Path) -> list[Path]:
+URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "file://")
+
+
+def list_inputs(input_: str) -> list[Path]:
+    if str(input_).lower().startswith(URL_SCHEMES):
+        raise ConfigError(
+            f"input={input_}: predict reads local files only, not URLs. Download it first "
+            f"(e.g. curl -O '{input_}') and pass the file or its folder."
+        )
+    path = Path(input_).expanduser()
     if path.is_file():
         return [path]
     if path.is_dir():
@@ -53,15 +63,49 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
         try:
             with Image.open(path) as img:  # the size check happens here, before decoding
                 img.load()
-                return img.convert("RGB")
+                return to_rgb(img)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ValueError(f"refused: decompression bomb ({e})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = previous
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB as training saw it: 16-bit grey scaled (0-65535 -> 0-255, not clipped at
+    255 as ``convert("RGB")`` does), transparent pixels laid on white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.float64)  # (H, W), 16-bit range
+        img = Image.fromarray(np.round(values.clip(0, 65535) / 257.0).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("RGB")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; a device that is not there is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"device={name} is not a device; use auto, cpu, cuda or cuda:N."
+        ) from None
+    gpus = torch.cuda.device_count()
+    if device.type == "cuda" and (gpus == 0 or (device.index or 0) >= gpus):
+        raise ConfigError(
+            f"device={name} but {gpus} CUDA GPU(s) are visible here. Use device=auto or device=cpu."
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={name}: predict runs on cpu or cuda. Use device=auto.")
+    return device
+
+
 @torch.no_grad()
 def predict(cfg: DictConfig) -> Predictions:
+    device = pick_device(str(cfg.device))  # input and device first: a bad one fails at once
+    files = list_inputs(str(cfg.input))
     ckpt = open_checkpoint(cfg.ckpt_path)
     module = ckpt.build_module().eval()
     data = ckpt.image_settings()
@@ -71,11 +115,8 @@ def predict(cfg: DictConfig) -> Predictions:
         image_size=image_size, resize_size=data.get("resize_size") or image_size,
         mean=data.get("mean") or IMAGENET_MEAN, std=data.get("std") or IMAGENET_STD,
     )  # fmt: skip
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))  # fmt: skip
     module.to(device)
     out = Predictions()
-    files = list_inputs(Path(cfg.input))
     for start in range(0, len(files), cfg.batch_size):
         batch, kept = [], []
         for path in files[start : start + cfg.batch_size]:

@@ -76,8 +76,17 @@ def markdown(swept: list[str], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(swept: list[str], rows: list[dict], path: Path) -> None:
-    """val top-1 against the first swept key, one line per value of the second (if any)."""
+LOG_KEYS = ("lr", "weight_decay")  # swept over decades: a log axis
+
+
+def _numeric(rows: list[dict], key: str) -> bool:
+    return all(_sort_key(r[key])[0] == 0 for r in rows)
+
+
+def figure(swept: list[str], rows: list[dict]):
+    """val top-1 against the first swept key: bars for categorical values (optimizer names),
+    grouped by the second swept key when there is one; a line per value of the second key for
+    numeric values, on a log axis for lr and weight decay."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,25 +95,38 @@ def plot(swept: list[str], rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     x_key = swept[0] if swept else "job"
     series_key = swept[1] if len(swept) > 1 else None
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(str(r[series_key]) if series_key else "", []).append(r)
-    numeric = all(_sort_key(r[x_key])[0] == 0 for r in rows)
-    categories = sorted({str(r[x_key]) for r in rows}, key=_sort_key)
-    for label, group in groups.items():
-        xs = [float(r[x_key]) if numeric else categories.index(str(r[x_key])) for r in group]
-        ys = [r["val top-1"] for r in group]
-        ax.plot(xs, ys, marker="o", label=f"{series_key}={label}" if series_key else None)
-    if not numeric:
+    series = sorted({str(r[series_key]) for r in rows} if series_key else {""}, key=_sort_key)
+    pick = lambda r, s: not series_key or str(r[series_key]) == s  # noqa: E731
+    label = lambda s: f"{series_key}={s}" if series_key else None  # noqa: E731
+    if _numeric(rows, x_key):
+        for s in series:
+            group = sorted((r for r in rows if pick(r, s)), key=lambda r: float(r[x_key]))
+            ax.plot([float(r[x_key]) for r in group], [r["val top-1"] for r in group],
+                    marker="o", label=label(s))  # fmt: skip
+        if x_key.split(".")[-1] in LOG_KEYS and all(float(r[x_key]) > 0 for r in rows):
+            ax.set_xscale("log")
+    else:
+        categories = sorted({str(r[x_key]) for r in rows}, key=_sort_key)
+        width = 0.8 / len(series)
+        for i, s in enumerate(series):
+            top1 = {str(r[x_key]): r["val top-1"] for r in rows if pick(r, s)}
+            xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(categories))]
+            heights = [top1.get(c) or 0.0 for c in categories]
+            ax.bar(xs, heights, width=width, label=label(s))
         ax.set_xticks(range(len(categories)), categories)
-    elif len({float(r[x_key]) for r in rows}) > 2 and min(float(r[x_key]) for r in rows) > 0:
-        ax.set_xscale("log")
     ax.set_xlabel(x_key)
     ax.set_ylabel("val top-1")
     ax.grid(alpha=0.3)
     if series_key:
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot(swept: list[str], rows: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(swept, rows)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

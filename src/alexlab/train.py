@@ -26,13 +26,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from alexlab.callbacks.checkpoint_paths import best_and_last
 from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
 from alexlab.checkpoint import Checkpoint, open_checkpoint
-from alexlab.checks import ConfigError, build, check_train_config, report_config_errors
-from alexlab.config import CONF_DIR
+from alexlab.checks import ConfigError, build, report_config_errors
+from alexlab.config import CONF_DIR, validate_config
 from alexlab.console import print_metrics
 from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
-from alexlab.module import all_metric_names
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
+from alexlab.run_summary import start_line
 from alexlab.runs import check_same_run, resume_checkpoint
 
 
@@ -141,14 +141,10 @@ def _evaluate_best(trainer: L.Trainer, module: L.LightningModule, datamodule: An
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents."""
     # 1) check everything that needs no data or model; the checkpoint this run starts from
-    check_train_config(cfg)
+    validate_config(cfg)
     resume = resume_checkpoint(cfg)
     if resume is not None:
         check_same_run(resume, cfg)
-    if cfg.monitor not in all_metric_names():
-        raise ConfigError(
-            f"monitor={cfg.monitor} is not a logged metric; valid: {all_metric_names()}"
-        )
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,13 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         set_matmul_precision(trainer, cfg.float32_matmul_precision)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
-    rank_zero_info(
-        f"[alexlab] run dir {out} | global batch {derived['global_batch_size']} = "
-        f"{cfg.data.batch_size} per device x {trainer.world_size} device(s) x "
-        f"{derived['accumulation']} accumulation | lr {derived['lr']:g}"
-        + (f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else "")
-        + _resume_note(resume)
-    )
+    rank_zero_info(start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume))
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")
 

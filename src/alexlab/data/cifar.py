@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -147,6 +148,12 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
+
+    def describe(self, *, gpu: bool) -> dict[str, Any]:
+        """For the run's start line: images per split and the loader."""
+        images = {split: len(labels) for split, (_, labels) in self.splits.items()}
+        return {"images": images, "loader": f"torch DataLoader (in memory), {self.num_workers} "
+                "workers; flip and resize on the device"}  # fmt: skip
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

@@ -7,6 +7,7 @@ to derive gradient accumulation.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from alexlab.checks import ConfigError
 from alexlab.data import dali, torch_loader
-from alexlab.data.sources import FolderSource
+from alexlab.data.sources import IMAGE_EXTENSIONS, FolderSource
 
 LOADERS = ("auto", "dali", "torch")
 
@@ -260,6 +261,27 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def has_test(self) -> bool:
         return "test" in self.source.splits
+
+    def describe(self, *, gpu: bool) -> dict[str, Any]:
+        """For the run's start line: images per split and the loader (``gpu``: the run's
+        devices are GPUs, where DALI decodes on the device)."""
+        if self.loader == "dali":
+            loader = f"DALI, {'GPU' if gpu else 'CPU'} backend, {self.dali_threads} threads"
+        else:
+            loader = f"torch DataLoader, {self.num_workers} workers"
+        images = {split: count_images(path) for split, path in self.source.splits.items()}
+        return {"images": images, "loader": loader}
+
+
+def count_images(split_dir: Path) -> int:
+    """Image files in a class-folder split (the extensions both loaders read)."""
+    return sum(
+        1
+        for folder in os.scandir(split_dir)
+        if folder.is_dir()
+        for entry in os.scandir(folder.path)
+        if entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    )
 
 
 def batch_size(batch: tuple) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -59,6 +60,13 @@ class SyntheticDataModule(L.LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         return SyntheticLoader(steps=steps, batch_size=self.batch_size, image_size=self.image_size,
                                num_classes=self.num_classes, device=device, seed=self.seed)  # fmt: skip
+
+    def describe(self, *, gpu: bool) -> dict[str, Any]:
+        """For the run's start line: batches made once on the device, re-used every step."""
+        per_device = {"train": self.steps_per_epoch * self.batch_size,
+                      "val": self.val_steps * self.batch_size}  # fmt: skip
+        return {"images": per_device, "steps_per_epoch": self.steps_per_epoch,
+                "loader": "synthetic (one random batch on the device)"}  # fmt: skip
 
     def train_dataloader(self) -> SyntheticLoader:
         return self._loader(self.steps_per_epoch)
