@@ -130,10 +130,11 @@ class OnDevice:
         return self._on[device]
 
     def __call__(self, images: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """``images``: (B, 3, S, S) in 0..255, uint8 or float; memory format kept."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Batch should be (B, 3, H, W). Got shape {tuple(images.shape)}")
         c = self.constants(images.device)
-        x = images.float()  # (B, 3, S, S) in 0..255, memory format kept (channels-last too)
+        x = images.float()
         if train and self.lighting_std > 0:
             alpha = torch.randn(x.shape[0], 3, device=x.device) * self.lighting_std
             x = x + 255 * lighting_offsets(alpha, c["eigval"], c["eigvec"]).view(-1, 3, 1, 1)
