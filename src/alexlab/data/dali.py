@@ -130,7 +130,7 @@ class DaliLoader:
         checkpoint = self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
         chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
         seed = (order.seed * 1_000_003 + order.rank * 7919 + order.epoch) % 2**31
-        iterator = None
+        iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
             pipe = self._build(files=[self.samples[i][0] for i in chosen],
                                labels=[self.samples[i][1] for i in chosen], seed=seed,
@@ -139,16 +139,17 @@ class DaliLoader:
             iterator = DALIGenericIterator([pipe], ["images", "labels", "shapes"],
                                            reader_name=READER, last_batch_policy=policy)  # fmt: skip
             self._iterator = iterator
-            for batch, data in enumerate(iterator, start):
+            for data in iterator:
                 out = data[0]
                 self._check_sizes(out["shapes"], indices, batch)
+                batch += 1
                 images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
                 if self.channels_last:
                     images = images.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
                 order.consumed += order.train
                 yield images, out["labels"].reshape(-1).long()
         except RuntimeError as e:
-            raise self._decode_error(e, indices, order.consumed) from None
+            raise self._decode_error(e, indices, batch) from None
         finally:  # (an epoch cut short ends here when its generator is collected)
             if self._iterator is iterator:
                 self._iterator = None
