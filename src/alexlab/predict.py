@@ -22,8 +22,8 @@ from PIL import Image
 
 from alexlab.checks import ConfigError, check_checkpoint, report_config_errors
 from alexlab.config import CONF_DIR
-from alexlab.data.sources import IMAGE_EXTENSIONS
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from alexlab.data.sources import IMAGE_EXTENSIONS
 from alexlab.evaluate import load_module
 
 

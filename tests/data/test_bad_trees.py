@@ -10,8 +10,7 @@ from probe import fit
 from alexlab.checks import ConfigError, CorruptImageError
 from alexlab.data import dali, sources
 from alexlab.data.datamodule import ImageDataModule
-from alexlab.data.sources import FolderSource
-from alexlab.data.verify import verify_tree
+from alexlab.data.sources import FolderSource, verify_tree
 
 LOADERS = ["torch"] + (["dali"] if dali.DALI_AVAILABLE else [])
 

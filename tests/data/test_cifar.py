@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from alexlab.checks import ConfigError
+from alexlab.data.augment import Augment, OnDevice
 from alexlab.data.cifar import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -11,7 +12,6 @@ from alexlab.data.cifar import (
     augment_on_device,
     read_batch,
 )
-from alexlab.data.augment import Augment, OnDevice
 
 
 def test_reads_the_standard_batches(cifar_root):

@@ -92,7 +92,9 @@ def test_fast_idct_changes_pixels_by_a_few_levels_not_the_augmentation(fake_root
     """Same seed, same crops and flips: only the JPEG decoding precision differs."""
     sizes = dict(image_size=224, resize_size=256, seed=3)
     exact, labels = next(iter(module(fake_root, dali_fast_idct=False, **sizes).train_dataloader()))
-    fast, fast_labels = next(iter(module(fake_root, dali_fast_idct=True, **sizes).train_dataloader()))
+    fast, fast_labels = next(
+        iter(module(fake_root, dali_fast_idct=True, **sizes).train_dataloader())
+    )
     assert torch.equal(labels, fast_labels)
     levels = (fast.float() - exact.float()).abs()
     assert 0 < levels.mean() < 1.5 and levels.quantile(0.99) <= 5  # measured: 0.95 and 3

@@ -25,7 +25,10 @@ def test_loaders_ship_uint8_and_the_device_step_normalises(cache_dir, loader):
         assert images.shape == (8, 3, 64, 64) and images.dtype == torch.uint8  # 4x smaller
         assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
         out, _ = dm.on_after_batch_transfer((images, labels), 0)
-        mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        mean, std = (
+            torch.tensor(IMAGENET_MEAN).view(3, 1, 1),
+            torch.tensor(IMAGENET_STD).view(3, 1, 1),
+        )
         torch.testing.assert_close(out, (images / 255 - mean) / std)  # by hand
 
 

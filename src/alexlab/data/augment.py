@@ -1,15 +1,13 @@
 """The augmentation contract: one ``Augment`` built from the config, handed to both loaders.
 
-The loaders do the geometry on uint8 pixels (crop, resize, flip: DALI in its pipeline, the torch
-loader with torchvision transforms v2) and ship uint8 batches; ``OnDevice`` then adds the PCA
-lighting noise (train) and normalises on the device after transfer, with its constants copied
-there once.
+Both do the geometry on uint8 pixels (DALI in its pipeline, the torch loader with transforms v2)
+and ship uint8 batches; ``OnDevice`` adds the PCA lighting (train) and normalises on the device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torchvision.transforms import v2
@@ -76,9 +74,6 @@ class Augment:
             raise ConfigError(f"data.{unknown[0]} is not a data setting; augmentation: {valid}.")
         return cls(**settings)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def train_transform(self) -> v2.Compose:
         """PIL image -> uint8 (3, S, S): the train crop and flip (lighting runs on the device)."""
         steps: list = [v2.PILToTensor()]
@@ -97,17 +92,19 @@ class Augment:
         return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
                            v2.CenterCrop(self.image_size)])  # fmt: skip
 
+    def ten_crop_transform(self) -> v2.Compose:
+        """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
+        images (Krizhevsky et al. 2012 §4.1 test)."""
+        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
+                           v2.TenCrop(self.image_size), v2.Lambda(torch.stack),
+                           v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)])  # fmt: skip
+
 
 def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] = IMAGENET_MEAN,
                    std: Sequence[float] = IMAGENET_STD) -> v2.Compose:  # fmt: skip
     """PIL image -> float (3, S, S), normalised: the eval view for single images (predict)."""
     geometry = Augment(image_size=image_size, resize_size=resize_size).eval_transform()
     return v2.Compose([geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-
-def lighting_offsets(alpha: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor):
-    """(B, 3) RGB offsets ``eigvec @ (alpha * eigval)`` in [0, 1] units (2012 §4.1)."""
-    return (alpha * eigval) @ eigvec.T
 
 
 class OnDevice:
@@ -137,5 +134,6 @@ class OnDevice:
         x = images.float()
         if train and self.lighting_std > 0:
             alpha = torch.randn(x.shape[0], 3, device=x.device) * self.lighting_std
-            x = x + 255 * lighting_offsets(alpha, c["eigval"], c["eigvec"]).view(-1, 3, 1, 1)
+            offsets = (alpha * c["eigval"]) @ c["eigvec"].T  # (B, 3): eigvec @ (alpha * eigval)
+            x = x + 255 * offsets.view(-1, 3, 1, 1)  # in 0..255 units (2012 §4.1)
         return ((x - c["mean"]) / c["std"]).to(self.dtype)

@@ -132,8 +132,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.global_batch_size = global_batch_size
         self.image_size = image_size
         self.hflip_prob = hflip_prob
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.normalize = OnDevice(Augment(mean=self.mean, std=self.std))
+        self.normalize = OnDevice(Augment(mean=mean, std=std))  # constants to the device once
         self.num_workers = num_workers
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:

@@ -1,13 +1,9 @@
 """NVIDIA DALI pipelines over alexlab's file list, and a loader that Lightning can drive.
 
-Both pipelines read the rank's files for the epoch in the order ``order.EpochOrder`` gives
-(``files``/``labels``, no reader shuffle), decode JPEGs (``mixed``: nvJPEG and the hardware
-decoder on a GPU; ``cpu`` elsewhere) and emit uint8 NCHW (NHWC with ``channels_last``) crops:
-train: random-resized or the paper's crop, coin-flip mirror; eval: shorter side to
-``resize_size``, centre crop. ``augment.OnDevice`` normalises (and lights) after transfer.
-
-Each pipeline also emits every image's header shape (``fn.peek_image_shape``), so an image
-above the pixel limit is refused as on the torch path, naming the file.
+Both read the rank's files in ``order.EpochOrder``'s order (``files``/``labels``, no reader
+shuffle), decode (``mixed``: nvJPEG and the hardware decoder on a GPU; else ``cpu``) and emit
+uint8 NCHW (NHWC with ``channels_last``) crops, and each image's header shape
+(``fn.peek_image_shape``), so an image above the pixel limit is refused, naming the file.
 """
 
 from __future__ import annotations
@@ -127,7 +123,9 @@ class DaliLoader:
         if start >= order.steps:
             return  # resumed at the very end of the epoch
         indices = order.indices()
-        checkpoint = self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
+        checkpoint = (
+            self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
+        )
         chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
         seed = (order.seed * 1_000_003 + order.rank * 7919 + order.epoch) % 2**31
         iterator, batch = None, start  # batch: the next batch of `indices` to come

@@ -1,9 +1,8 @@
 """``ImageDataModule``: one interface over every folder source and both loaders.
 
-Each split is scanned once (``sources.scan_split``); the same ``(file, label)`` list, the same
-``order.EpochOrder`` and the same ``augment.Augment`` go to DALI and to the torch loader. The
-loaders yield uint8 batches; ``on_after_batch_transfer`` lights (train) and normalises them on
-the device, so every batch a module sees is ``(images float NCHW normalised, labels int64)``.
+Each split is scanned once; the same ``(file, label)`` list, ``order.EpochOrder`` and
+``augment.Augment`` go to DALI and to the torch loader. They yield uint8 batches, lit (train) and
+normalised on the device in ``on_after_batch_transfer``: a module sees float NCHW, int64 labels.
 """
 
 from __future__ import annotations
@@ -23,33 +22,25 @@ from alexlab.data import dali, sources
 from alexlab.data.augment import Augment, OnDevice
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
-from alexlab.data.torch_loader import FileDataset, TenCropTransform, TorchLoader
+from alexlab.data.torch_loader import FileDataset, TorchLoader
 
 LOADERS = ("auto", "dali", "torch")
 
 
 def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
-    """``auto`` -> ``dali`` where DALI imports, else ``torch``; ``dali`` without DALI warns once.
-    ``skip_corrupt`` needs per-image error handling: the torch loader."""
+    """``auto``: ``dali`` where DALI imports, else ``torch``; ``skip_corrupt`` needs ``torch``."""
     if loader not in LOADERS:
         raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
-    if loader == "torch":
-        return "torch"
-    if skip_corrupt:
-        if loader == "dali":
-            rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
-        return "torch"
-    if dali.DALI_AVAILABLE:
-        return "dali"
-    if loader == "dali":
-        rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using the torch loader.")
-    return "torch"
+    if loader == "dali" and skip_corrupt:
+        rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
+    elif loader == "dali" and not dali.DALI_AVAILABLE:
+        rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
+    return "dali" if loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE else "torch"
 
 
 def default_dali_threads() -> int:
     """The CPU cores this process may use, shared among the local GPUs (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, torch.cuda.device_count()))
+    return max(1, len(os.sched_getaffinity(0)) // max(1, torch.cuda.device_count()))
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -105,7 +96,11 @@ class ImageDataModule(L.LightningDataModule):
         self.dali_threads = dali_threads or default_dali_threads()
         self.dali_prefetch, self.dali_fast_idct = dali_prefetch, dali_fast_idct
         self.dali_hw_decoder_load = dali_hw_decoder_load
-        self.max_image_pixels, self.channels_last, self.ten_crop = max_image_pixels, channels_last, ten_crop
+        self.max_image_pixels, self.channels_last, self.ten_crop = (
+            max_image_pixels,
+            channels_last,
+            ten_crop,
+        )
         # (images uint8 on the device, train=) -> float normalised (lit when training)
         self.on_device = OnDevice(self.augment, dtype=torch.float16 if fp16 else torch.float32)
         self._listings: dict[str, list[tuple[str, int]]] = {}
@@ -132,13 +127,10 @@ class ImageDataModule(L.LightningDataModule):
         return self._listings[split]
 
     def _placement(self) -> dict[str, Any]:
-        """Rank, world size, device and accumulation of the trainer this module serves (rank 0
-        of 1 on the CPU when used on its own)."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
+        """Rank, world size, device and accumulation of the trainer served (or 0 of 1, CPU)."""
+        if (trainer := getattr(self, "trainer", None)) is None:
             return dict(rank=0, world_size=1, device=torch.device("cpu"), accumulation=1)
-        return dict(rank=trainer.global_rank, world_size=trainer.world_size,
-                    device=trainer.strategy.root_device,
+        return dict(rank=trainer.global_rank, world_size=trainer.world_size, device=trainer.strategy.root_device,
                     accumulation=trainer.accumulate_grad_batches)  # fmt: skip
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
@@ -147,17 +139,12 @@ class ImageDataModule(L.LightningDataModule):
                            rank=place["rank"], world_size=place["world_size"],
                            accumulation=place["accumulation"] if train else 1, train=train)  # fmt: skip
         if train:
-            rank_zero_info(
-                f"[alexlab] {split}: {len(samples)} images; each epoch {order.steps} batches of "
-                f"{self.batch_size} per rank x {place['world_size']} rank(s), {order.dropped} "
-                f"left out (under one optimizer step; a different remainder every epoch)"
-            )
+            rank_zero_info(f"[alexlab] {split}: {len(samples)} images, {order.steps} batches per "
+                           f"rank per epoch; {order.dropped} left out (under one optimizer step, "
+                           f"a different remainder every epoch)")  # fmt: skip
         if self.loader == "torch":
             tf = self.augment.train_transform() if train else self.augment.eval_transform()
-            dataset = FileDataset(samples, tf, seed=self.seed, skip_corrupt=self.skip_corrupt,
-                                  max_pixels=self.max_image_pixels)  # fmt: skip
-            pin = self.pin_memory and place["device"].type == "cuda"
-            return TorchLoader(dataset, order, num_workers=self.num_workers, pin_memory=pin)
+            return self._torch_loader(samples, tf, order, pin=place["device"].type == "cuda")
         gpu = place["device"].type == "cuda"
         extra = dict(fast_idct=self.dali_fast_idct) if train else {}
         build = functools.partial(
@@ -171,7 +158,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        if images.dtype != torch.uint8:  # the 10-crop test views come normalised
+        if images.ndim == 5:  # (B, 10, 3, S, S): the paper's test views, normalised already
             return batch
         trainer = getattr(self, "trainer", None)
         return self.on_device(images, train=trainer is not None and trainer.training), labels
@@ -199,13 +186,16 @@ class ImageDataModule(L.LightningDataModule):
         split = "test" if self.has_test else "val"
         if not self.ten_crop:
             return self._loader(split, train=False)
-        a, place = self.augment, self._placement()  # the 10 views come from the torch transform
-        tf = TenCropTransform(image_size=a.image_size, resize_size=a.resize_size, mean=a.mean, std=a.std)
-        samples = self.samples(split)
+        samples, place = self.samples(split), self._placement()  # views: torch transforms
         order = EpochOrder(len(samples), batch_size=self.batch_size, rank=place["rank"],
                            world_size=place["world_size"], train=False)  # fmt: skip
-        dataset = FileDataset(samples, tf, max_pixels=self.max_image_pixels)
-        return TorchLoader(dataset, order, num_workers=self.num_workers, pin_memory=False)
+        return self._torch_loader(samples, self.augment.ten_crop_transform(), order, pin=False)
+
+    def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
+        dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
+                              max_pixels=self.max_image_pixels)  # fmt: skip
+        return TorchLoader(dataset, order, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory and pin)  # fmt: skip
 
     @property
     def has_test(self) -> bool:

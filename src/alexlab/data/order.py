@@ -1,16 +1,11 @@
 """The epoch order: alexlab's, not the reader's. Both loaders take their slice from here.
 
-Training: epoch ``e`` reads a permutation of the split fixed by ``(seed, e)``; rank ``r`` of
-``W`` takes the ``r``-th contiguous slice of it, so every sample is read at most once per epoch
-across ranks, a new order comes every epoch and each rank's subset changes with it. Each rank's
-slice is a whole number of optimizer steps (``batch_size x accumulation`` images per step);
-the remainder, under one step of the global batch, is dropped for that epoch (a different
-remainder each epoch) and counted in ``dropped``.
-
-Evaluation: no shuffle, rank ``r`` takes ``[N r / W, N (r + 1) / W)``: every sample exactly once.
-
-``state_dict()`` holds ``(epoch, batches consumed)``; the loaders hand it to Lightning, which
-saves it in checkpoints and gives it back on resume, so an epoch continues at the next unseen
+Training: epoch ``e`` reads a permutation fixed by ``(seed, e)``; rank ``r`` of ``W`` takes its
+``r``-th slice, so a new order comes every epoch, each rank's subset changes with it and no
+sample is read twice. Each slice is a whole number of optimizer steps; the remainder (under one
+global step, a different one each epoch) is left out and counted in ``dropped``.
+Evaluation: in order, rank ``r`` takes ``[N r / W, N (r + 1) / W)``: every sample exactly once.
+``state_dict()`` is ``(epoch, batches consumed)``: a resumed epoch continues at the next unseen
 batch of its slice.
 """
 

@@ -205,9 +205,7 @@ def _open_rgb(path: str, max_pixels: int) -> tuple[Image.Image | None, str | Non
             img.load()  # every byte now: truncation shows here, not in a transform
             return img.convert("RGB"), None
     except Exception as e:  # PIL raises many types for broken files
-        if os.path.getsize(path) == 0:
-            return None, "empty file"
-        return None, f"corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return None, f"corrupt or truncated ({(str(e) or type(e).__name__).splitlines()[0]})"
 
 
 def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
@@ -221,3 +219,38 @@ def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
 def image_problem(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     """Why ``path`` cannot be used as an image, or None when it decodes completely."""
     return _open_rgb(path, max_pixels)[1]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    reason: str
+
+
+def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, list[Problem]]:
+    """``(images checked, problems)`` for every split folder under ``root`` (or ``root`` itself
+    when it holds class folders directly)."""
+    root = Path(root)
+    splits = [
+        d for d in sorted(root.iterdir()) if d.is_dir() and d.name in ("train", "val", "test")
+    ]
+    problems: list[Problem] = []
+    checked = 0
+    for split in splits or [root]:
+        classes = class_folders(split)
+        if not classes:
+            problems.append(Problem(split, "no class folders"))
+            continue
+        try:
+            listing = scan_split(split, classes)
+        except ConfigError as e:  # a symlink loop
+            problems.append(Problem(split, str(e)))
+            continue
+        problems += [Problem(Path(p), "empty class folder") for p in listing.empty_classes]
+        problems += [Problem(Path(p), "empty file") for p in listing.empty_files]
+        problems += [Problem(Path(p), "not an image file (extension)") for p in listing.other_files]
+        checked += len(listing.samples) + len(listing.empty_files)
+        for path, _ in listing.samples:
+            if reason := image_problem(path, max_pixels):
+                problems.append(Problem(Path(path), reason))
+    return checked, problems

@@ -1,9 +1,8 @@
 """The baseline loader: a ``DataLoader`` over the scanned file list, torchvision transforms v2
 in its workers, uint8 batches out (normalised on the device by ``augment.OnDevice``).
 
-The order comes from ``order.EpochOrder`` (the same as DALI's); each sample's augmentation is
-seeded by ``(seed, epoch, index)`` alone, so a resumed epoch sees exactly what an uninterrupted
-one saw.
+The order is ``order.EpochOrder``'s (as DALI's); each sample's augmentation is seeded by
+``(seed, epoch, index)`` alone, so a resumed epoch sees what an uninterrupted one saw.
 """
 
 from __future__ import annotations
@@ -13,12 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
 from alexlab.checks import CorruptImageError
-from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import MAX_IMAGE_PIXELS, decode
 
@@ -43,9 +39,7 @@ class FileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int]:
-        if isinstance(key, int):
-            return self._get(key)
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
@@ -100,18 +94,3 @@ class TorchLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
-
-
-class TenCropTransform:
-    """Krizhevsky et al. 2012 §4.1 test: the four corner and the centre S x S patches of the
-    image resized to ``resize_size``, and their mirror images: PIL -> float (10, 3, S, S)."""
-
-    def __init__(self, *, image_size: int, resize_size: int, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD) -> None:  # fmt: skip
-        self.resize = v2.Compose([v2.PILToTensor(), v2.Resize(resize_size, antialias=True)])
-        self.crops = v2.TenCrop(image_size)  # 5 crops, then the same 5 of the flipped image
-        self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True),
-                                     v2.Normalize(mean, std)])  # fmt: skip
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.normalize(torch.stack(self.crops(self.resize(image))))
