@@ -1,6 +1,7 @@
 """DDP on the CPU (gloo), Hydra sweeps (local, Optuna, submitit), the report, W&B offline."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
               "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
               "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
               f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
-              env={"PYTHONPATH": str(ROOT / "tests" / "helpers")},
+              env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])},
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (ddp_metrics,) = (tmp_path / "runs").glob("*/metrics.json")

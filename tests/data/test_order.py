@@ -75,3 +75,13 @@ def test_digits_with_accumulation_4_makes_44_whole_optimizer_steps(train_cfg):
     # the cosine schedule was sized for the same 44 steps: it ends at 0 (min_factor 0)
     ckpt = torch.load(summary["last_ckpt"], weights_only=True)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0, abs=1e-12)
+
+
+def test_two_ranks_read_the_global_batches_of_one_process():
+    """Global batch k of 2 ranks x 4 is batch k of 1 process x 8: DDP trains on the same data."""
+    one = EpochOrder(50, batch_size=8, seed=5).indices()
+    two = [EpochOrder(50, batch_size=4, seed=5, rank=r, world_size=2).indices() for r in (0, 1)]
+    for k in range(6):
+        assert set(one[8 * k : 8 * k + 8]) == set(
+            two[0][4 * k : 4 * k + 4] + two[1][4 * k : 4 * k + 4]
+        )

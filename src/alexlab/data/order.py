@@ -1,9 +1,9 @@
 """The epoch order: alexlab's, not the reader's. Both loaders take their slice from here.
 
-Training: epoch ``e`` reads a permutation fixed by ``(seed, e)``; rank ``r`` of ``W`` takes its
-``r``-th slice, so a new order comes every epoch, each rank's subset changes with it and no
-sample is read twice. Each slice is a whole number of optimizer steps; the remainder (under one
-global step, a different one each epoch) is left out and counted in ``dropped``.
+Training: epoch ``e`` reads a permutation fixed by ``(seed, e)``; its ``k``-th ``W x B`` samples
+are global batch ``k``, rank ``r`` of ``W`` taking the ``r``-th ``B`` (what one process with
+``W x B`` would read). New order and rank subsets every epoch; no sample read twice. Each rank
+gets whole optimizer steps; the rest (under one global step) is left out, counted in ``dropped``.
 Evaluation: in order, rank ``r`` takes ``[N r / W, N (r + 1) / W)``: every sample exactly once.
 ``state_dict()`` is ``(epoch, batches consumed)``: a resumed epoch continues at the next unseen
 batch of its slice.
@@ -56,8 +56,12 @@ class EpochOrder(Sampler):
         if not self.train:
             return list(range(self.start, self.stop))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        n = self.steps * self.batch_size
-        return torch.randperm(self.size, generator=g)[self.rank * n : (self.rank + 1) * n].tolist()
+        perm = torch.randperm(self.size, generator=g)[
+            : self.steps * self.batch_size * self.world_size
+        ]
+        return (
+            perm.view(self.steps, self.world_size, self.batch_size)[:, self.rank].flatten().tolist()
+        )
 
     def remaining(self) -> list[int]:
         """``indices()`` from the first batch not yet consumed in this epoch."""
