@@ -62,11 +62,8 @@ class FileDataset(Dataset):
 
 
 class TorchLoader:
-    """Iterable of ``(images uint8 (B, 3, S, S), labels int64 (B,))`` over ``order``'s slice.
-
-    ``sampler`` is the ``EpochOrder`` (Lightning calls its ``set_epoch``); ``state_dict`` /
-    ``load_state_dict`` are the order's, so Lightning saves and restores the position.
-    """
+    """``(images uint8 (B, 3, S, S), labels int64 (B,))`` over ``order``'s slice; ``sampler``
+    (Lightning calls its ``set_epoch``) and the state Lightning saves are the order's."""
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
 
