@@ -174,9 +174,10 @@ class DaliLoader:
     def state_dict(self) -> dict[str, Any]:
         state = self.sampler.state_dict()
         if self._iterator is not None and self.sampler.train:
-            state["dali"] = self._iterator.checkpoints()[0]
+            state.update(dali=self._iterator.checkpoints()[0], rank=self.sampler.rank)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state)
-        self._resume = dict(state)
+        if state.get("rank", self.sampler.rank) == self.sampler.rank:  # never another rank's
+            self._resume = dict(state)

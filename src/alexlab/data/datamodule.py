@@ -165,16 +165,20 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> Iterable:
         self._train_loader = self._loader("train", train=True)
-        if self._train_state is not None:
-            self._train_loader.load_state_dict(self._train_state)
+        if states := self._train_state:  # one per rank (DALI's random state differs)
+            self._train_loader.load_state_dict(states[self._placement()["rank"] % len(states)])
             self._train_state = None
         return self._train_loader
 
-    # The train loader's position also travels in the datamodule's own state: Lightning restores
-    # a datamodule before it builds the loaders, but the loaders' state (which it saves too)
-    # never reaches a loader built early for `estimated_stepping_batches` (Lightning 2.6).
+    # Every rank's loader state also travels in the datamodule's (gathered: Lightning saves rank
+    # 0's loader state only, and a loader built early for `estimated_stepping_batches` never
+    # gets it back, Lightning 2.6). Lightning calls this on every rank when it saves.
     def state_dict(self) -> dict[str, Any]:
-        return {"train_loader": self._train_loader.state_dict()} if self._train_loader else {}
+        states = [self._train_loader.state_dict()] if self._train_loader else []
+        if states and torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, self._train_loader.state_dict())
+        return {"train_loader": states} if states else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._train_state = state.get("train_loader")

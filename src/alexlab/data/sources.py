@@ -230,13 +230,9 @@ class Problem:
 def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, list[Problem]]:
     """``(images checked, problems)`` for every split folder under ``root`` (or ``root`` itself
     when it holds class folders directly)."""
-    root = Path(root)
-    splits = [
-        d for d in sorted(root.iterdir()) if d.is_dir() and d.name in ("train", "val", "test")
-    ]
-    problems: list[Problem] = []
-    checked = 0
-    for split in splits or [root]:
+    splits = [d for d in sorted(Path(root).iterdir()) if d.name in ("train", "val", "test")]
+    problems, checked = [], 0
+    for split in [d for d in splits if d.is_dir()] or [Path(root)]:
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))
@@ -246,9 +242,9 @@ def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, li
         except ConfigError as e:  # a symlink loop
             problems.append(Problem(split, str(e)))
             continue
-        problems += [Problem(Path(p), "empty class folder") for p in listing.empty_classes]
-        problems += [Problem(Path(p), "empty file") for p in listing.empty_files]
-        problems += [Problem(Path(p), "not an image file (extension)") for p in listing.other_files]
+        for paths, reason in ((listing.empty_classes, "empty class folder"), (listing.empty_files, "empty file"),
+                              (listing.other_files, "not an image file (extension)")):  # fmt: skip
+            problems += [Problem(Path(p), reason) for p in paths]
         checked += len(listing.samples) + len(listing.empty_files)
         for path, _ in listing.samples:
             if reason := image_problem(path, max_pixels):
