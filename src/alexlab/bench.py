@@ -229,6 +229,7 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
         f"Ratio: this code / the previous code (`{baseline}`; previous medians: "
         f"{previous}).\n\n{table(rows)}\n"
     )
+    print(text, flush=True)  # (the rows so far, should a later part fail)
     if dali.DALI_AVAILABLE:
         decode = bench_loaders.decode_only(root, threads=args.workers, batch_size=args.batch_size,
                                            batches=args.batches)  # fmt: skip
