@@ -54,7 +54,7 @@ format: install ## ruff autofix + format
 bench: install ## loaders (full-size and prepared), training throughput, framework overhead -> BENCHMARKS.md
 	$(PY) -m alexlab.bench $(ARGS)
 
-bench-data: install ## DALI vs torch loader images/s, full-size vs a prepared copy -> BENCHMARKS.md
+bench-data: install ## loaders vs the previous code (ARGS="--baseline-src OLD/src"), DALI decode-only, 100k-file set-up, full-size vs a prepared copy -> BENCHMARKS.md
 	$(PY) -m alexlab.bench --what data prepared $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"

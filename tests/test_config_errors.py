@@ -231,7 +231,8 @@ def test_a_diverging_run_ends_in_one_paragraph(train_cfg, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     lines = _lines(err)
-    assert lines[-1].startswith("alexlab: error: non-finite loss") and "optimizer.lr" in lines[-1]
+    assert lines[-1].startswith("alexlab: training stopped: non-finite loss")
+    assert "optimizer.lr" in lines[-1]
     assert "Traceback" not in err
 
 

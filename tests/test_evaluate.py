@@ -35,12 +35,14 @@ def test_eval_refuses_a_class_count_mismatch(trained, eval_cfg, tmp_path, digits
 def test_ten_crop_views_by_hand():
     from PIL import Image
 
-    from alexlab.data.torch_loader import TenCropTransform
+    from alexlab.data.augment import Augment
 
     img = Image.new("RGB", (80, 64))
     img.paste((255, 0, 0), (0, 0, 40, 32))  # red top-left quadrant
     img.paste((0, 0, 255), (40, 0, 80, 32))  # blue top-right quadrant
-    views = TenCropTransform(image_size=32, resize_size=64, mean=(0, 0, 0), std=(1, 1, 1))(img)
+    views = Augment(
+        image_size=32, resize_size=64, mean=(0, 0, 0), std=(1, 1, 1)
+    ).ten_crop_transform()(img)
     assert views.shape == (10, 3, 32, 32)
     assert views[0, 0].mean() == 1.0 and views[1, 2].mean() == 1.0  # top-left red, top-right blue
     torch.testing.assert_close(
@@ -52,14 +54,16 @@ def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_
     from PIL import Image
 
     from alexlab.checkpoint import open_checkpoint
-    from alexlab.data.torch_loader import TenCropTransform
+    from alexlab.data.augment import Augment
 
     summary = evaluate(
         eval_cfg(trained["best_ckpt"], "ten_crop=true", "trainer.limit_test_batches=null")
     )
     assert summary["views"] == 10
     module = open_checkpoint(trained["best_ckpt"]).build_module().eval()
-    tf = TenCropTransform(image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    tf = Augment(
+        image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3
+    ).ten_crop_transform()
     hits = total = 0
     for label, folder in enumerate(sorted((digits_root / "val").iterdir())):
         for path in sorted(folder.iterdir()):

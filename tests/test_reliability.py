@@ -3,9 +3,11 @@ breaks nothing. (SIGTERM and Ctrl-C: tests/test_runs.py.)"""
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,7 @@ def test_sigkill_mid_epoch_then_the_same_command_gives_the_uninterrupted_result(
     assert a["global_step"] == b["global_step"] == 44
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+    assert "not resumable" not in out  # Lightning's mid-epoch warning: the loaders are resumable
     metrics = [evaluate(eval_cfg(str(p)))["metrics"] for p in (whole_last, resumed_last)]
     assert metrics[0] == metrics[1]
 
@@ -109,8 +112,48 @@ def test_mid_epoch_resume_is_exact_for_both_loaders(train_cfg, tmp_path, loader)
                         "+callbacks.die.step=6", output_dir=tmp_path / "killed"))  # fmt: skip
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 6
-    resumed = train(train_cfg(*same, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = train(train_cfg(*same, f"ckpt_path={last}", output_dir=tmp_path / "resumed"))
+    assert not [w for w in caught if "not resumable" in str(w.message)]  # the loaders are
     a = torch.load(whole["last_ckpt"], weights_only=True)["state_dict"]
     b = torch.load(resumed["last_ckpt"], weights_only=True)["state_dict"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow  # 6 two-process runs: ~4 min on 2 cores
+@pytest.mark.parametrize("loader", ["dali", "torch"])
+def test_mid_epoch_resume_is_exact_under_two_process_ddp(tmp_path, cache_dir, loader):
+    """2 gloo ranks, killed at step 6 (mid-epoch 2), resumed: the weights of a run never
+    interrupted, bit for bit; each rank continues its own slice from the loader state."""
+    from subproc import train_cli
+
+    same = ["strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"data.loader={loader}",
+            "data.num_workers=0", "data.batch_size=8", "model.widths=[8,16,16,16,16]",
+            "model.hidden=32", "data.image_size=64", "trainer.limit_train_batches=4",
+            "trainer.limit_val_batches=2", "trainer.max_epochs=2", "trainer.deterministic=true",
+            "logger=none", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+            "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    helpers = [str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")]
+    env = {"PYTHONPATH": os.pathsep.join(helpers)}  # (keeps a PYTHONPATH=src of the caller)
+    runs = {name: tmp_path / name for name in ("whole", "killed")}
+    for path in runs.values():
+        path.mkdir()
+    same.append("run_name=r")
+    assert train_cli(*same, cwd=runs["whole"], env=env).returncode == 0
+    killed = train_cli(*same, "+callbacks.die._target_=helper_callbacks.DieAtStep",
+                       "+callbacks.die.step=6", cwd=runs["killed"], env=env)  # fmt: skip
+    assert killed.returncode != 0 and "simulated kill at step 6" in killed.stderr
+    last = runs["killed"] / "runs" / "r" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    resumed = train_cli(*same, cwd=runs["killed"], env=env)  # the same command: in place
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed in place from {last} at step 6" in resumed.stderr + resumed.stdout
+    whole_last, resumed_last = runs["whole"] / "runs" / "r" / "checkpoints" / "last.ckpt", last
+    a = torch.load(whole_last, weights_only=True)
+    b = torch.load(resumed_last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 8
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert "not resumable" not in resumed.stderr + resumed.stdout  # Lightning's warning

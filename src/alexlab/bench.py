@@ -20,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from alexlab import bench_loaders
 from alexlab.data import dali
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet
@@ -44,73 +45,6 @@ def machine() -> str:
         dali_version = nvidia.dali.__version__
     return (f"{cpu}, {cores} cores usable, {gpu}; torch {torch.__version__}, "
             f"DALI {dali_version}, Python {platform.python_version()}")  # fmt: skip
-
-
-def _endless(loader: Iterable) -> Iterator:
-    """The loader's batches epoch after epoch, so a small tree still gives ``batches`` batches."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("the loader yields no batch: use a larger tree or a smaller batch")
-
-
-def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
-    it = _endless(loader)
-    for _ in range(warmup):
-        images, _labels = next(it)
-    if warmup and images.is_cuda:
-        torch.cuda.synchronize()  # the warm-up batches' device work is not timed
-    start = time.perf_counter()
-    seen = 0
-    for _ in range(batches):
-        images, _labels = next(it)
-        seen += images.shape[0]
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return seen / (time.perf_counter() - start)
-
-
-def bench_loaders(root: Path, *, batch_size: int, workers: list[int], warmup: int,
-                  batches: int, runs: int, image_size: int = 224) -> list[dict]:  # fmt: skip
-    """Train-augmentation throughput (random-resized crop 224, flip, normalise) per loader and
-    worker/thread count, runs interleaved so drift in the machine hits all alike. DALI decodes
-    with the fast IDCT (alexlab's train default); one row per invocation shows the exact IDCT.
-    Ratios: DALI against torch with the same count, and best against best."""
-    loaders = ["torch"] + (["dali"] if dali.DALI_AVAILABLE else [])
-    configs = [(name, count, True) for count in workers for name in loaders]
-    if dali.DALI_AVAILABLE:
-        configs.append(("dali", workers[0], False))
-    built = {
-        cfg: ImageDataModule(
-            root=root, source=FolderSource, loader=cfg[0], batch_size=batch_size,
-            num_workers=cfg[1], dali_threads=cfg[1], dali_fast_idct=cfg[2],
-            image_size=image_size, pin_memory=False,
-        ).train_dataloader()
-        for cfg in configs
-    }  # fmt: skip
-    per_run: dict[tuple, list[float]] = {cfg: [] for cfg in configs}
-    for _ in range(runs):
-        for cfg, loader in built.items():
-            per_run[cfg].append(images_per_second(loader, warmup=warmup, batches=batches))
-    rows = []
-    for (name, count, fast_idct), rates in per_run.items():
-        kind = "DataLoader workers" if name == "torch" else "DALI CPU threads"
-        label = f"loader: {name} ({kind} = {count})" + ("" if fast_idct else ", exact IDCT")
-        rows.append({"loader": name if fast_idct else "dali-exact", "count": count, "what": label,
-                     "median": statistics.median(rates), "runs": rates})  # fmt: skip
-    for row in rows:
-        same = next(r for r in rows if r["loader"] == "torch" and r["count"] == row["count"])
-        row["ratio"] = row["median"] / same["median"]
-    best = {name: max((r for r in rows if r["loader"] == name), key=lambda r: r["median"])
-            for name in loaders}  # fmt: skip
-    if "dali" in best:
-        rows.append({"what": f"best DALI ({best['dali']['count']} threads) / best torch "
-                     f"({best['torch']['count']} workers)", "median": best["dali"]["median"],
-                     "runs": [], "ratio": best["dali"]["median"] / best["torch"]["median"]})  # fmt: skip
-    return rows
 
 
 class _StepTimer(L.Callback):
@@ -287,12 +221,39 @@ def bench_overhead(
     return rows
 
 
-def table(rows: list[dict], unit: str = "images/s") -> str:
+def table(rows: list[dict], unit: str = "images/s", digits: int = 0) -> str:
     lines = [f"| measurement | {unit} (median) | runs | ratio |", "|---|---:|---|---:|"]
     for r in rows:
-        runs = ", ".join(f"{x:.0f}" for x in r["runs"])
-        lines.append(f"| {r['what']} | {r['median']:.0f} | {runs} | {r['ratio']:.2f}x |")
+        runs = ", ".join(f"{x:.{digits}f}" for x in r["runs"])
+        lines.append(f"| {r['what']} | {r['median']:.{digits}f} | {runs} | {r['ratio']:.2f}x |")
     return "\n".join(lines)
+
+
+def _endless(loader: Iterable) -> Iterator:
+    """The loader's batches epoch after epoch, so a small tree still gives ``batches`` batches."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the loader yields no batch: use a larger tree or a smaller batch")
+
+
+def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
+    it = _endless(loader)
+    for _ in range(warmup):
+        images, _labels = next(it)
+    if warmup and images.is_cuda:
+        torch.cuda.synchronize()  # the warm-up batches' device work is not timed
+    start = time.perf_counter()
+    seen = 0
+    for _ in range(batches):
+        images, _labels = next(it)
+        seen += images.shape[0]
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - start)
 
 
 def bench_prepared(root: Path, *, batch_size: int, workers: int, warmup: int, batches: int,
@@ -370,6 +331,42 @@ def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
     return args
 
 
+def data_report(root: Path, args: argparse.Namespace) -> str:
+    """The loader tables: this code against the baseline, DALI decoding alone, set-up time."""
+    baseline = args.baseline_src or Path(bench_loaders.__file__).resolve().parents[1]
+    configs = [(name, count, True) for count in args.workers
+               for name in ["torch"] + ["dali"] * dali.DALI_AVAILABLE]  # fmt: skip
+    if dali.DALI_AVAILABLE:
+        configs.append(("dali", args.workers[0], False))
+    rows = bench_loaders.bench_against(root, baseline, configs=configs, batch_size=args.batch_size,
+                                       warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
+    previous = ", ".join(f"{r['baseline']:.0f}" for r in rows)
+    text = (
+        f"\n**Loaders.** {root.name} (~500x375 JPEGs), train augmentation (random-resized crop "
+        f"to 224, flip, normalised on the device after transfer), batch {args.batch_size}, on "
+        f"the device a fit would use; median of {args.runs} runs of {args.batches} batches after "
+        f"{args.warmup}, each run a fresh process per code version, the versions interleaved. "
+        f"Ratio: this code / the previous code (`{baseline}`; previous medians: "
+        f"{previous}).\n\n{table(rows)}\n"
+    )
+    print(text, flush=True)  # (the rows so far, should a later part fail)
+    if dali.DALI_AVAILABLE:
+        decode = bench_loaders.decode_only(root, threads=args.workers, batch_size=args.batch_size,
+                                           batches=args.batches)  # fmt: skip
+        text += f"\n**DALI decoding alone** (reader + decoder), batch {args.batch_size}.\n\n{table(decode)}\n"
+    if args.tree_files:
+        big = bench_loaders.bench_large_tree(baseline, files=args.tree_files,
+                                             batch_size=args.batch_size, runs=args.runs)  # fmt: skip
+        previous = ", ".join(f"{r['baseline']:.1f}" for r in big)
+        text += (
+            f"\n**Set-up on a {args.tree_files:,}-file tree** (hard links to one small JPEG): "
+            f"seconds from building the datamodule to the first train batch (listing, loader, "
+            f"pipeline); ratio this / previous, lower is faster (previous medians: "
+            f"{previous} s).\n\n{table(big, unit='seconds', digits=1)}\n"
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m alexlab.bench", description=__doc__)
     parser.add_argument("--root", type=Path, default=None,
@@ -387,6 +384,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="the previous code's src/ (e.g. `git archive <commit> src`) for the "
+                        "loader ratios; default: this code against itself")  # fmt: skip
+    parser.add_argument("--tree-files", type=int, default=100_000,
+                        help="entries of the generated tree for the set-up time row (0: skip)")  # fmt: skip
     parser.add_argument("--what", nargs="+", default=["data", "prepared", "train", "overhead"],
                         choices=["data", "prepared", "train", "overhead"],
                         help="prepared: the same images full-size and prepared (prepare.py)")  # fmt: skip
@@ -420,16 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     report = f"\n### `python -m alexlab.bench`, {stamp}\n\nMachine: {machine()}\n"
     if "data" in args.what:
-        rows = bench_loaders(root, batch_size=args.batch_size, workers=args.workers,
-                             warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
-        report += (
-            f"\n**Loaders.** {root.name} (~500x375 JPEGs), train augmentation (random-resized "
-            f"crop to 224, flip, normalise), batch {args.batch_size}; median of {args.runs} runs "
-            f"of {args.batches} batches after {args.warmup} warm-up batches, the loaders' runs "
-            f"interleaved. Same cores for both; DALI decodes with the fast IDCT (its train "
-            f"default; one row with the exact IDCT); each ratio compares DALI with torch at the "
-            f"same worker/thread count, the last row each at its best count.\n\n{table(rows)}\n"
-        )
+        report += data_report(root, args)
     if "prepared" in args.what:  # the same images, full-size and as a prepared copy
         name = f"fake-imagenet-c{args.classes}-p{args.per_class}-imagenet-sizes"
         sized = args.root or args.cache / name

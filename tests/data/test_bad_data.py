@@ -39,18 +39,18 @@ def test_dali_names_the_files_it_cannot_decode(bad_tree):
 
 def test_torch_loader_names_the_file(bad_tree):
     root, bad = bad_tree
-    with pytest.raises(CorruptImageError, match=f"{bad['truncated']}: cannot decode"):
+    with pytest.raises(CorruptImageError, match=f"{bad['truncated']}: corrupt or truncated"):
         list(module(root, loader="torch").val_dataloader())
 
 
 def test_skip_corrupt_skips_and_counts(bad_tree):
     root, _ = bad_tree
-    torch_loader.ImageFolderDataset.skipped = 0
+    torch_loader.FileDataset.skipped = 0
     dm = module(root, loader="auto", skip_corrupt=True)
     assert dm.loader == "torch"  # per-image skipping lives in the torch loader
     labels = torch.cat([y for _, y in dm.val_dataloader()])
     assert labels.numel() == 7  # every batch keeps its size: the next good image stands in
-    assert torch_loader.ImageFolderDataset.skipped == 1
+    assert torch_loader.FileDataset.skipped == 1
     # the truncated file (last of class 1) was replaced by the first image (class 0)
     assert torch.bincount(labels).tolist() == [4, 3]
 

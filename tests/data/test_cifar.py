@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from alexlab.checks import ConfigError
+from alexlab.data.augment import Augment, OnDevice
 from alexlab.data.cifar import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -26,14 +27,15 @@ def test_reads_the_standard_batches(cifar_root):
 def test_augmentation_by_hand():
     images = torch.full((2, 3, 32, 32), 51, dtype=torch.uint8)  # 51 / 255 = 0.2
     images[1, :, :, :16] = 255  # left half white
+    normalize = OnDevice(Augment(mean=CIFAR_MEAN, std=CIFAR_STD))
     out = augment_on_device(images, image_size=227, train=True, hflip_prob=1.0,
-                            mean=CIFAR_MEAN, std=CIFAR_STD)  # fmt: skip
+                            normalize=normalize)  # fmt: skip
     assert out.shape == (2, 3, 227, 227)
     expected = (0.2 - torch.tensor(CIFAR_MEAN)) / torch.tensor(CIFAR_STD)
     torch.testing.assert_close(out[0, :, 100, 100], expected, rtol=0, atol=1e-5)
     assert out[1, 0, 100, 0] < out[1, 0, 100, -1]  # flipped: white now on the right
     kept = augment_on_device(images, image_size=227, train=False, hflip_prob=1.0,
-                             mean=CIFAR_MEAN, std=CIFAR_STD)  # fmt: skip
+                             normalize=normalize)  # fmt: skip
     assert kept[1, 0, 100, 0] > kept[1, 0, 100, -1]  # no flip outside training
 
 

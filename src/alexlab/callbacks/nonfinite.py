@@ -92,6 +92,6 @@ class NonFiniteLossGuard(L.Callback):
             f"{trainer.global_step} ran since the last check (the loss is checked on the logger's "
             f"steps and before each checkpoint) and none of them was saved. Last good "
             f"checkpoint: {ckpt}. Lower optimizer.lr, add warmup (schedule.warmup_epochs) or "
-            f"gradient clipping (trainer.gradient_clip_val), then resume with "
-            f"ckpt_path=<that checkpoint>."
+            f"gradient clipping (trainer.gradient_clip_val), then start a new run from it: "
+            f"ckpt_path=<that checkpoint> run_name=<a new name>."
         )

@@ -7,14 +7,21 @@ import sys
 from pathlib import Path
 
 from alexlab.checks import ConfigError
+from alexlab.data.sources import MAX_IMAGE_PIXELS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alexlab.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    verify = sub.add_parser("verify", help="list corrupt, truncated, empty or non-image files")
+    verify = sub.add_parser(
+        "verify",
+        help="list what the loaders would refuse: corrupt, truncated, "
+        "empty, too large or non-image files, empty class folders, symlink loops",
+    )
     verify.add_argument("root", type=Path, help="dataset root (with train/, val/) or a split")
+    verify.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="refuse larger images, as data.max_image_pixels does")  # fmt: skip
 
     fake = sub.add_parser("fake-imagenet", help="write an ImageNet-shaped JPEG tree")
     fake.add_argument("out", type=Path)
@@ -50,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "verify":
-            from alexlab.data.verify import verify_tree
+            from alexlab.data.sources import verify_tree
 
             if not args.root.is_dir():
                 raise ConfigError(f"{args.root}: no such directory")
-            checked, problems = verify_tree(args.root)
+            checked, problems = verify_tree(args.root, args.max_pixels)
             for p in problems:
                 print(f"{p.path}: {p.reason}")
             print(f"checked {checked} files: {len(problems)} problem(s)")

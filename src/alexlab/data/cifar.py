@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from alexlab.checks import ConfigError, require_dir
+from alexlab.data.augment import Augment, OnDevice
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Per-channel statistics of the CIFAR-10 training set, in [0, 1].
@@ -80,19 +81,18 @@ def load_cifar10(
 
 def augment_on_device(
     images: torch.Tensor, *, image_size: int, train: bool, hflip_prob: float,
-    mean: tuple[float, ...], std: tuple[float, ...],
+    normalize: OnDevice,
 ) -> torch.Tensor:  # fmt: skip
-    """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise."""
+    """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise (with
+    ``normalize``'s constants, copied to the device once)."""
     if images.ndim != 4:
         raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
-    x = images.float().div_(255)
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
+                      align_corners=False).clamp_(0, 255)  # fmt: skip
     if train and hflip_prob > 0:
         flip = torch.rand(x.shape[0], device=x.device) < hflip_prob
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
+    return normalize(x, train=False)
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -133,7 +133,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.global_batch_size = global_batch_size
         self.image_size = image_size
         self.hflip_prob = hflip_prob
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.normalize = OnDevice(Augment(mean=mean, std=std))  # constants to the device once
         self.num_workers = num_workers
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
@@ -159,5 +159,5 @@ class CIFAR10DataModule(L.LightningDataModule):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         images = augment_on_device(images, image_size=self.image_size, train=training,
-                                   hflip_prob=self.hflip_prob, mean=self.mean, std=self.std)  # fmt: skip
+                                   hflip_prob=self.hflip_prob, normalize=self.normalize)  # fmt: skip
         return images, labels

@@ -1,22 +1,21 @@
-"""NVIDIA DALI pipelines for class-folder trees, and a loader that Lightning can drive.
+"""NVIDIA DALI pipelines over alexlab's file list, and a loader that Lightning can drive.
 
-Train: file reader (sharded by global rank, shuffled, padded) -> random-crop JPEG decode
-(``mixed`` = nvJPEG on the GPU, ``cpu`` elsewhere) -> resize -> coin-flip mirror ->
-``crop_mirror_normalize`` to NCHW (NHWC with ``channels_last``) float32/float16.
-Eval: decode -> resize shorter side -> centre crop -> normalise.
-
-The settings are the torch loader's (``torch_loader.train_transform``), so either backend can
-run the same experiment. ``DaliLoader`` yields ``(images, labels int64)`` with a ``len()`` that
-is the same on every rank and survives epochs cut short by ``limit_train_batches``.
+Both read the rank's files in ``order.EpochOrder``'s order (``files``/``labels``, no reader
+shuffle), decode (``mixed``: nvJPEG and the hardware decoder on a GPU; else ``cpu``) and emit
+uint8 NCHW (NHWC with ``channels_last``) crops, and each image's header shape
+(``fn.peek_image_shape``), so an image above the pixel limit is refused, naming the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+
+from alexlab.data.augment import Augment
+from alexlab.data.order import EpochOrder
+from alexlab.data.sources import bad_files_error, image_problem
 
 try:
     from nvidia.dali import fn, pipeline_def, types
@@ -28,203 +27,157 @@ except ImportError:  # not installable on this platform (macOS, aarch64 without 
     DALI_AVAILABLE = False
 
 READER = "Reader"
+# nvJPEG buffer sizes that hold every full-sized ImageNet image without reallocation: the values
+# of NVIDIA's DeepLearningExamples RN50 DALI pipeline (PyTorch/Classification/ConvNets).
+DEVICE_MEMORY_PADDING = 211_025_920
+HOST_MEMORY_PADDING = 140_544_512
 
 
-def _normalize_args(
-    mean: Sequence[float], std: Sequence[float], *, fp16: bool, channels_last: bool
-) -> dict:
-    return dict(
-        dtype=types.FLOAT16 if fp16 else types.FLOAT,
-        output_layout="HWC" if channels_last else "CHW",
-        mean=[255 * m for m in mean],  # DALI works on 0..255 pixels
-        std=[255 * s for s in std],
-    )
+def _read(files: list[str], labels: list[int], gpu: bool):
+    jpegs, labels = fn.readers.file(files=files, labels=labels, random_shuffle=False,
+                                    pad_last_batch=True, name=READER)  # fmt: skip
+    return jpegs, (labels.gpu() if gpu else labels), fn.peek_image_shape(jpegs)
 
 
-def _reader(file_root: Path, *, shard_id: int, num_shards: int, train: bool):
-    return fn.readers.file(
-        file_root=str(file_root),
-        shard_id=shard_id,
-        num_shards=num_shards,
-        random_shuffle=train,  # the file list is also shuffled once up front when True
-        pad_last_batch=True,
-        name=READER,
-    )
+def _decoder(gpu: bool, hw_decoder_load: float) -> dict[str, Any]:
+    if not gpu:
+        return dict(device="cpu", output_type=types.RGB)
+    return dict(device="mixed", output_type=types.RGB, hw_decoder_load=hw_decoder_load,
+                device_memory_padding=DEVICE_MEMORY_PADDING,
+                host_memory_padding=HOST_MEMORY_PADDING)  # fmt: skip
+
+
+def _uint8(channels_last: bool) -> dict[str, Any]:
+    return dict(dtype=types.UINT8, output_layout="HWC" if channels_last else "CHW")
 
 
 if DALI_AVAILABLE:
 
-    @pipeline_def
-    def train_pipeline(
-        *,
-        file_root: Path,
-        shard_id: int,
-        num_shards: int,
-        gpu: bool,
-        image_size: int,
-        crop: str,
-        resize_size: int,
-        scale: Sequence[float],
-        ratio: Sequence[float],
-        hflip_prob: float,
-        mean: Sequence[float],
-        std: Sequence[float],
-        fp16: bool = False,
-        channels_last: bool = False,
-        fast_idct: bool = False,
-    ):
-        jpegs, labels = _reader(file_root, shard_id=shard_id, num_shards=num_shards, train=True)
-        # use_fast_idct: libjpeg-turbo's integer fast IDCT on the CPU path (mixed: only for the
-        # images nvJPEG cannot take); up to 14% faster decoding per libjpeg-turbo's docs
-        decoder = dict(device="mixed" if gpu else "cpu", output_type=types.RGB,
-                       use_fast_idct=fast_idct)  # fmt: skip
-        if gpu:
-            decoder["hw_decoder_load"] = 0.65  # share of images for the A100/H100 JPEG engine
-        crop_args: dict[str, Any] = {}
-        if crop == "random_resized":
-            images = fn.decoders.image_random_crop(
-                jpegs, random_area=list(scale), random_aspect_ratio=list(ratio),
-                num_attempts=100, **decoder,
-            )  # fmt: skip
-            images = fn.resize(images, resize_x=image_size, resize_y=image_size)
-        elif crop == "paper":  # shorter side to 256, central square, random S x S crop
-            images = fn.decoders.image(jpegs, **decoder)
-            images = fn.resize(images, resize_shorter=resize_size)
-            images = fn.crop(images, crop=(resize_size, resize_size))
-            crop_args = dict(
-                crop=(image_size, image_size),
-                crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
-                crop_pos_y=fn.random.uniform(range=(0.0, 1.0)),
-            )
-        else:
-            raise ValueError(f"data.crop={crop!r} is unknown; valid: random_resized, paper")
-        mirror = fn.random.coin_flip(probability=hflip_prob) if hflip_prob > 0 else 0
-        images = fn.crop_mirror_normalize(
-            images, mirror=mirror, **crop_args,
-            **_normalize_args(mean, std, fp16=fp16, channels_last=channels_last),
-        )  # fmt: skip
-        return images, labels
+    @pipeline_def(enable_checkpointing=True)  # its state goes into Lightning's checkpoints
+    def train_pipeline(*, files: list[str], labels: list[int], gpu: bool, augment: Augment,
+                       fast_idct: bool, hw_decoder_load: float, channels_last: bool):  # fmt: skip
+        jpegs, labels, shapes = _read(files, labels, gpu)
+        # use_fast_idct: libjpeg-turbo's integer IDCT on the CPU path (mixed: only for images
+        # nvJPEG cannot take); up to 14% faster decoding per libjpeg-turbo's docs
+        decoder = dict(_decoder(gpu, hw_decoder_load), use_fast_idct=fast_idct)
+        a, crop = augment, {}
+        if a.crop == "random_resized":
+            images = fn.decoders.image_random_crop(jpegs, random_area=list(a.scale),
+                                                   random_aspect_ratio=list(a.ratio),
+                                                   num_attempts=100, **decoder)  # fmt: skip
+            images = fn.resize(images, resize_x=a.image_size, resize_y=a.image_size)
+        else:  # paper: shorter side to resize_size, central square, random S x S crop
+            images = fn.resize(fn.decoders.image(jpegs, **decoder), resize_shorter=a.resize_size)
+            images = fn.crop(images, crop=(a.resize_size, a.resize_size))
+            crop = dict(crop=(a.image_size, a.image_size),
+                        crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
+                        crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))  # fmt: skip
+        mirror = fn.random.coin_flip(probability=a.hflip_prob) if a.hflip_prob > 0 else 0
+        images = fn.crop_mirror_normalize(images, mirror=mirror, **crop, **_uint8(channels_last))
+        return images, labels, shapes
 
     @pipeline_def
-    def eval_pipeline(
-        *,
-        file_root: Path,
-        shard_id: int,
-        num_shards: int,
-        gpu: bool,
-        image_size: int,
-        resize_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        fp16: bool = False,
-        channels_last: bool = False,
-    ):
-        jpegs, labels = _reader(file_root, shard_id=shard_id, num_shards=num_shards, train=False)
-        images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
-        images = fn.resize(images, resize_shorter=resize_size)
-        images = fn.crop_mirror_normalize(
-            images, crop=(image_size, image_size),  # centred: crop_pos 0.5
-            **_normalize_args(mean, std, fp16=fp16, channels_last=channels_last),
-        )  # fmt: skip
-        return images, labels
+    def eval_pipeline(*, files: list[str], labels: list[int], gpu: bool, augment: Augment,
+                      hw_decoder_load: float, channels_last: bool):  # fmt: skip
+        jpegs, labels, shapes = _read(files, labels, gpu)
+        images = fn.decoders.image(jpegs, **_decoder(gpu, hw_decoder_load))
+        images = fn.resize(images, resize_shorter=augment.resize_size)
+        images = fn.crop_mirror_normalize(images, crop=(augment.image_size, augment.image_size),
+                                          **_uint8(channels_last))  # centred: crop_pos 0.5  # fmt: skip
+        return images, labels, shapes
 
 
 class DaliLoader:
-    """Iterable of ``(images, labels int64 (B,))`` over a DALI pipeline.
+    """Iterable of ``(images uint8 (B, 3, S, S), labels int64 (B,))`` for ``order``'s slice.
 
     Args:
-        build: ``build(epoch) -> Pipeline`` for this rank's shard; the seed is a function of
-            the epoch, so epoch ``e`` reads and augments the same way in any process.
-        batch_size: images per batch on this rank.
-        shard_id, num_shards: this rank and the world size.
-        train: drop the last partial batch (train) or keep it (eval).
-        file_root: the split's folder, scanned to name a file DALI cannot decode.
+        build: ``build(files=, labels=, seed=, checkpoint=) -> Pipeline``.
+        order: this rank's ``EpochOrder`` (``sampler``: Lightning calls its ``set_epoch``).
+        samples: the split's ``(path, label)`` list, as scanned.
         channels_last: the pipeline emits NHWC; hand out an NCHW view of it.
-        epoch: the current epoch (the trainer's); batches_done: batches of it already trained
-            (non-zero only when resuming from a mid-epoch checkpoint).
+        max_pixels: images above it are refused, naming the file.
+        prefetch: the pipeline's prefetch depth (batches it may run ahead of the consumer).
 
-    ``len()`` is, for training, ``N // (num_shards * batch_size)``: the same on every rank, so
-    DDP ranks step together; for evaluation, the batches of this rank's shard (every sample
-    once across ranks, the last batch partial). Each ``iter()`` builds the epoch's pipeline
-    afresh (DALI cannot reset mid-epoch, and a fresh pipeline per epoch makes a resumed run
-    exact): on resume it runs and discards the batches already trained.
+    Each ``iter()`` builds the epoch's pipeline (seeded by ``(seed, rank, epoch)``) over the
+    epoch's files. ``state_dict()`` adds DALI's own checkpoint (reader position and random
+    state) to the order's, so a resumed epoch continues at the next unseen batch with the same
+    augmentation as an uninterrupted one, decoding nothing twice.
     """
 
-    def __init__(
-        self,
-        build: Callable[[int], Pipeline],
-        *,
-        batch_size: int,
-        shard_id: int = 0,
-        num_shards: int = 1,
-        train: bool,
-        file_root: Path | None = None,
-        channels_last: bool = False,
-        epoch: Callable[[], int] = lambda: 0,
-        batches_done: Callable[[], int] = lambda: 0,
-    ) -> None:
-        self._build, self.train, self.file_root = build, train, file_root
-        self.channels_last = channels_last
-        self._epoch, self._batches_done = epoch, batches_done
-        pipe = build(0)
-        pipe.build()
-        total = int(pipe.epoch_size(READER))  # images in the whole split (all shards)
-        del pipe
-        self.num_samples = total
-        if train:
-            self.steps = total // (num_shards * batch_size)
-        else:  # DALI's shard bounds: [floor(N * i / S), floor(N * (i + 1) / S))
-            shard = total * (shard_id + 1) // num_shards - total * shard_id // num_shards
-            self.steps = -(-shard // batch_size)
+    batch_sampler = None  # (Lightning looks for it next to `sampler`)
+
+    def __init__(self, build: Callable[..., Pipeline], order: EpochOrder,
+                 samples: list[tuple[str, int]], *, channels_last: bool = False,
+                 max_pixels: int, prefetch: int = 2) -> None:  # fmt: skip
+        self._build, self.sampler, self.samples = build, order, samples
+        self.channels_last, self.max_pixels, self.prefetch = channels_last, max_pixels, prefetch
+        self._iterator: Any = None
+        self._resume: dict[str, Any] = {}
 
     def __len__(self) -> int:
-        return self.steps
-
-    def _new_iterator(self, epoch: int) -> DALIGenericIterator:
-        pipe = self._build(epoch)
-        pipe.build()
-        try:  # the iterator runs the first batch now
-            return DALIGenericIterator(
-                [pipe],
-                ["images", "labels"],
-                reader_name=READER,
-                last_batch_policy=LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL,
-            )
-        except RuntimeError as e:
-            raise self._decode_error(e) from None
+        return self.sampler.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        iterator = self._new_iterator(self._epoch())
-        skip = self._batches_done() if self.train else 0
+        order = self.sampler
+        start = order.consumed if order.train else 0
+        if start >= order.steps:
+            return  # resumed at the very end of the epoch
+        indices = order.indices()
+        checkpoint = (
+            self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
+        )
+        chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
+        seed = (order.seed * 1_000_003 + order.rank * 7919 + order.epoch) % 2**31
+        iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
-            for i, data in enumerate(iterator):
-                if i >= self.steps:
-                    break  # a larger shard's surplus batch: ranks stay in step
-                if i < skip:
-                    continue  # trained before the checkpoint this run resumed from
+            pipe = self._build(files=[self.samples[i][0] for i in chosen],
+                               labels=[self.samples[i][1] for i in chosen], seed=seed,
+                               checkpoint=checkpoint)  # fmt: skip
+            policy = LastBatchPolicy.DROP if order.train else LastBatchPolicy.PARTIAL
+            iterator = DALIGenericIterator([pipe], ["images", "labels", "shapes"],
+                                           reader_name=READER, last_batch_policy=policy)  # fmt: skip
+            self._iterator = iterator
+            for data in iterator:
                 out = data[0]
+                self._check_sizes(out["shapes"], indices, batch)
+                batch += 1
                 images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
                 if self.channels_last:
                     images = images.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
+                order.consumed += order.train
                 yield images, out["labels"].reshape(-1).long()
         except RuntimeError as e:
-            raise self._decode_error(e) from None
+            raise self._decode_error(e, indices, batch) from None
+        finally:  # (an epoch cut short ends here when its generator is collected)
+            if self._iterator is iterator:
+                self._iterator = None
 
-    def _decode_error(self, error: RuntimeError) -> Exception:
-        """DALI's decoder errors do not say which file; find it (or them) in the split."""
-        from alexlab.checks import CorruptImageError
-        from alexlab.data.verify import verify_tree
+    def _files(self, indices: list[int], first_batch: int, batches: int) -> list[str]:
+        b = self.sampler.batch_size
+        return [self.samples[i][0] for i in indices[first_batch * b : (first_batch + batches) * b]]
 
-        root = getattr(self, "file_root", None)
-        if root is None or "decod" not in str(error).lower() and "codec" not in str(error).lower():
-            return error
-        _, problems = verify_tree(Path(root))
-        if not problems:
-            return error
-        named = "; ".join(f"{p.path}: {p.reason}" for p in problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        return CorruptImageError(
-            f"DALI could not decode an image in {root}: {named}{more}. Remove or replace them "
-            f"(`python -m alexlab.data verify ROOT` lists all), or set data.skip_corrupt=true "
-            f"(skips and counts them; uses the torch loader)."
-        )
+    def _check_sizes(self, shapes: torch.Tensor, indices: list[int], batch: int) -> None:
+        """``shapes``: (B, 3) header shapes (H, W, C) on the host."""
+        too_large = (shapes[:, 0].long() * shapes[:, 1].long() > self.max_pixels).nonzero()
+        if len(too_large):
+            files = self._files(indices, batch, 1)
+            raise bad_files_error([(files[i], image_problem(files[i], self.max_pixels) or
+                                    "too large") for i in too_large.flatten().tolist()])  # fmt: skip
+
+    def _decode_error(self, error: RuntimeError, indices: list[int], batch: int) -> Exception:
+        """DALI's decoder errors do not say which file: check the batches it may have been
+        preparing (the next one and the prefetched ones) and name the unusable files."""
+        files = self._files(indices, batch, self.prefetch + 1)
+        problems = [(f, reason) for f in files if (reason := image_problem(f, self.max_pixels))]
+        return bad_files_error(problems) if problems else error
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self.sampler.state_dict()
+        if self._iterator is not None and self.sampler.train:
+            state.update(dali=self._iterator.checkpoints()[0], rank=self.sampler.rank)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+        if state.get("rank", self.sampler.rank) == self.sampler.rank:  # never another rank's
+            self._resume = dict(state)

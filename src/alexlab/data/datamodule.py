@@ -1,46 +1,46 @@
-"""``ImageDataModule``: one interface over every source and loader.
+"""``ImageDataModule``: one interface over every folder source and both loaders.
 
-Every loader yields ``(images float NCHW normalised, labels int64)``. ``batch_size`` is what one
-device holds; ``global_batch_size`` (optional, the paper's batch) is read by ``alexlab.train``
-to derive gradient accumulation.
+Each split is scanned once; the same ``(file, label)`` list, ``order.EpochOrder`` and
+``augment.Augment`` go to DALI and to the torch loader. They yield uint8 batches, lit (train) and
+normalised on the device in ``on_after_batch_transfer``: a module sees float NCHW, int64 labels.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from alexlab.checks import ConfigError
-from alexlab.data import dali, torch_loader
-from alexlab.data.sources import IMAGE_EXTENSIONS, FolderSource
+from alexlab.data import dali, sources
+from alexlab.data.augment import Augment, OnDevice
+from alexlab.data.order import EpochOrder
+from alexlab.data.sources import FolderSource, bad_files_error
+from alexlab.data.torch_loader import FileDataset, TorchLoader
 
 LOADERS = ("auto", "dali", "torch")
 
 
 def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
-    """``auto`` -> ``dali`` where DALI imports, else ``torch``; ``dali`` without DALI warns once.
-    ``skip_corrupt`` needs per-image error handling: the torch loader."""
+    """``auto``: ``dali`` where DALI imports, else ``torch``; ``skip_corrupt`` needs ``torch``."""
     if loader not in LOADERS:
         raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
-    if loader == "torch":
-        return "torch"
-    if skip_corrupt:
-        if loader == "dali":
-            rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
-        return "torch"
-    if dali.DALI_AVAILABLE:
-        return "dali"
-    if loader == "dali":
-        rank_zero_warn(
-            "data.loader=dali: NVIDIA DALI is not installed here; using the torch loader."
-        )
-    return "torch"
+    if loader == "dali" and skip_corrupt:
+        rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
+    elif loader == "dali" and not dali.DALI_AVAILABLE:
+        rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
+    return "dali" if loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE else "torch"
+
+
+def default_dali_threads() -> int:
+    """The CPU cores this process may use, shared among the local GPUs (at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, torch.cuda.device_count()))
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -49,214 +49,157 @@ class ImageDataModule(L.LightningDataModule):
     Args:
         root: dataset root (``data.root``); for ``digits``, the cache it is written into.
         source: builds the source from ``root`` (a ``_partial_`` of a class in ``sources``).
-        num_classes: expected number of classes, checked against the class folders; None
-            takes the number of class folders.
+        num_classes: expected number of classes (checked); None counts the class folders.
         loader: ``"auto"`` (DALI where it imports), ``"dali"`` or ``"torch"``.
         batch_size: images per device per step.
         global_batch_size: images per optimizer step over all devices, or None (no accumulation).
-        num_workers: loader worker processes per device.
-        image_size: crop side fed to the network (224 or 227 for ImageNet).
-        resize_size: shorter side before the eval centre crop (256 for ImageNet).
-        crop: train crop, ``"random_resized"`` (torchvision's) or ``"paper"`` (256, random S).
-        scale, ratio: random-resized-crop area and aspect ranges (train).
-        hflip_prob: horizontal flip probability (train).
-        lighting_std: PCA colour noise std (Krizhevsky et al. 2012 §4.1: 0.1); 0 is off.
-        mean, std: per-channel normalisation in [0, 1] units.
+        num_workers: torch loader worker processes per device.
         pin_memory: page-locked host batches for faster copies to a GPU (torch loader).
-        dali_threads: DALI CPU worker threads per device.
+        dali_threads: DALI CPU threads per device; None: the usable cores / local GPUs.
         dali_prefetch: batches DALI prepares ahead.
-        dali_fast_idct: train-time CPU JPEG decoding with libjpeg-turbo's fast integer IDCT
-            (about 1 level of 255 off the exact decode on average, 99% within 3; eval decoding
-            stays exact).
-        seed: base seed of the DALI pipelines (each rank adds its rank).
-        skip_corrupt: skip (and count) undecodable images instead of stopping with their path.
-        channels_last: batches in channels-last memory (NHWC), what convolutions prefer on
-            tensor cores; DALI writes them that way directly.
-        fp16: DALI emits float16 images (half the transfer); for ``precision=16-mixed``.
-        ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S)
-            (Krizhevsky et al. 2012 §4.1); read with the torch loader.
+        dali_fast_idct: train-time CPU JPEG decoding with libjpeg-turbo's fast integer IDCT.
+        dali_hw_decoder_load: share of images for the hardware JPEG decoder (A100/H100).
+        seed: base seed of the epoch order and of the augmentation.
+        skip_corrupt: skip (and count) unusable images instead of stopping with their paths.
+        max_image_pixels: images above it are refused before decoding (both loaders).
+        channels_last: batches in channels-last memory (NHWC), what tensor cores prefer.
+        fp16: images reach the module as float16 (for ``precision=16-mixed``).
+        ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S).
+        **augment: the settings of ``augment.Augment`` (image_size, crop, scale, ...).
     """
 
     def __init__(
-        self,
-        *,
-        root: str | Path | None,
+        self, *, root: str | Path | None,
         source: Callable[[str | Path | None], FolderSource] = FolderSource,
-        num_classes: int | None = None,
-        loader: str = "auto",
-        batch_size: int = 256,
-        global_batch_size: int | None = None,
-        num_workers: int = 4,
-        image_size: int = 224,
-        resize_size: int = 256,
-        crop: str = "random_resized",
-        scale: Sequence[float] = (0.08, 1.0),
-        ratio: Sequence[float] = (3 / 4, 4 / 3),
-        hflip_prob: float = 0.5,
-        lighting_std: float = 0.0,
-        mean: Sequence[float] = torch_loader.IMAGENET_MEAN,
-        std: Sequence[float] = torch_loader.IMAGENET_STD,
-        pin_memory: bool = True,
-        dali_threads: int = 4,
-        dali_prefetch: int = 2,
-        dali_fast_idct: bool = True,
-        seed: int = 0,
-        skip_corrupt: bool = False,
-        channels_last: bool = False,
-        fp16: bool = False,
-        ten_crop: bool = False,
-    ) -> None:
+        num_classes: int | None = None, loader: str = "auto", batch_size: int = 256,
+        global_batch_size: int | None = None, num_workers: int = 4, pin_memory: bool = True,
+        dali_threads: int | None = None, dali_prefetch: int = 2, dali_fast_idct: bool = True,
+        dali_hw_decoder_load: float = 0.65, seed: int = 0, skip_corrupt: bool = False,
+        max_image_pixels: int = sources.MAX_IMAGE_PIXELS, channels_last: bool = False,
+        fp16: bool = False, ten_crop: bool = False, **augment: Any,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.augment = Augment.from_settings(augment)
         self.skip_corrupt = skip_corrupt
         self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
         self.source = source(root)  # checks the paths now, before any training starts
-        if num_classes is None:
-            num_classes = len(self.source.classes)
-        if len(self.source.classes) != num_classes:
+        found = len(self.source.classes)
+        if num_classes is not None and found != num_classes:
             raise ConfigError(
-                f"data.num_classes={num_classes} but {self.source.split_dir('train')} has "
-                f"{len(self.source.classes)} class folders. Set data.num_classes="
-                f"{len(self.source.classes)} or fix the folder tree."
+                f"data.num_classes={num_classes} but {self.source.split_dir('train')} has {found} "
+                f"class folders. Set data.num_classes={found} or fix the folder tree."
             )
-        self.classes = self.source.classes
+        self.classes, self.num_classes = self.source.classes, found
         self.class_names = self.source.class_names  # human names (ImageNet: torchvision's)
-        self.num_classes = num_classes
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.num_workers = num_workers
-        self.image_size = image_size
-        self.resize_size = resize_size
-        self.pin_memory = pin_memory
-        self.dali_threads = dali_threads
-        self.dali_prefetch = dali_prefetch
-        self.seed = seed
-        self.channels_last = channels_last
-        self.fp16 = fp16
-        self.ten_crop = ten_crop
-        self.lighting_std = lighting_std
-        self.mean, self.std = tuple(mean), tuple(std)
-        self._augment = dict(
-            crop=crop,
-            scale=tuple(scale),
-            ratio=tuple(ratio),
-            hflip_prob=hflip_prob,
-            fast_idct=dali_fast_idct,
+        self.batch_size, self.global_batch_size = batch_size, global_batch_size
+        self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
+        self.dali_threads = dali_threads or default_dali_threads()
+        self.dali_prefetch, self.dali_fast_idct = dali_prefetch, dali_fast_idct
+        self.dali_hw_decoder_load = dali_hw_decoder_load
+        self.max_image_pixels, self.channels_last, self.ten_crop = (
+            max_image_pixels,
+            channels_last,
+            ten_crop,
         )
-        self._train_tf = torch_loader.train_transform(
-            image_size=image_size,
-            scale=scale,
-            ratio=ratio,
-            hflip_prob=hflip_prob,
-            mean=mean,
-            std=std,
-        )
-        self._eval_tf = torch_loader.eval_transform(
-            image_size=image_size, resize_size=resize_size, mean=mean, std=std
-        )
+        # (images uint8 on the device, train=) -> float normalised (lit when training)
+        self.on_device = OnDevice(self.augment, dtype=torch.float16 if fp16 else torch.float32)
+        self._listings: dict[str, list[tuple[str, int]]] = {}
+        self._train_loader: Any = None
+        self._train_state: dict[str, Any] | None = None  # from a checkpoint, for the next loader
+
+    def samples(self, split: str) -> list[tuple[str, int]]:
+        """The split's ``(file, label)`` list, scanned once per datamodule (so once per fit)."""
+        if split not in self._listings:
+            split_dir = self.source.split_dir(split)
+            listing = sources.scan_split(split_dir, self.classes)
+            if listing.empty_classes:
+                raise ConfigError(
+                    f"{len(listing.empty_classes)} class folder(s) hold no image: "
+                    f"{', '.join(listing.empty_classes[:5])}. Every class needs at least one "
+                    f"image: add images or remove the folder(s) from every split."
+                )
+            if listing.empty_files and not self.skip_corrupt:
+                raise bad_files_error([(f, "empty file") for f in listing.empty_files])
+            if listing.empty_files:
+                rank_zero_warn(f"data.skip_corrupt=true: {len(listing.empty_files)} empty file(s) "
+                               f"left out of {split_dir}")  # fmt: skip
+            self._listings[split] = listing.samples
+        return self._listings[split]
 
     def _placement(self) -> dict[str, Any]:
-        """Rank, world size and device of the trainer this module serves (rank 0 of 1 on the
-        CPU when used on its own)."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return dict(shard_id=0, num_shards=1, gpu=False, device_id=None)
-        device = trainer.strategy.root_device
-        gpu = device.type == "cuda"
-        return dict(shard_id=trainer.global_rank, num_shards=trainer.world_size, gpu=gpu,
-                    device_id=device.index if gpu else None)  # fmt: skip
-
-    def _dali_loader(self, split: str, *, train: bool) -> dali.DaliLoader:
-        place = self._placement()
-        common = dict(
-            file_root=self.source.split_dir(split), shard_id=place["shard_id"],
-            num_shards=place["num_shards"], gpu=place["gpu"], image_size=self.image_size,
-            resize_size=self.resize_size, mean=self.mean, std=self.std,
-            batch_size=self.batch_size, num_threads=self.dali_threads,
-            device_id=place["device_id"], prefetch_queue_depth=self.dali_prefetch,
-            fp16=self.fp16, channels_last=self.channels_last,
-        )  # fmt: skip
-        factory = dali.train_pipeline if train else dali.eval_pipeline
-        extra = self._augment if train else {}
-
-        def build(epoch: int):
-            seed = self.seed + place["shard_id"] + 7919 * epoch  # per rank, per rebuild
-            return factory(seed=seed, **common, **extra)
-
-        return dali.DaliLoader(build, batch_size=self.batch_size, shard_id=place["shard_id"],
-                               num_shards=place["num_shards"], train=train,
-                               file_root=self.source.split_dir(split),
-                               channels_last=self.channels_last, epoch=self._current_epoch,
-                               batches_done=self._batches_done)  # fmt: skip
+        """Rank, world size, device and accumulation of the trainer served (or 0 of 1, CPU)."""
+        if (trainer := getattr(self, "trainer", None)) is None:
+            return dict(rank=0, world_size=1, device=torch.device("cpu"), accumulation=1)
+        return dict(rank=trainer.global_rank, world_size=trainer.world_size, device=trainer.strategy.root_device,
+                    accumulation=trainer.accumulate_grad_batches)  # fmt: skip
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
-        if self.loader == "dali":
-            return self._dali_loader(split, train=train)
-        place = self._placement()
-        return torch_loader.folder_loader(
-            self.source.split_dir(split),
-            self._train_tf if train else self._eval_tf,
-            batch_size=self.batch_size,
-            train=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),  # no-op on CPU-only hosts
-            skip_corrupt=self.skip_corrupt,
-            rank=place["shard_id"],
-            world_size=place["num_shards"],
-            seed=self.seed,
-            batches_done=self._batches_done,
-        )
-
-    def _current_epoch(self) -> int:
-        trainer = getattr(self, "trainer", None)
-        return trainer.current_epoch if trainer is not None else 0
-
-    def _batches_done(self) -> int:
-        """Batches of the current epoch already trained: non-zero only right after resuming
-        from a mid-epoch checkpoint (Lightning restores its loop progress first). Under DDP
-        with the torch loader, Lightning wraps the sampler and sizes the wrapper by its length,
-        so the sampler cannot skip: that epoch's order restarts (documented)."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0
-        if self.loader == "torch" and trainer.world_size > 1:
-            return 0
-        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        samples, place = self.samples(split), self._placement()
+        order = EpochOrder(len(samples), batch_size=self.batch_size, seed=self.seed,
+                           rank=place["rank"], world_size=place["world_size"],
+                           accumulation=place["accumulation"] if train else 1, train=train)  # fmt: skip
+        if train:
+            rank_zero_info(f"[alexlab] {split}: {len(samples)} images, {order.steps} batches per "
+                           f"rank per epoch; {order.dropped} left out (under one optimizer step, "
+                           f"a different remainder every epoch)")  # fmt: skip
+        if self.loader == "torch":
+            tf = self.augment.train_transform() if train else self.augment.eval_transform()
+            return self._torch_loader(samples, tf, order, pin=place["device"].type == "cuda")
+        gpu = place["device"].type == "cuda"
+        extra = dict(fast_idct=self.dali_fast_idct) if train else {}
+        build = functools.partial(
+            dali.train_pipeline if train else dali.eval_pipeline, batch_size=self.batch_size,
+            num_threads=self.dali_threads, device_id=place["device"].index if gpu else None,
+            prefetch_queue_depth=self.dali_prefetch, gpu=gpu, augment=self.augment,
+            hw_decoder_load=self.dali_hw_decoder_load, channels_last=self.channels_last, **extra,
+        )  # fmt: skip
+        return dali.DaliLoader(build, order, samples, channels_last=self.channels_last,
+                               max_pixels=self.max_image_pixels, prefetch=self.dali_prefetch)  # fmt: skip
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # DALI path: the paper's PCA lighting noise runs here, on the device, after transfer
-        # (the torch loader applies it per image in its workers)
+        images, labels = batch
+        if images.ndim == 5:  # (B, 10, 3, S, S): the paper's test views, normalised already
+            return batch
         trainer = getattr(self, "trainer", None)
-        if (
-            self.loader == "dali"
-            and self.lighting_std > 0
-            and trainer is not None
-            and trainer.training
-        ):
-            images, labels = batch
-            batch = (
-                torch_loader.lighting_on_normalized_batch(images, self.lighting_std, self.std),
-                labels,
-            )
-        return batch
+        return self.on_device(images, train=trainer is not None and trainer.training), labels
 
     def train_dataloader(self) -> Iterable:
-        return self._loader("train", train=True)
+        self._train_loader = self._loader("train", train=True)
+        if states := self._train_state:  # one per rank (DALI's random state differs)
+            self._train_loader.load_state_dict(states[self._placement()["rank"] % len(states)])
+            self._train_state = None
+        return self._train_loader
+
+    # Every rank's loader state also travels in the datamodule's (gathered: Lightning saves rank
+    # 0's loader state only, and a loader built early for `estimated_stepping_batches` never
+    # gets it back, Lightning 2.6). Lightning calls this on every rank when it saves.
+    def state_dict(self) -> dict[str, Any]:
+        states = [self._train_loader.state_dict()] if self._train_loader else []
+        if states and torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, self._train_loader.state_dict())
+        return {"train_loader": states} if states else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._train_state = state.get("train_loader")
 
     def val_dataloader(self) -> Iterable:
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> Iterable:
         split = "test" if self.has_test else "val"
-        if self.ten_crop:  # the 10 views per image come from the torch transform
-            tf = torch_loader.TenCropTransform(image_size=self.image_size, resize_size=self.resize_size,
-                                                 mean=self.mean, std=self.std)  # fmt: skip
-            place = self._placement()
-            return torch_loader.folder_loader(
-                self.source.split_dir(split), tf, batch_size=self.batch_size, train=False,
-                num_workers=self.num_workers, pin_memory=False,
-                rank=place["shard_id"], world_size=place["num_shards"],
-            )  # fmt: skip
-        return self._loader(split, train=False)
+        if not self.ten_crop:
+            return self._loader(split, train=False)
+        samples, place = self.samples(split), self._placement()  # views: torch transforms
+        order = EpochOrder(len(samples), batch_size=self.batch_size, rank=place["rank"],
+                           world_size=place["world_size"], train=False)  # fmt: skip
+        return self._torch_loader(samples, self.augment.ten_crop_transform(), order, pin=False)
+
+    def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
+        dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
+                              max_pixels=self.max_image_pixels)  # fmt: skip
+        return TorchLoader(dataset, order, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory and pin)  # fmt: skip
 
     @property
     def has_test(self) -> bool:
@@ -269,19 +212,9 @@ class ImageDataModule(L.LightningDataModule):
             loader = f"DALI, {'GPU' if gpu else 'CPU'} backend, {self.dali_threads} threads"
         else:
             loader = f"torch DataLoader, {self.num_workers} workers"
-        images = {split: count_images(path) for split, path in self.source.splits.items()}
+        splits = ("train", "val", "test") if self.has_test else ("train", "val")
+        images = {split: len(self.samples(split)) for split in splits}  # the one scan, kept
         return {"images": images, "loader": loader}
-
-
-def count_images(split_dir: Path) -> int:
-    """Image files in a class-folder split (the extensions both loaders read)."""
-    return sum(
-        1
-        for folder in os.scandir(split_dir)
-        if folder.is_dir()
-        for entry in os.scandir(folder.path)
-        if entry.name.lower().endswith(IMAGE_EXTENSIONS)
-    )
 
 
 def batch_size(batch: tuple) -> int:

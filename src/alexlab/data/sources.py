@@ -2,21 +2,28 @@
 ``digits`` dataset, written once as a JPEG tree so the default run takes ImageNet's JPEG path.
 
 A source checks its paths when it is built, i.e. before training starts, and exposes one
-directory per split with one sub-folder per class.
+directory per split with one sub-folder per class. ``scan_split`` lists a split's files once,
+with one set of rules, for DALI, the torch loader and ``verify`` alike: hidden entries (a name
+starting with ".") are skipped, symlinks are followed but a folder reached twice (a loop) is
+refused, files without an image extension and empty files are set aside and reported.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from alexlab.checks import ConfigError, require_dir
+from alexlab.checks import ConfigError, CorruptImageError, require_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Images above this many pixels are refused before decoding, on both loaders and in `verify`
+# (PIL's decompression-bomb limit; ImageNet's largest image has about 10M pixels).
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 def class_folders(split_dir: Path) -> list[str]:
@@ -133,3 +140,113 @@ def write_digits(root: Path, *, seed: int, val_fraction: float, size: int) -> No
         tmp.rename(root)
     except OSError:  # another process finished first: theirs is identical
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class Listing:
+    """One split, scanned once: ``samples`` are ``(path, label)`` in a fixed (sorted) order."""
+
+    samples: list[tuple[str, int]] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)
+    other_files: list[str] = field(default_factory=list)  # no image extension
+    empty_classes: list[str] = field(default_factory=list)
+
+
+def scan_split(split_dir: Path, classes: list[str]) -> Listing:
+    """List ``split_dir/<class>/**`` once (see the module docstring for the rules)."""
+    listing, seen = Listing(), set()
+    for label, name in enumerate(classes):
+        before = len(listing.samples) + len(listing.empty_files)
+        _walk(Path(split_dir) / name, label, listing, seen)
+        if len(listing.samples) + len(listing.empty_files) == before:
+            listing.empty_classes.append(str(Path(split_dir) / name))
+    return listing
+
+
+def _walk(folder: Path, label: int, listing: Listing, seen: set[str]) -> None:
+    real = os.path.realpath(folder)
+    if real in seen:
+        raise ConfigError(
+            f"{folder} leads to {real}, a folder already listed (a symlink loop, or a second "
+            f"link to the same folder): remove that link."
+        )
+    seen.add(real)
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, ...
+                continue
+            if entry.is_dir():
+                _walk(Path(entry.path), label, listing, seen)
+            elif not entry.is_file() or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                listing.other_files.append(entry.path)
+            elif entry.stat().st_size == 0:
+                listing.empty_files.append(entry.path)
+            else:
+                listing.samples.append((entry.path, label))
+
+
+def bad_files_error(problems: list[tuple[str, str]]) -> CorruptImageError:
+    """One paragraph naming the files (both loaders say it the same way)."""
+    named = "; ".join(f"{path}: {reason}" for path, reason in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return CorruptImageError(
+        f"{named}{more}. Remove or replace them (`python -m alexlab.data verify ROOT` lists "
+        f"all), or set data.skip_corrupt=true (skips and counts them; uses the torch loader)."
+    )
+
+
+def _open_rgb(path: str, max_pixels: int) -> tuple[Image.Image | None, str | None]:
+    """``(RGB image, None)``, or ``(None, why it cannot be used)``; a too-large image is refused
+    from its header, before decoding."""
+    try:
+        with open(path, "rb") as f, Image.open(f) as img:
+            if img.width * img.height > max_pixels:
+                return None, f"too large ({img.width}x{img.height} pixels, limit {max_pixels})"
+            img.load()  # every byte now: truncation shows here, not in a transform
+            return img.convert("RGB"), None
+    except Exception as e:  # PIL raises many types for broken files
+        return None, f"corrupt or truncated ({(str(e) or type(e).__name__).splitlines()[0]})"
+
+
+def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """The whole image as RGB, or CorruptImageError naming the file and why."""
+    img, reason = _open_rgb(path, max_pixels)
+    if img is None:
+        raise bad_files_error([(path, reason)])
+    return img
+
+
+def image_problem(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """Why ``path`` cannot be used as an image, or None when it decodes completely."""
+    return _open_rgb(path, max_pixels)[1]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    reason: str
+
+
+def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, list[Problem]]:
+    """``(images checked, problems)`` for every split folder under ``root`` (or ``root`` itself
+    when it holds class folders directly)."""
+    splits = [d for d in sorted(Path(root).iterdir()) if d.name in ("train", "val", "test")]
+    problems, checked = [], 0
+    for split in [d for d in splits if d.is_dir()] or [Path(root)]:
+        classes = class_folders(split)
+        if not classes:
+            problems.append(Problem(split, "no class folders"))
+            continue
+        try:
+            listing = scan_split(split, classes)
+        except ConfigError as e:  # a symlink loop
+            problems.append(Problem(split, str(e)))
+            continue
+        for paths, reason in ((listing.empty_classes, "empty class folder"), (listing.empty_files, "empty file"),
+                              (listing.other_files, "not an image file (extension)")):  # fmt: skip
+            problems += [Problem(Path(p), reason) for p in paths]
+        checked += len(listing.samples) + len(listing.empty_files)
+        for path, _ in listing.samples:
+            if reason := image_problem(path, max_pixels):
+                problems.append(Problem(Path(path), reason))
+    return checked, problems

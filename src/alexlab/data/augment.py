@@ -1,0 +1,139 @@
+"""The augmentation contract: one ``Augment`` built from the config, handed to both loaders.
+
+Both do the geometry on uint8 pixels (DALI in its pipeline, the torch loader with transforms v2)
+and ship uint8 batches; ``OnDevice`` adds the PCA lighting (train) and normalises on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torchvision.transforms import v2
+
+from alexlab.checks import ConfigError
+
+# ImageNet channel statistics in [0, 1] (torchvision's references).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Principal components of ImageNet RGB pixel values in [0, 1] for the PCA colour ("lighting")
+# noise of Krizhevsky et al. 2012 §4.1; the decomposition published with fb.resnet.torch.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+CROPS = ("random_resized", "paper")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Train and eval augmentation settings (the ``data.*`` keys of the same names).
+
+    Args:
+        image_size: crop side fed to the network (224, or 227 as in the 2012 paper).
+        resize_size: shorter side before the eval centre crop and the paper's train crop.
+        crop: ``"random_resized"`` (torchvision's: area ``scale``, aspect ``ratio``, resized to
+            ``image_size``) or ``"paper"`` (Krizhevsky et al. 2012 §4.1: shorter side to
+            ``resize_size``, central square, random ``image_size`` crop).
+        scale, ratio: random-resized-crop area fraction and aspect ranges.
+        hflip_prob: horizontal flip probability.
+        lighting_std: PCA colour noise std (the 2012 paper: 0.1, §4.1); 0 is off.
+        mean, std: per-channel normalisation in [0, 1] units.
+    """
+
+    image_size: int = 224
+    resize_size: int = 256
+    crop: str = "random_resized"
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip_prob: float = 0.5
+    lighting_std: float = 0.0
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "ratio", "mean", "std"):  # lists from YAML -> hashable tuples
+            object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
+        if self.crop not in CROPS:
+            raise ConfigError(f"data.crop={self.crop!r} is unknown; valid: {', '.join(CROPS)}.")
+        if self.crop == "paper" and self.image_size > self.resize_size:
+            raise ConfigError(
+                f"data.crop=paper takes a data.image_size={self.image_size} crop of the central "
+                f"data.resize_size={self.resize_size} square: set image_size <= resize_size."
+            )
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Augment:
+        """``Augment(**settings)``, an unknown key named as a config error."""
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            valid = ", ".join(f.name for f in fields(cls))
+            raise ConfigError(f"data.{unknown[0]} is not a data setting; augmentation: {valid}.")
+        return cls(**settings)
+
+    def train_transform(self) -> v2.Compose:
+        """PIL image -> uint8 (3, S, S): the train crop and flip (lighting runs on the device)."""
+        steps: list = [v2.PILToTensor()]
+        if self.crop == "random_resized":
+            steps.append(v2.RandomResizedCrop(self.image_size, scale=self.scale, ratio=self.ratio,
+                                              antialias=True))  # fmt: skip
+        else:
+            steps += [v2.Resize(self.resize_size, antialias=True), v2.CenterCrop(self.resize_size),
+                      v2.RandomCrop(self.image_size)]  # fmt: skip
+        if self.hflip_prob > 0:
+            steps.append(v2.RandomHorizontalFlip(self.hflip_prob))
+        return v2.Compose(steps)
+
+    def eval_transform(self) -> v2.Compose:
+        """PIL image -> uint8 (3, S, S): shorter side to ``resize_size``, centre crop."""
+        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
+                           v2.CenterCrop(self.image_size)])  # fmt: skip
+
+    def ten_crop_transform(self) -> v2.Compose:
+        """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
+        images (Krizhevsky et al. 2012 §4.1 test)."""
+        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
+                           v2.TenCrop(self.image_size), v2.Lambda(torch.stack),
+                           v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)])  # fmt: skip
+
+
+def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                   std: Sequence[float] = IMAGENET_STD) -> v2.Compose:  # fmt: skip
+    """PIL image -> float (3, S, S), normalised: the eval view for single images (predict)."""
+    geometry = Augment(image_size=image_size, resize_size=resize_size).eval_transform()
+    return v2.Compose([geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+class OnDevice:
+    """uint8 (B, 3, S, S) batch -> float normalised, with PCA lighting when training.
+
+    The constants go to each device once (a host->device copy per batch would make a GPU wait);
+    the lighting draw uses the device's own generator (no host value is read).
+    """
+
+    def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
+        self.lighting_std, self.dtype = augment.lighting_std, dtype
+        self._host = dict(mean=torch.tensor(augment.mean).view(1, 3, 1, 1) * 255,
+                          std=torch.tensor(augment.std).view(1, 3, 1, 1) * 255,
+                          eigval=torch.tensor(IMAGENET_EIGVAL), eigvec=torch.tensor(IMAGENET_EIGVEC))  # fmt: skip
+        self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    def constants(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device not in self._on:
+            self._on[device] = {k: v.to(device) for k, v in self._host.items()}
+        return self._on[device]
+
+    def __call__(self, images: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """``images``: (B, 3, S, S) in 0..255, uint8 or float; memory format kept."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"Batch should be (B, 3, H, W). Got shape {tuple(images.shape)}")
+        c = self.constants(images.device)
+        x = images.float()
+        if train and self.lighting_std > 0:
+            alpha = torch.randn(x.shape[0], 3, device=x.device) * self.lighting_std
+            offsets = (alpha * c["eigval"]) @ c["eigvec"].T  # (B, 3): eigvec @ (alpha * eigval)
+            x = x + 255 * offsets.view(-1, 3, 1, 1)  # in 0..255 units (2012 §4.1)
+        return ((x - c["mean"]) / c["std"]).to(self.dtype)
