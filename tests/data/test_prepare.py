@@ -15,8 +15,7 @@ from subproc import kill_group, start, train_cli
 from alexlab.bench import main as bench_main
 from alexlab.data.__main__ import main
 from alexlab.data.fake_imagenet import write_fake_imagenet
-from alexlab.data.sources import FolderSource
-from alexlab.data.verify import check_image
+from alexlab.data.sources import FolderSource, image_problem
 
 SIZES = [(120, 80), (60, 90), (40, 30), (150, 40)]  # (w, h): landscape, portrait, small, long
 
@@ -109,7 +108,9 @@ def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path, cap
         now = after[rel].stat()
         assert (now.st_ino, now.st_mtime_ns, now.st_size) == (
             stat.st_ino, stat.st_mtime_ns, stat.st_size)  # fmt: skip
-    assert all(check_image(p) is None for p in after.values())  # every file decodes completely
+    assert all(
+        image_problem(str(p)) is None for p in after.values()
+    )  # every file decodes completely
     assert not list(dst.rglob(".*.part"))  # no temporary file left
     assert main(["prepare", str(src), str(dst), "--workers", "1", "--shorter-side", "256"]) == 2
 
@@ -138,7 +139,7 @@ def test_bad_inputs_are_converted_or_reported(tmp_path, capsys):
     upright = ImageOps.exif_transpose(Image.open(cat / "turned.JPEG")).resize((32, 43))
     assert np.abs(rgb(turned) - rgb(upright)).mean() < 4
     for bad in (dog / "truncated.JPEG", dog / "empty.JPEG", src / "val" / "emu" / "notes.txt"):
-        assert f"not written: {bad}: {check_image(bad)}" in out  # verify's reason
+        assert f"not written: {bad}: {image_problem(str(bad))}" in out  # verify's reason
         assert not (dst / bad.relative_to(src)).exists()
     assert "3 problem(s)" in out
     for name, source in (("cmyk", gradient(64, 48, 1).convert("CMYK")),

@@ -27,8 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from alexlab.checks import ConfigError
-from alexlab.data.sources import class_folders
-from alexlab.data.verify import Problem, check_image
+from alexlab.data.sources import Problem, class_folders, image_problem
 
 SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)
 SPLITS = ("train", "val", "test")
@@ -184,7 +183,7 @@ def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
             result.note = "; ".join(notes)
     except Exception as e:  # PIL raises many types for broken files
         first = str(e).splitlines()[0] if str(e) else ""
-        result.note = check_image(src) or f"cannot be prepared ({type(e).__name__}: {first})"
+        result.note = image_problem(str(src)) or f"cannot be prepared ({type(e).__name__}: {first})"
         return result
     result.bytes_out = dst.stat().st_size
     return result
