@@ -78,7 +78,7 @@ def test_eval_a_torchvision_weight_file(eval_cfg, tmp_path, digits_root):
     import torchvision
     from PIL import Image
 
-    from alexlab.data.torch_loader import eval_transform
+    from alexlab.data.augment import eval_transform
 
     torch.manual_seed(0)
     reference = torchvision.models.alexnet(num_classes=10).eval()

@@ -12,7 +12,7 @@ from subproc import run
 
 from alexlab.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError
-from alexlab.data.torch_loader import eval_transform
+from alexlab.data.augment import eval_transform
 from alexlab.predict import pick_device, to_rgb
 from alexlab.train import train
 
