@@ -152,8 +152,9 @@ IMAGE_DATA = {
     "scale": Num(0, 1, lo_open=True, size=2, example="[0.08,1.0]"),
     "ratio": Num(0, lo_open=True, size=2, example="[0.75,1.333]"), "hflip_prob": PROB,
     "lighting_std": Num(0, example=0.1), "channels_last": BOOL, "fp16": BOOL, "ten_crop": BOOL,
-    "dali_threads": POS_INT, "dali_prefetch": POS_INT, "dali_fast_idct": BOOL, "seed": SEED,
-    "skip_corrupt": BOOL, "pin_memory": BOOL,
+    "dali_threads": Int(1, null=True, example=4), "dali_prefetch": POS_INT,
+    "dali_fast_idct": BOOL, "dali_hw_decoder_load": Num(0, 1, example=0.65), "seed": SEED,
+    "skip_corrupt": BOOL, "max_image_pixels": Int(1, example=89478485), "pin_memory": BOOL,
 }  # fmt: skip
 CIFAR_DATA = {**_BATCHES, **_NORMALISE, "root": OPT_STR, "download": BOOL, "hflip_prob": PROB,
               "num_workers": Int(0)}  # fmt: skip
