@@ -60,11 +60,14 @@ def test_every_option_composes_and_instantiates(train_cfg, digits_root, cifar_ro
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, cifar_root, experiment):
-    cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true")
+    tiny = [f"experiment={experiment}", "trainer.fast_dev_run=true"]
+    cfg = train_cfg(*tiny)
+    if (cfg.data.get("global_batch_size") or 0) > 1024:  # more than the stand-in data holds:
+        tiny.append("data.global_batch_size=64")  # one whole optimizer step of 4 micro-batches
     if cfg.data.get("root", "") is None:  # generated data stands in for the real dataset
         stand_in = cifar_root if cfg.data._target_.endswith("CIFAR10DataModule") else digits_root
-        cfg = train_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true",
-                        f"data.root={stand_in}", "data.num_classes=10")  # fmt: skip
+        tiny += [f"data.root={stand_in}", "data.num_classes=10"]
+    cfg = train_cfg(*tiny)
     summary = train(cfg)
     assert summary["global_step"] == 1
     assert summary["lr"] == cfg.optimizer.lr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from subproc import ROOT, run, train_cli
@@ -95,6 +96,13 @@ BAD = [
 
 def _lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _no_hydra_run_config():
+    """As on the command line before a run starts: no ``${hydra:runtime...}`` values yet (an
+    earlier test's ``HydraConfig.set_config`` would leave its run's values behind)."""
+    HydraConfig.instance().cfg = None
 
 
 @functools.cache
@@ -216,6 +224,13 @@ def test_zero_steps_per_epoch_is_refused(train_cfg):
     """The digits tree has 1,438 training images: a per-device batch of 2,048 gives 0 steps."""
     with pytest.raises(ConfigError, match=r"data.batch_size=2048 .* 0 training steps .* 1438"):
         train(train_cfg("data.batch_size=2048", "trainer.limit_train_batches=null"))
+
+
+def test_a_global_batch_the_data_cannot_fill_once_is_refused(train_cfg):
+    """1,438 images make 89 micro-batches of 16; 16,384 needs 1,024 per step: no whole step
+    (each epoch holds whole optimizer steps only), even under fast_dev_run."""
+    with pytest.raises(ConfigError, match=r"needs 1024 micro-batches .* make 89: no whole step"):
+        train(train_cfg("data.global_batch_size=16384", "trainer.fast_dev_run=true"))
 
 
 def test_a_fraction_that_leaves_no_batch_is_refused(train_cfg):

@@ -19,7 +19,12 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
     about = datamodule.describe(gpu=gpu)
     images = about["images"]
     if "steps_per_epoch" not in about:  # synthetic data sets its steps directly
-        check_steps(cfg, train_images=images["train"], world_size=trainer.world_size)
+        check_steps(
+            cfg,
+            train_images=images["train"],
+            world_size=trainer.world_size,
+            accumulation=derived["accumulation"],
+        )
     device = trainer.strategy.root_device.type.upper()
     precision = trainer.precision
     lr = f"lr {derived['lr']:g}" + (

@@ -234,16 +234,29 @@ def check_monitor(cfg: DictConfig) -> None:
             )
 
 
-def check_steps(cfg: DictConfig, *, train_images: int, world_size: int) -> int:
+def check_steps(
+    cfg: DictConfig, *, train_images: int, world_size: int, accumulation: int = 1
+) -> int:
     """Optimizer-loop batches per epoch on each rank; zero is refused (a run that trains
-    nothing and reports an untrained val/acc1)."""
+    nothing and reports an untrained val/acc1). Each rank's epoch holds whole optimizer steps
+    only (``data/order.py`` drops the remainder), so ``accumulation`` counts too."""
     batch = cfg.data.batch_size
-    steps = train_images // (batch * world_size)
+    micro = train_images // (batch * world_size)
+    whole = micro // accumulation * accumulation
+    steps = whole
     limit = _get(cfg, "trainer.limit_train_batches")
     if isinstance(limit, float):
         steps = int(steps * limit)
     elif isinstance(limit, int):
         steps = min(steps, limit)
+    if whole == 0 and accumulation > 1:
+        raise ConfigError(
+            f"data.global_batch_size={_get(cfg, 'data.global_batch_size')} needs {accumulation} "
+            f"micro-batches of {batch} x {world_size} device(s) per optimizer step, but "
+            f"{train_images} training images make {micro}: no whole step. Set a smaller "
+            f"data.global_batch_size (at most {max(1, micro) * batch * world_size}) or use more "
+            f"data."
+        )
     if steps == 0 and not _get(cfg, "trainer.fast_dev_run"):
         fit = max(1, train_images // world_size)
         raise ConfigError(
