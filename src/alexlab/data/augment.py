@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -92,12 +93,25 @@ class Augment:
         return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
                            v2.CenterCrop(self.image_size)])  # fmt: skip
 
-    def ten_crop_transform(self) -> v2.Compose:
+    def ten_crop_transform(self) -> TenCropViews:
         """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
         images (Krizhevsky et al. 2012 §4.1 test)."""
-        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
-                           v2.TenCrop(self.image_size), v2.Lambda(torch.stack),
-                           v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)])  # fmt: skip
+        return TenCropViews(
+            v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
+                        v2.TenCrop(self.image_size)]),
+            v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]),
+        )  # fmt: skip
+
+
+class TenCropViews:
+    """``crops(img)`` -> a tuple of 10 views, stacked, then ``normalise`` (v2's ``Lambda`` would
+    apply ``torch.stack`` to each view of the tuple separately)."""
+
+    def __init__(self, crops: v2.Compose, normalise: v2.Compose) -> None:
+        self.crops, self.normalise = crops, normalise
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        return self.normalise(torch.stack(self.crops(img)))  # (10, 3, S, S)
 
 
 def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] = IMAGENET_MEAN,
