@@ -203,7 +203,7 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     output = result.stdout + result.stderr
     (start,) = [line for line in output.splitlines() if "[alexlab] run dir" in line]
     assert f"run dir {run_dir} | data {root}: 24 train, 6 val images | loader " in start
-    assert re.search(r"loader (DALI, CPU backend, 4 threads|torch DataLoader, 0 workers) \| 1 "
+    assert re.search(r"loader (DALI, CPU backend, \d+ threads|torch DataLoader, 0 workers) \| 1 "
                      r"CPU device\(s\), precision 32-true \| global batch 4 = 4 per device x 1 "
                      r"x 1 accumulation \| lr 0.01$", start), start  # fmt: skip
     for chatter in ("GPU available", "TPU available", "litlogger", "LeafSpec",

@@ -79,7 +79,8 @@ def check_same_run(ckpt: Checkpoint, cfg: DictConfig) -> None:
     them (they would fail deep inside Lightning, or silently train something else)."""
     stored = ckpt.run_config
     model = _plain(cfg.model)
-    ignored = {*IGNORED_WHEN_READ, "channels_last", "_target_"}
+    # (the class count is checked once the data is counted: Checkpoint.check_classes)
+    ignored = {*IGNORED_WHEN_READ, "channels_last", "_target_", "num_classes"}
     changed = [
         f"model.{key}: {stored['model'].get(key)!r} -> {model.get(key)!r}"
         for key in sorted(set(model) | set(stored["model"]))

@@ -201,11 +201,11 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
 def test_bench_data_compares_the_full_size_tree_with_its_prepared_copy(tmp_path, capsys):
     out = tmp_path / "BENCH.md"
     bench_main(["--what", "prepared", "--runs", "1", "--warmup", "1", "--batches", "2",
-                "--classes", "2", "--per-class", "3", "--cache", str(tmp_path),
-                "--batch-size", "4", "--workers", "1", "--out", str(out)])  # fmt: skip
+                "--classes", "2", "--per-class", "6", "--cache", str(tmp_path),
+                "--batch-size", "2", "--workers", "1", "--out", str(out)])  # fmt: skip
     report = out.read_text()
     assert "**Prepared copy.**" in report and "**Loaders.**" not in report
-    copy = tmp_path / "fake-imagenet-c2-p3-imagenet-sizes-s256"
+    copy = tmp_path / "fake-imagenet-c2-p6-imagenet-sizes-s256"
     assert all(min(Image.open(p).size) <= 256 for p in images(copy).values())
     rows = re.findall(r"^\| (\w+) \| (full-size|prepared): mean (\d+)x(\d+) px.*? \| (\d+) \(\d+\) "
                       r"\| (\d+) \(\d+\) \| ([\d.]+)x \|$", report, flags=re.M)  # fmt: skip
