@@ -27,62 +27,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from alexlab import schema
 from alexlab.checks import ConfigError
 
 MODEL_BUILDER = "alexlab.models.alexnet.build"
 
 
-def _int(lo: int) -> Any:
-    return lambda v: type(v) is int and v >= lo
-
-
-def _choice(*allowed: Any) -> Any:
-    return lambda v: type(v) in (int, str) and v in allowed
-
-
-def _float(lo: float, hi: float) -> Any:
-    return lambda v: type(v) in (int, float) and lo <= v < hi
-
-
-# Every keyword the builder takes, with what a value must be. Weights always come from the
-# checkpoint's state_dict (a stored `weights` path is never opened) and the network is never
-# compiled when read back.
-MODEL_KEYS: dict[str, tuple[Any, str]] = {
-    "num_classes": (_int(1), "an integer >= 1"),
-    "widths": (
-        lambda v: isinstance(v, list) and len(v) == 5 and all(type(w) is int and w > 0 for w in v),
-        "a list of 5 positive integers",
-    ),
-    "hidden": (_int(1), "an integer >= 1"),
-    "dropout": (_float(0.0, 1.0), "a number in [0, 1)"),
-    "norm": (_choice("lrn", "bn", "none"), "lrn, bn or none"),
-    "groups": (_choice(1, 2), "1 or 2"),
-    "input_size": (_int(1), "an integer >= 1"),
-    "pool_size": (_int(1), "an integer >= 1"),
-    "init": (_choice("paper", "default"), "paper or default"),
-    "weights": (lambda v: v is None or type(v) is str, "a path or null (never read)"),
-    "channels_last": (lambda v: type(v) is bool, "true or false"),
-    "compile": (lambda v: type(v) is bool, "true or false"),
-}
+# What a stored model setting may be: the config schema's own rules (``alexlab.schema``), so a
+# range is written once. Weights always come from the checkpoint's state_dict (a stored
+# `weights` path is never opened) and the network is never compiled when read back.
 IGNORED_WHEN_READ = ("weights", "compile")
-
-# What predict and export read of the stored data config.
-DATA_KEYS: dict[str, tuple[Any, str]] = {
-    "image_size": (_int(1), "an integer >= 1"),
-    "resize_size": (lambda v: v is None or (type(v) is int and v > 0), "a positive integer"),
-    "mean": (
-        lambda v: isinstance(v, list) and len(v) == 3 and all(type(x) in (int, float) for x in v),
-        "a list of 3 numbers",
-    ),
-    "std": (
-        lambda v: (
-            isinstance(v, list)
-            and len(v) == 3
-            and all(type(x) in (int, float) and x > 0 for x in v)
-        ),
-        "a list of 3 positive numbers",
-    ),
-}
+DATA_KEYS = ("image_size", "resize_size", "mean", "std")  # what predict and export read
 
 
 def _load(path: Path, key: str) -> dict:
@@ -157,25 +112,27 @@ class Checkpoint:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.data["state_dict"]
 
-    def _checked(self, section: str, schema: dict[str, tuple[Any, str]], *, every: bool) -> dict:
-        """``run_config[section]`` restricted to ``schema``'s keys, each value checked."""
+    def _checked(self, section: str, rules: dict[str, Any], *, every: bool) -> dict:
+        """``run_config[section]`` restricted to ``rules``' keys, each value checked by its rule."""
         stored = self.run_config.get(section)
         if not isinstance(stored, dict):
             raise self._refuse(f"run_config.{section} is missing")
-        unknown = sorted(set(stored) - set(schema) - {"_target_"}) if every else []
+        unknown = sorted(set(stored) - set(rules) - {"_target_"}) if every else []
         if unknown:
             raise self._refuse(f"run_config.{section} holds unknown keys {unknown}")
         values = {}
-        for name, (valid, allowed) in schema.items():
+        for name, rule in rules.items():
             if name not in stored:
                 continue
             value = stored[name]
-            if not valid(value):
+            if isinstance(value, dict):
                 raise self._refuse(
-                    f"run_config.{section}.{name}={value!r} is not {allowed}"
-                    if not isinstance(value, dict)
-                    else f"run_config.{section}.{name} is a mapping (it may name code to run)"
+                    f"run_config.{section}.{name} is a mapping (it may name code to run)"
                 )
+            try:
+                rule.check(f"run_config.{section}.{name}", value)
+            except ConfigError as e:
+                raise self._refuse(str(e).split(". Set e.g.")[0]) from None
             values[name] = value
         return values
 
@@ -184,12 +141,12 @@ class Checkpoint:
         target = self.run_config["model"].get("_target_")
         if target != MODEL_BUILDER:
             raise self._refuse(f"run_config.model._target_={target!r} is not {MODEL_BUILDER}")
-        kwargs = self._checked("model", MODEL_KEYS, every=True)
+        kwargs = self._checked("model", schema.MODEL, every=True)
         return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
 
     def image_settings(self) -> dict[str, Any]:
         """``image_size``, ``resize_size``, ``mean``, ``std`` of the data it was trained on."""
-        return self._checked("data", DATA_KEYS, every=False)
+        return self._checked("data", {k: schema.IMAGE_DATA[k] for k in DATA_KEYS}, every=False)
 
     @property
     def num_classes(self) -> int:
