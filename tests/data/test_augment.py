@@ -47,10 +47,12 @@ def test_paper_crop_never_leaves_the_central_square(tmp_path, loader):
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_lighting_gives_identical_images_different_colour_offsets(tmp_path, loader):
+@pytest.mark.parametrize("on_device", [None, True], ids=["cpu-fit", "as-for-a-gpu"])
+def test_lighting_gives_identical_images_different_colour_offsets(tmp_path, loader, on_device):
+    """On float batches the loader normalised (a CPU fit) and on uint8 ones (a GPU fit)."""
     root = write_tree(tmp_path, np.full((32, 32, 3), 128, np.uint8))
     probe = fit(module(root, loader, crop="paper", resize_size=32, image_size=32,
-                       lighting_std=0.5), limit_val_batches=1)  # fmt: skip
+                       lighting_std=0.5, normalise_on_device=on_device), limit_val_batches=1)  # fmt: skip
     images, _ = probe.epoch(0)
     offsets = images * 255 - 128  # (8, 3, 32, 32)
     per_image = offsets.mean(dim=(2, 3))  # (8, 3)
@@ -108,4 +110,4 @@ def test_device_constants_are_made_once():
     on_device = OnDevice(Augment())
     first = on_device.constants(torch.device("cpu"))
     on_device(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), train=True)
-    assert on_device.constants(torch.device("cpu"))["mean"] is first["mean"]
+    assert on_device.constants(torch.device("cpu"))["scale"] is first["scale"]

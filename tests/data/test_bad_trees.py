@@ -113,3 +113,39 @@ def test_skip_corrupt_leaves_empty_files_out(tmp_path):
     probe = fit(module(root, "torch", skip_corrupt=True))
     assert sorted(probe.epoch(0)[1].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert os.path.getsize(root / "train" / "a" / "zz_empty.jpg") == 0
+
+
+def header_bomb(path, side=20_000):
+    """A white 16x16 JPEG whose header (SOF0) claims ``side`` x ``side`` pixels."""
+    Image.new("RGB", (16, 16), (255, 255, 255)).save(path, quality=95)
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.skipif(not dali.DALI_AVAILABLE, reason="NVIDIA DALI is not installed")
+@pytest.mark.parametrize("pipeline", ["train_pipeline", "eval_pipeline"])
+def test_dali_never_decodes_an_image_its_header_says_is_too_large(tmp_path, pipeline):
+    """The pixel limit is checked on the header, before the decoder: the bomb's bytes are
+    swapped for a black stand-in (a decode of them would give white or grey, and 1.2 GB)."""
+    from alexlab.data.augment import Augment
+
+    root = tree(tmp_path, per_class=1)
+    bomb = root / "train" / "b" / "0.jpg"  # (3 images: one batch, every image read)
+    header_bomb(bomb)
+    files = [str(root / "train" / "a" / "0.jpg"), str(bomb)]
+    extra = dict(fast_idct=True) if pipeline == "train_pipeline" else {}
+    pipe = getattr(dali, pipeline)(
+        files=files, labels=[0, 1], gpu=False, uint8=True, augment=Augment(image_size=16, resize_size=16),
+        hw_decoder_load=0.0, channels_last=False, max_pixels=sources.MAX_IMAGE_PIXELS,
+        batch_size=2, num_threads=1, device_id=None, **extra,
+    )  # fmt: skip
+    pipe.build()
+    images, _, too_large = (out.as_array() for out in pipe.run())
+    assert too_large.reshape(-1).tolist() == [False, True]
+    assert images[0].mean() > 20 and images[1].max() <= 2  # decoded; the stand-in (black)
+    for loader in LOADERS:  # and a fit refuses it by name, as PIL refuses a decompression bomb
+        kind, message = outcome(root, loader)
+        assert kind == "CorruptImageError", (loader, message)
+        assert message.startswith(f"{bomb}: too large (20000x20000 pixels, limit 89478485)")

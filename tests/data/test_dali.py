@@ -33,6 +33,7 @@ def test_same_seed_same_first_batch(fake_root):
 def test_eval_pipeline_agrees_with_the_torch_loader(fake_root):
     # ImageNet's eval setting: shorter side 256, centre 224, on ~500x375 JPEGs
     sizes = dict(image_size=224, resize_size=256)
+    sizes.update(normalise_on_device=True)  # uint8 pixel levels, as for a GPU
     dali_batch = next(iter(module(fake_root, **sizes).val_dataloader()))
     torch_batch = next(iter(module(fake_root, loader="torch", **sizes).val_dataloader()))
     assert torch.equal(dali_batch[1], torch_batch[1])  # same files in the same order
@@ -73,7 +74,8 @@ def test_resume_state_continues_with_the_same_augmentation(fake_root):
 
 @pytest.mark.parametrize("crop", ["random_resized", "paper"])
 def test_train_pipeline_output(fake_root, crop):
-    images, labels = next(iter(module(fake_root, crop=crop, image_size=56).train_dataloader()))
+    dm = module(fake_root, crop=crop, image_size=56, normalise_on_device=True)
+    images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (4, 3, 56, 56) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64
 

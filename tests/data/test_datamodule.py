@@ -17,19 +17,27 @@ def digits_module(cache_dir, **kwargs):
 
 
 @pytest.mark.parametrize("loader", LOADERS)
-def test_loaders_ship_uint8_and_the_device_step_normalises(cache_dir, loader):
-    dm = digits_module(cache_dir, num_classes=10, loader=loader)
-    assert dm.loader == loader
-    for loader in (dm.train_dataloader(), dm.val_dataloader()):
-        images, labels = next(iter(loader))
-        assert images.shape == (8, 3, 64, 64) and images.dtype == torch.uint8  # 4x smaller
-        assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() < 10
-        out, _ = dm.on_after_batch_transfer((images, labels), 0)
-        mean, std = (
-            torch.tensor(IMAGENET_MEAN).view(3, 1, 1),
-            torch.tensor(IMAGENET_STD).view(3, 1, 1),
+def test_uint8_for_a_gpu_normalised_by_the_loader_on_a_cpu_the_module_sees_the_same(
+    cache_dir, loader
+):
+    """``normalise_on_device``: None (a CPU fit: the loader's threads or workers normalise) or
+    True (what a GPU fit uses: uint8 batches, normalised after the copy)."""
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    on_cpu = digits_module(cache_dir, num_classes=10, loader=loader)
+    for_gpu = digits_module(cache_dir, num_classes=10, loader=loader, normalise_on_device=True)
+    assert on_cpu.loader == loader
+    for split in ("train_dataloader", "val_dataloader"):  # (same seed: the same crops)
+        (images, labels), (pixels, labels_u8) = (
+            next(iter(getattr(dm, split)())) for dm in (on_cpu, for_gpu)
         )
-        torch.testing.assert_close(out, (images / 255 - mean) / std)  # by hand
+        assert pixels.shape == (8, 3, 64, 64) and pixels.dtype == torch.uint8  # 4x smaller
+        assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
+        assert torch.equal(labels, labels_u8) and labels.dtype == torch.int64
+        by_hand = (pixels / 255 - mean) / std
+        torch.testing.assert_close(images, by_hand, atol=1e-5, rtol=1e-5)
+        for dm, batch in ((on_cpu, images), (for_gpu, pixels)):
+            out, _ = dm.on_after_batch_transfer((batch, labels), 0)
+            torch.testing.assert_close(out, by_hand, atol=1e-5, rtol=1e-5)
 
 
 def test_both_loaders_read_the_same_list(cache_dir):

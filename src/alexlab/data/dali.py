@@ -2,15 +2,20 @@
 
 Both read the rank's files in ``order.EpochOrder``'s order (``files``/``labels``, no reader
 shuffle), decode (``mixed``: nvJPEG and the hardware decoder on a GPU; else ``cpu``) and emit
-uint8 NCHW (NHWC with ``channels_last``) crops, and each image's header shape
-(``fn.peek_image_shape``), so an image above the pixel limit is refused, naming the file.
+NCHW (NHWC with ``channels_last``) crops: uint8 for a GPU, float normalised on the CPU backend.
+An image whose header (``fn.peek_image_shape``) says it is above the pixel limit is never
+decoded: a conditional swaps its bytes for a tiny stand-in JPEG before the decoder, and the
+loader refuses the batch, naming the file (as PIL refuses a decompression bomb).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from alexlab.data.augment import Augment
@@ -33,10 +38,25 @@ DEVICE_MEMORY_PADDING = 211_025_920
 HOST_MEMORY_PADDING = 140_544_512
 
 
-def _read(files: list[str], labels: list[int], gpu: bool):
+@functools.cache
+def _stand_in() -> np.ndarray:
+    """The bytes of an 8x8 black JPEG, decoded in place of an oversized image."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="JPEG")
+    return np.frombuffer(out.getvalue(), np.uint8).copy()
+
+
+def _read(files: list[str], labels: list[int], gpu: bool, max_pixels: int):
+    """-> encoded images (oversized ones swapped for the stand-in), labels, oversized flags."""
     jpegs, labels = fn.readers.file(files=files, labels=labels, random_shuffle=False,
                                     pad_last_batch=True, name=READER)  # fmt: skip
-    return jpegs, (labels.gpu() if gpu else labels), fn.peek_image_shape(jpegs)
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT64)  # (H, W, C) from the header alone
+    too_large = shape[0] * shape[1] > max_pixels
+    if too_large:  # DALI conditional (CPU data only): never decode it
+        jpegs = types.Constant(_stand_in(), device="cpu")
+    return jpegs, (labels.gpu() if gpu else labels), too_large
 
 
 def _decoder(gpu: bool, hw_decoder_load: float) -> dict[str, Any]:
@@ -47,16 +67,23 @@ def _decoder(gpu: bool, hw_decoder_load: float) -> dict[str, Any]:
                 host_memory_padding=HOST_MEMORY_PADDING)  # fmt: skip
 
 
-def _uint8(channels_last: bool) -> dict[str, Any]:
-    return dict(dtype=types.UINT8, output_layout="HWC" if channels_last else "CHW")
+def _output(augment: Augment, uint8: bool, channels_last: bool) -> dict[str, Any]:
+    """``crop_mirror_normalize``'s output: uint8 (for a GPU: normalised on the device after a 4x
+    smaller copy) or float normalised here (on the CPU backend, in DALI's threads)."""
+    layout = dict(output_layout="HWC" if channels_last else "CHW")
+    if uint8:
+        return dict(dtype=types.UINT8, **layout)
+    return dict(dtype=types.FLOAT, mean=[255 * m for m in augment.mean],
+                std=[255 * s for s in augment.std], **layout)  # fmt: skip
 
 
 if DALI_AVAILABLE:
-
-    @pipeline_def(enable_checkpointing=True)  # its state goes into Lightning's checkpoints
-    def train_pipeline(*, files: list[str], labels: list[int], gpu: bool, augment: Augment,
-                       fast_idct: bool, hw_decoder_load: float, channels_last: bool):  # fmt: skip
-        jpegs, labels, shapes = _read(files, labels, gpu)
+    # checkpointing: its state goes into Lightning's checkpoints; conditionals: `_read`'s `if`
+    @pipeline_def(enable_checkpointing=True, enable_conditionals=True)
+    def train_pipeline(*, files: list[str], labels: list[int], gpu: bool, uint8: bool,
+                       augment: Augment, fast_idct: bool, hw_decoder_load: float,
+                       channels_last: bool, max_pixels: int):  # fmt: skip
+        jpegs, labels, too_large = _read(files, labels, gpu, max_pixels)
         # use_fast_idct: libjpeg-turbo's integer IDCT on the CPU path (mixed: only for images
         # nvJPEG cannot take); up to 14% faster decoding per libjpeg-turbo's docs
         decoder = dict(_decoder(gpu, hw_decoder_load), use_fast_idct=fast_idct)
@@ -73,29 +100,32 @@ if DALI_AVAILABLE:
                         crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
                         crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))  # fmt: skip
         mirror = fn.random.coin_flip(probability=a.hflip_prob) if a.hflip_prob > 0 else 0
-        images = fn.crop_mirror_normalize(images, mirror=mirror, **crop, **_uint8(channels_last))
-        return images, labels, shapes
+        images = fn.crop_mirror_normalize(images, mirror=mirror, **crop,
+                                          **_output(a, uint8, channels_last))  # fmt: skip
+        return images, labels, too_large
 
-    @pipeline_def
-    def eval_pipeline(*, files: list[str], labels: list[int], gpu: bool, augment: Augment,
-                      hw_decoder_load: float, channels_last: bool):  # fmt: skip
-        jpegs, labels, shapes = _read(files, labels, gpu)
+    @pipeline_def(enable_conditionals=True)
+    def eval_pipeline(*, files: list[str], labels: list[int], gpu: bool, uint8: bool,
+                      augment: Augment, hw_decoder_load: float, channels_last: bool,
+                      max_pixels: int):  # fmt: skip
+        jpegs, labels, too_large = _read(files, labels, gpu, max_pixels)
         images = fn.decoders.image(jpegs, **_decoder(gpu, hw_decoder_load))
         images = fn.resize(images, resize_shorter=augment.resize_size)
         images = fn.crop_mirror_normalize(images, crop=(augment.image_size, augment.image_size),
-                                          **_uint8(channels_last))  # centred: crop_pos 0.5  # fmt: skip
-        return images, labels, shapes
+                                          **_output(augment, uint8, channels_last))  # centred  # fmt: skip
+        return images, labels, too_large
 
 
 class DaliLoader:
-    """Iterable of ``(images uint8 (B, 3, S, S), labels int64 (B,))`` for ``order``'s slice.
+    """Iterable of ``(images (B, 3, S, S), labels int64 (B,))`` for ``order``'s slice.
 
     Args:
-        build: ``build(files=, labels=, seed=, checkpoint=) -> Pipeline``.
+        build: ``build(files=, labels=, max_pixels=, seed=, checkpoint=) -> Pipeline``.
         order: this rank's ``EpochOrder`` (``sampler``: Lightning calls its ``set_epoch``).
         samples: the split's ``(path, label)`` list, as scanned.
         channels_last: the pipeline emits NHWC; hand out an NCHW view of it.
-        max_pixels: images above it are refused, naming the file.
+        max_pixels: images above it are refused, naming the file (handed to ``build``: the
+            pipeline never decodes them).
         prefetch: the pipeline's prefetch depth (batches it may run ahead of the consumer).
 
     Each ``iter()`` builds the epoch's pipeline (seeded by ``(seed, rank, epoch)``) over the
@@ -131,15 +161,15 @@ class DaliLoader:
         iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
             pipe = self._build(files=[self.samples[i][0] for i in chosen],
-                               labels=[self.samples[i][1] for i in chosen], seed=seed,
-                               checkpoint=checkpoint)  # fmt: skip
+                               labels=[self.samples[i][1] for i in chosen],
+                               max_pixels=self.max_pixels, seed=seed, checkpoint=checkpoint)  # fmt: skip
             policy = LastBatchPolicy.DROP if order.train else LastBatchPolicy.PARTIAL
-            iterator = DALIGenericIterator([pipe], ["images", "labels", "shapes"],
+            iterator = DALIGenericIterator([pipe], ["images", "labels", "too_large"],
                                            reader_name=READER, last_batch_policy=policy)  # fmt: skip
             self._iterator = iterator
             for data in iterator:
                 out = data[0]
-                self._check_sizes(out["shapes"], indices, batch)
+                self._refuse_too_large(out["too_large"], indices, batch)
                 batch += 1
                 images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
                 if self.channels_last:
@@ -156,9 +186,9 @@ class DaliLoader:
         b = self.sampler.batch_size
         return [self.samples[i][0] for i in indices[first_batch * b : (first_batch + batches) * b]]
 
-    def _check_sizes(self, shapes: torch.Tensor, indices: list[int], batch: int) -> None:
-        """``shapes``: (B, 3) header shapes (H, W, C) on the host."""
-        too_large = (shapes[:, 0].long() * shapes[:, 1].long() > self.max_pixels).nonzero()
+    def _refuse_too_large(self, flags: torch.Tensor, indices: list[int], batch: int) -> None:
+        """``flags``: (B,) bool on the host, the images the pipeline did not decode."""
+        too_large = flags.reshape(-1).nonzero()
         if len(too_large):
             files = self._files(indices, batch, 1)
             raise bad_files_error([(files[i], image_problem(files[i], self.max_pixels) or

@@ -1,8 +1,10 @@
 """``ImageDataModule``: one interface over every folder source and both loaders.
 
 Each split is scanned once; the same ``(file, label)`` list, ``order.EpochOrder`` and
-``augment.Augment`` go to DALI and to the torch loader. They yield uint8 batches, lit (train) and
-normalised on the device in ``on_after_batch_transfer``: a module sees float NCHW, int64 labels.
+``augment.Augment`` go to DALI and to the torch loader. For a GPU they yield uint8 batches,
+normalised on the device in ``on_after_batch_transfer``; for a CPU-only fit they normalise in their
+own threads or workers. The lighting (train) is added there too: a module sees float NCHW, int64
+labels either way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torchvision.transforms import v2
 
 from alexlab.checks import ConfigError
 from alexlab.data import dali, sources
@@ -64,6 +67,9 @@ class ImageDataModule(L.LightningDataModule):
         max_image_pixels: images above it are refused before decoding (both loaders).
         channels_last: batches in channels-last memory (NHWC), what tensor cores prefer.
         fp16: images reach the module as float16 (for ``precision=16-mixed``).
+        normalise_on_device: ship uint8 batches and normalise after the copy; None: on a GPU
+            (4x less to copy), not on a CPU (the loader's threads or workers normalise in
+            parallel with the step, where the training process would do it after).
         ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S).
         **augment: the settings of ``augment.Augment`` (image_size, crop, scale, ...).
     """
@@ -76,7 +82,8 @@ class ImageDataModule(L.LightningDataModule):
         dali_threads: int | None = None, dali_prefetch: int = 2, dali_fast_idct: bool = True,
         dali_hw_decoder_load: float = 0.65, seed: int = 0, skip_corrupt: bool = False,
         max_image_pixels: int = sources.MAX_IMAGE_PIXELS, channels_last: bool = False,
-        fp16: bool = False, ten_crop: bool = False, **augment: Any,
+        fp16: bool = False, ten_crop: bool = False, normalise_on_device: bool | None = None,
+        **augment: Any,
     ) -> None:  # fmt: skip
         super().__init__()
         self.augment = Augment.from_settings(augment)
@@ -96,12 +103,9 @@ class ImageDataModule(L.LightningDataModule):
         self.dali_threads = dali_threads or default_dali_threads()
         self.dali_prefetch, self.dali_fast_idct = dali_prefetch, dali_fast_idct
         self.dali_hw_decoder_load = dali_hw_decoder_load
-        self.max_image_pixels, self.channels_last, self.ten_crop = (
-            max_image_pixels,
-            channels_last,
-            ten_crop,
-        )
-        # (images uint8 on the device, train=) -> float normalised (lit when training)
+        self.max_image_pixels, self.channels_last = max_image_pixels, channels_last
+        self.ten_crop, self.normalise_on_device = ten_crop, normalise_on_device
+        # (images uint8 or normalised on the device, train=) -> float normalised, lit (train)
         self.on_device = OnDevice(self.augment, dtype=torch.float16 if fp16 else torch.float32)
         self._listings: dict[str, list[tuple[str, int]]] = {}
         self._train_loader: Any = None
@@ -135,6 +139,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
         samples, place = self.samples(split), self._placement()
+        gpu = place["device"].type == "cuda"
+        uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
         order = EpochOrder(len(samples), batch_size=self.batch_size, seed=self.seed,
                            rank=place["rank"], world_size=place["world_size"],
                            accumulation=place["accumulation"] if train else 1, train=train)  # fmt: skip
@@ -144,13 +150,13 @@ class ImageDataModule(L.LightningDataModule):
                            f"a different remainder every epoch)")  # fmt: skip
         if self.loader == "torch":
             tf = self.augment.train_transform() if train else self.augment.eval_transform()
-            return self._torch_loader(samples, tf, order, pin=place["device"].type == "cuda")
-        gpu = place["device"].type == "cuda"
+            tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
+            return self._torch_loader(samples, tf, order, pin=gpu)
         extra = dict(fast_idct=self.dali_fast_idct) if train else {}
         build = functools.partial(
             dali.train_pipeline if train else dali.eval_pipeline, batch_size=self.batch_size,
             num_threads=self.dali_threads, device_id=place["device"].index if gpu else None,
-            prefetch_queue_depth=self.dali_prefetch, gpu=gpu, augment=self.augment,
+            prefetch_queue_depth=self.dali_prefetch, gpu=gpu, uint8=uint8, augment=self.augment,
             hw_decoder_load=self.dali_hw_decoder_load, channels_last=self.channels_last, **extra,
         )  # fmt: skip
         return dali.DaliLoader(build, order, samples, channels_last=self.channels_last,
@@ -161,7 +167,9 @@ class ImageDataModule(L.LightningDataModule):
         if images.ndim == 5:  # (B, 10, 3, S, S): the paper's test views, normalised already
             return batch
         trainer = getattr(self, "trainer", None)
-        return self.on_device(images, train=trainer is not None and trainer.training), labels
+        training = trainer is not None and trainer.training
+        # uint8: for a GPU; float: normalised by the loader (a CPU-only fit)
+        return self.on_device(images, train=training, normalised=images.is_floating_point()), labels
 
     def train_dataloader(self) -> Iterable:
         self._train_loader = self._loader("train", train=True)

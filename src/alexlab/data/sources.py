@@ -197,7 +197,10 @@ def bad_files_error(problems: list[tuple[str, str]]) -> CorruptImageError:
 
 def _open_rgb(path: str, max_pixels: int) -> tuple[Image.Image | None, str | None]:
     """``(RGB image, None)``, or ``(None, why it cannot be used)``; a too-large image is refused
-    from its header, before decoding."""
+    from its header, before decoding (against ``max_pixels``: PIL's own process-wide limit, which
+    would refuse anything above twice its default whatever ``max_pixels`` says, is lifted for
+    this open only; DataLoader workers are processes, DALI's checks run in the main thread)."""
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with open(path, "rb") as f, Image.open(f) as img:
             if img.width * img.height > max_pixels:
@@ -206,6 +209,8 @@ def _open_rgb(path: str, max_pixels: int) -> tuple[Image.Image | None, str | Non
             return img.convert("RGB"), None
     except Exception as e:  # PIL raises many types for broken files
         return None, f"corrupt or truncated ({(str(e) or type(e).__name__).splitlines()[0]})"
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
