@@ -333,21 +333,25 @@ def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
 
 def data_report(root: Path, args: argparse.Namespace) -> str:
     """The loader tables: this code against the baseline, DALI decoding alone, set-up time."""
-    baseline = args.baseline_src or Path(bench_loaders.__file__).resolve().parents[1]
+    baseline = args.baseline_src  # None: this code alone
     configs = [(name, count, True) for count in args.workers
                for name in ["torch"] + ["dali"] * dali.DALI_AVAILABLE]  # fmt: skip
     if dali.DALI_AVAILABLE:
         configs.append(("dali", args.workers[0], False))
     rows = bench_loaders.bench_against(root, baseline, configs=configs, batch_size=args.batch_size,
                                        warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
-    previous = ", ".join(f"{r['baseline']:.0f}" for r in rows)
+    previous = ", ".join(f"{r['baseline']:.0f}" for r in rows) if baseline else ""
+    versus = (
+        f"this code / the previous code (`{baseline}`; previous medians: {previous})"
+        if baseline else f"against the first row ({rows[0]['what']})"
+    )  # fmt: skip
     text = (
         f"\n**Loaders.** {root.name} (~500x375 JPEGs), train augmentation (random-resized crop "
-        f"to 224, flip, normalised on the device after transfer), batch {args.batch_size}, on "
+        f"to 224, flip, normalised where a fit normalises: in the loader on a CPU, on the device "
+        f"after a uint8 copy on a GPU), batch {args.batch_size}, on "
         f"the device a fit would use; median of {args.runs} runs of {args.batches} batches after "
         f"{args.warmup}, each run a fresh process per code version, the versions interleaved. "
-        f"Ratio: this code / the previous code (`{baseline}`; previous medians: "
-        f"{previous}).\n\n{table(rows)}\n"
+        f"Ratio: {versus}.\n\n{table(rows)}\n"
     )
     print(text, flush=True)  # (the rows so far, should a later part fail)
     if dali.DALI_AVAILABLE:
@@ -357,12 +361,15 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
     if args.tree_files:
         big = bench_loaders.bench_large_tree(baseline, files=args.tree_files,
                                              batch_size=args.batch_size, runs=args.runs)  # fmt: skip
-        previous = ", ".join(f"{r['baseline']:.1f}" for r in big)
+        previous = ", ".join(f"{r['baseline']:.1f}" for r in big) if baseline else ""
+        versus = (
+            f"this / previous, lower is faster (previous medians: {previous} s)"
+            if baseline else "against the first row"
+        )  # fmt: skip
         text += (
             f"\n**Set-up on a {args.tree_files:,}-file tree** (hard links to one small JPEG): "
             f"seconds from building the datamodule to the first train batch (listing, loader, "
-            f"pipeline); ratio this / previous, lower is faster (previous medians: "
-            f"{previous} s).\n\n{table(big, unit='seconds', digits=1)}\n"
+            f"pipeline); ratio {versus}.\n\n{table(big, unit='seconds', digits=1)}\n"
         )
     return text
 

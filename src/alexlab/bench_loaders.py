@@ -77,27 +77,31 @@ def _run(src: Path, args: dict) -> list[float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_against(root: Path, baseline: Path, *, configs: list[tuple[str, int, bool]],
+def bench_against(root: Path, baseline: Path | None, *, configs: list[tuple[str, int, bool]],
                   batch_size: int, warmup: int, batches: int, runs: int,
                   first_batch_only: bool = False) -> list[dict]:  # fmt: skip
-    """One row per config: this code's median, the baseline's, ratio this / baseline."""
+    """One row per config: this code's median, the baseline's, ratio this / baseline. Without
+    a baseline, this code alone, each row's ratio against the first config's median."""
     src = Path(alexlab.__file__).resolve().parents[1]
     args = dict(root=str(root), batch=batch_size, warmup=warmup, batches=batches,
                 configs=configs, first_batch_only=first_batch_only)  # fmt: skip
     got: dict[str, list[list[float]]] = {"new": [], "old": []}
     for _ in range(runs):
         got["new"].append(_run(src, args))
-        got["old"].append(_run(baseline, args))
+        if baseline is not None:
+            got["old"].append(_run(baseline, args))
     rows = []
     for i, (loader, count, fast) in enumerate(configs):
         new = [r[i] for r in got["new"]]
-        old = [r[i] for r in got["old"]]
         kind = "workers" if loader == "torch" else "threads"
         idct = "" if fast or loader == "torch" else ", exact IDCT"
-        rows.append({"what": f"{loader} ({kind} = {count}{idct}): this code / previous",
-                     "median": statistics.median(new), "runs": new,
-                     "baseline": statistics.median(old), "baseline_runs": old,
-                     "ratio": statistics.median(new) / statistics.median(old)})  # fmt: skip
+        row = {"what": f"{loader} ({kind} = {count}{idct})", "median": statistics.median(new),
+               "runs": new, "ratio": statistics.median(new) / statistics.median(r[0] for r in got["new"])}  # fmt: skip
+        if baseline is not None:
+            old = [r[i] for r in got["old"]]
+            row.update(what=row["what"] + ": this code / previous", baseline=statistics.median(old),
+                       baseline_runs=old, ratio=row["median"] / statistics.median(old))  # fmt: skip
+        rows.append(row)
     return rows
 
 
@@ -153,7 +157,9 @@ def link_tree(root: Path, *, files: int, classes: int = 100) -> Path:
     return root
 
 
-def bench_large_tree(baseline: Path, *, files: int, batch_size: int, runs: int) -> list[dict]:
+def bench_large_tree(
+    baseline: Path | None, *, files: int, batch_size: int, runs: int
+) -> list[dict]:
     """Seconds from building the datamodule to the first train batch on a ``files``-entry tree
     (listing, loader and pipeline construction), this code against the baseline."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +168,6 @@ def bench_large_tree(baseline: Path, *, files: int, batch_size: int, runs: int) 
         rows = bench_against(root, baseline, configs=configs, batch_size=batch_size, warmup=0,
                              batches=0, runs=runs, first_batch_only=True)  # fmt: skip
     for row in rows:
-        row["what"] = row["what"].replace(": this", f": {files:,}-file tree, seconds to the "
-                                          f"first batch, this")  # fmt: skip
+        row["what"] = row["what"].replace(" (", f" ({files:,}-file tree, seconds to the first "
+                                          f"batch; ", 1)  # fmt: skip
     return rows
