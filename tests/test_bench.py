@@ -78,19 +78,27 @@ def test_raw_loop_runs_the_precision_asked_for():
     assert given.train_batches == 7
 
 
-def test_loaders_against_a_baseline_copy_of_the_code(tmp_path):
-    """`make bench-data ARGS="--baseline-src OLD/src"`: each version in its own processes,
-    interleaved; the ratio is this code's median over the baseline's."""
+def test_loaders_against_a_baseline_copy_of_the_code(tmp_path, monkeypatch):
+    """`make bench-data ARGS="--baseline-src OLD/src"`: each version measured in its own
+    processes (PYTHONPATH = its src), the versions interleaved; the ratio is this code's median
+    over the baseline's. (The measuring process itself runs in the test above.)"""
     from pathlib import Path
 
     import alexlab
-    from alexlab.bench_loaders import bench_against
-    from alexlab.data.fake_imagenet import write_fake_imagenet
+    from alexlab import bench_loaders
 
-    root = write_fake_imagenet(tmp_path / "tree", classes=2, per_class=3, val_per_class=1)
-    src = Path(alexlab.__file__).resolve().parents[1]  # (a baseline: this very code)
-    (row,) = bench_against(root, src, configs=[("torch", 0, True)], batch_size=2, warmup=0,
-                           batches=2, runs=2)  # fmt: skip
+    calls, rates = [], {"new": iter([10.0, 30.0, 20.0]), "old": iter([4.0, 5.0, 6.0])}
+    this = Path(alexlab.__file__).resolve().parents[1]
+
+    def fake_run(src, args):
+        version = "new" if src == this else "old"
+        calls.append(version)
+        return [next(rates[version])]
+
+    monkeypatch.setattr(bench_loaders, "_run", fake_run)
+    (row,) = bench_loaders.bench_against(tmp_path, tmp_path / "old-src", configs=[("torch", 0, True)],
+                                         batch_size=2, warmup=0, batches=2, runs=3)  # fmt: skip
+    assert calls == ["new", "old"] * 3  # interleaved
     assert row["what"] == "torch (workers = 0): this code / previous"
-    assert len(row["runs"]) == len(row["baseline_runs"]) == 2
-    assert row["ratio"] == row["median"] / row["baseline"] and row["baseline"] > 0
+    assert (row["median"], row["baseline"], row["ratio"]) == (20.0, 5.0, 4.0)
+    assert row["runs"] == [10.0, 30.0, 20.0] and row["baseline_runs"] == [4.0, 5.0, 6.0]

@@ -83,21 +83,25 @@ def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(trained, tmp_path):
+# every payload against all three is the in-process test above; here each real command, two of
+# them in the slow run (12 s each)
+@pytest.mark.parametrize("cli", ["predict", pytest.param("eval", marks=pytest.mark.slow),
+                                 pytest.param("export", marks=pytest.mark.slow)])  # fmt: skip
+def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(trained, tmp_path, cli):
     summary, _ = trained
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     bad = craft(summary["last_ckpt"], tmp_path / "bad.ckpt", payloads(victim)["nested_open"])
-    for cmd in (
-        [str(ROOT / "eval.py"), f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'e'}"],
-        ["-m", "alexlab.predict", f"ckpt_path={bad}", f"input={bad}"],
-        ["-m", "alexlab.export", f"ckpt_path={bad}"],
-    ):
-        result = run([sys.executable, *cmd], cwd=tmp_path)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert "Traceback" not in result.stderr
-        assert "run_config.model.widths is a mapping" in result.stderr
-        assert victim.read_text() == "precious"
+    cmd = {
+        "eval": [str(ROOT / "eval.py"), f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'e'}"],
+        "predict": ["-m", "alexlab.predict", f"ckpt_path={bad}", f"input={bad}"],
+        "export": ["-m", "alexlab.export", f"ckpt_path={bad}"],
+    }[cli]
+    result = run([sys.executable, *cmd], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "run_config.model.widths is a mapping" in result.stderr
+    assert victim.read_text() == "precious"
 
 
 def test_the_typed_interface_reads_what_train_wrote(trained):

@@ -34,25 +34,39 @@ def predict_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "alexlab.predict", *args], cwd=cwd)
 
 
-def test_predict_a_folder_as_json(trained, tmp_path):
+@pytest.fixture(scope="module")
+def folder_run(trained, tmp_path_factory):
+    """One `python -m alexlab.predict` over a folder that holds every case the tests below
+    read: 3 digits, a text file, a truncated JPEG, an 8-bit PNG and its 16-bit twin, and an
+    image over `max_image_pixels` (one CLI start instead of four: ~10 s each here)."""
     summary, cfg = trained
-    folder = tmp_path / "inputs"
+    tmp = tmp_path_factory.mktemp("predict-cli")
+    folder = tmp / "inputs"
     folder.mkdir()
-    digit_dir = Path(cfg.data.root).glob("digits-*/val/3")
-    images = sorted(next(digit_dir).iterdir())[:3]
+    images = sorted(next(Path(cfg.data.root).glob("digits-*/val/3")).iterdir())[:3]
     for img in images:
         shutil.copy(img, folder / img.name)
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(images[0].read_bytes()[:300])
+    grey = np.asarray(Image.open(images[0]).convert("L"))  # 32x32: 1,024 px
+    Image.fromarray(grey).save(folder / "z8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "z16.png")
+    Image.new("RGB", (64, 64)).save(folder / "zbig.png")  # 4,096 px: over 2x the limit
     result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
-                         "topk=3", "show_all_probs=true", cwd=tmp_path)  # fmt: skip
+                         "topk=3", "show_all_probs=true", "max_image_pixels=2000", cwd=tmp)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout)
-    assert [Path(r["file"]).name for r in out["results"]] == [p.name for p in images]
+    return images, json.loads(result.stdout)
+
+
+def test_predict_a_folder_as_json(trained, folder_run):
+    summary, cfg = trained
+    images, out = folder_run
+    names = [p.name for p in images] + ["z16.png", "z8.png"]
+    assert [Path(r["file"]).name for r in out["results"]] == names
     first = out["results"][0]
     assert len(first["top"]) == 3 and set(first["probs"]) == {str(d) for d in range(10)}
     assert sum(first["probs"].values()) == pytest.approx(1.0, abs=1e-4)
-    assert {Path(s["file"]).name for s in out["skipped"]} == {"notes.txt", "broken.jpg"}
+    assert {Path(s["file"]).name for s in out["skipped"]} == {"notes.txt", "broken.jpg", "zbig.png"}
 
     # the same numbers by hand: the checkpoint's network on the run's eval transform
     module = open_checkpoint(summary["best_ckpt"]).build_module().eval()
@@ -64,14 +78,10 @@ def test_predict_a_folder_as_json(trained, tmp_path):
     assert first["top"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
 
 
-def test_decompression_bombs_are_refused(trained, tmp_path):
-    summary, _ = trained
-    bomb = tmp_path / "big.png"
-    Image.new("RGB", (64, 64)).save(bomb)  # 4096 px, over a limit of 1000 (2x: PIL's error)
-    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={bomb}",
-                         "max_image_pixels=1000", cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 1  # nothing classified
-    assert "skipped" in result.stdout and "decompression bomb" in result.stdout
+def test_decompression_bombs_are_refused(folder_run):
+    _, out = folder_run
+    (big,) = [s for s in out["skipped"] if Path(s["file"]).name == "zbig.png"]
+    assert "decompression bomb" in json.dumps(big)
 
 
 def test_missing_input_is_a_clear_error(trained, tmp_path):
@@ -98,18 +108,9 @@ def test_16_bit_and_transparent_images_read_as_training_saw_them():
     assert out[1, 0].tolist() == [127, 127, 127]
 
 
-def test_16_bit_png_is_classified_like_its_8_bit_twin(trained, tmp_path):
-    summary, cfg = trained
-    digit = sorted(next(Path(cfg.data.root).glob("digits-*/val/3")).iterdir())[0]
-    grey = np.asarray(Image.open(digit).convert("L"))
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    Image.fromarray(grey).save(folder / "a8.png")
-    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "b16.png")
-    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
-                         "show_all_probs=true", cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    eight, sixteen = json.loads(result.stdout)["results"]
+def test_16_bit_png_is_classified_like_its_8_bit_twin(folder_run):
+    _, out = folder_run
+    sixteen, eight = out["results"][-2:]  # z16.png, z8.png
     assert eight["probs"] == sixteen["probs"]
 
 

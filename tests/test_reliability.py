@@ -53,6 +53,7 @@ def _cmd(cache_dir: Path, *extra: str) -> list[str]:
            f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
 
 
+@pytest.mark.slow  # 65 s; the fast run: exact mid-epoch resume in-process, a killed save's files
 def test_sigkill_mid_epoch_then_the_same_command_gives_the_uninterrupted_result(
     tmp_path, cache_dir, eval_cfg
 ):

@@ -38,6 +38,7 @@ def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):
     assert run_id("mine") == "mine"
 
 
+@pytest.mark.slow  # 55 s; the fast run: run ids under SLURM, USR2 -> save -> submitit hand-off
 def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(tmp_path, cache_dir):
     """The same command under a simulated SLURM job: 1 epoch, then the requeued job (restart
     count 1) asked for 2. One directory, one W&B run id, metrics.csv continued, the second
@@ -79,6 +80,7 @@ def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(t
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 
+@pytest.mark.slow  # 35 s; the fast run: sweep job directories, resume=auto in place
 def test_a_relaunched_sweep_job_resumes_its_own_checkpoint(tmp_path, cache_dir):
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "run_name=sw", "optimizer.lr=0.01,0.02",
            *TINY_CLI, "trainer.max_epochs=10", "logger=none",
@@ -147,7 +149,10 @@ def test_temp_files_of_a_killed_save_are_removed_at_the_next_start(train_cfg, tm
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# Ctrl-C: slow (30 s); it becomes the same graceful SIGTERM stop, tested here in the fast run
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
 def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(tmp_path, cache_dir, signum):
     args = [*TINY_CLI, "logger=none", "run_name=r", f"paths.cache_dir={cache_dir}"]
     cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]

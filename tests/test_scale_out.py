@@ -27,7 +27,8 @@ def tree(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("loader", ["dali", "torch"])
+# torch: slow (45 s); the torch loader's rank slices are checked in-process (tests/data/test_order.py)
+@pytest.mark.parametrize("loader", ["dali", pytest.param("torch", marks=pytest.mark.slow)])
 def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
     tree, tmp_path, train_cfg, loader
 ):
@@ -81,6 +82,7 @@ def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path,
     assert (sweep / "report.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # 75 s; the fast run: multirun dirs, ddp_spawn refusal of subprocess DDP, DDP
 def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
     loggers = [a if a != "logger=csv" else "logger=many" for a in TINY_CLI]  # W&B offline too
     env = {"HOME": str(tmp_path / "home"), "WANDB_API_KEY": "", "WANDB_MODE": ""}

@@ -170,6 +170,7 @@ def test_lars_under_bf16_mixed_precision(train_cfg):
     )
 
 
+@pytest.mark.slow  # 30 s; the fast run: LARS with accumulation, DDP against a single process
 def test_lars_under_two_process_ddp_on_cpu(tmp_path):
     """`strategy=ddp` with 2 gloo processes: one run dir, world size 2 in the derived batch."""
     result = train_cli(
@@ -185,6 +186,7 @@ def test_lars_under_two_process_ddp_on_cpu(tmp_path):
     assert metrics["global_step"] == 2  # 4 batches per rank / accumulation 2
 
 
+@pytest.mark.slow  # 16 s; the fast run: a prepared tree through `train.py data=folder`, every recipe
 def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     """`python train.py data=imagenet data.root=...` on a fake-imagenet tree, end to end."""
     from alexlab.data.fake_imagenet import write_fake_imagenet

@@ -230,7 +230,10 @@ def table(rows: list[dict], unit: str = "images/s", digits: int = 0) -> str:
 
 
 def _endless(loader: Iterable) -> Iterator:
-    """The loader's batches epoch after epoch, so a small tree still gives ``batches`` batches."""
+    """The loader's batches epoch after epoch, so a small tree still gives ``batches`` batches;
+    the next epoch starts as Lightning starts it (``sampler.set_epoch``: alexlab's loaders
+    otherwise continue a partly read epoch where it stopped, as after a resume)."""
+    sampler = getattr(loader, "sampler", None)
     while True:
         empty = True
         for batch in loader:
@@ -238,6 +241,8 @@ def _endless(loader: Iterable) -> Iterator:
             yield batch
         if empty:
             raise ValueError("the loader yields no batch: use a larger tree or a smaller batch")
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(sampler.epoch + 1)
 
 
 def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
@@ -350,7 +355,8 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
         f"to 224, flip, normalised where a fit normalises: in the loader on a CPU, on the device "
         f"after a uint8 copy on a GPU), batch {args.batch_size}, on "
         f"the device a fit would use; median of {args.runs} runs of {args.batches} batches after "
-        f"{args.warmup}, each run a fresh process per code version, the versions interleaved. "
+        f"{args.warmup}, each run a fresh process"
+        f"{' per code version, the versions interleaved' if baseline else ''}. "
         f"Ratio: {versus}.\n\n{table(rows)}\n"
     )
     print(text, flush=True)  # (the rows so far, should a later part fail)

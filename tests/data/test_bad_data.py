@@ -67,6 +67,7 @@ def test_training_runs_through_skipped_images(bad_tree, train_cfg):
     assert 0 <= summary["metrics"]["val/acc1"] <= 1
 
 
+@pytest.mark.slow  # 25 s; the fast run: both loaders name the file (in-process), the CLI's one line
 def test_cli_stops_with_one_line_naming_the_file_from_a_worker_process(bad_tree, tmp_path):
     root, bad = bad_tree
     result = train_cli(
