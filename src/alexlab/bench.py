@@ -29,6 +29,10 @@ from alexlab.data.synthetic import SyntheticDataModule
 from alexlab.module import ClassificationModule
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -36,7 +40,7 @@ def machine() -> str:
         names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
                  if ln.startswith("model name")]  # fmt: skip
         cpu = names[0] if names else cpu
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     dali_version = "not installed"
     if dali.DALI_AVAILABLE:
@@ -318,9 +322,13 @@ def _prepared_table(crops, trees: dict[str, str], loaders: list[str], workers: i
 
 
 def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
-    """Fills the training/overhead options left unset with the device's defaults."""
+    """Fills the options left unset with the device's defaults (on a CPU: sized so that the
+    whole `make bench` takes minutes, not a quarter of an hour)."""
     bf16 = gpu and torch.cuda.is_bf16_supported()
+    cores = usable_cores()
     defaults = {  # option: (GPU, CPU)
+        "runs": (5, 3),
+        "workers": ([cores, 2 * cores], [cores]),
         "train_batch_size": (256, 16),
         "train_warmup": (20, 2),
         "train_batches": (200, 4),
@@ -390,12 +398,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
-    cores = len(os.sched_getaffinity(0))
-    parser.add_argument("--workers", type=int, nargs="+", default=[cores, 2 * cores],
-                        help="DataLoader workers / DALI threads to try (default: cores, 2 x cores)")  # fmt: skip
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="DataLoader workers / DALI threads to try (GPU: cores, 2 x cores; "
+                        "CPU: cores)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=None, help="GPU 5, CPU 3")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="the previous code's src/ (e.g. `git archive <commit> src`) for the "
