@@ -74,7 +74,7 @@ def test_raw_loop_runs_the_precision_asked_for():
                  channels_last=None, compile=None, overhead_warmup=None, overhead_steps=None,
                  runs=None, workers=None)  # fmt: skip
     cpu = gpu_defaults(argparse.Namespace(**unset), gpu=False)
-    assert (cpu.train_batch_size, cpu.train_batches, cpu.precision) == (16, 4, "32-true")
+    assert (cpu.train_batch_size, cpu.train_batches, cpu.precision) == (8, 4, "32-true")
     assert cpu.runs == 3 and len(cpu.workers) == 1  # `make bench` in minutes on a CPU
     given = gpu_defaults(argparse.Namespace(**unset | {"train_batches": 7}), gpu=False)
     assert given.train_batches == 7

@@ -329,14 +329,14 @@ def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
     defaults = {  # option: (GPU, CPU)
         "runs": (5, 3),
         "workers": ([cores, 2 * cores], [cores]),
-        "train_batch_size": (256, 16),
+        "train_batch_size": (256, 8),
         "train_warmup": (20, 2),
         "train_batches": (200, 4),
         "precision": ("bf16-mixed" if bf16 else "16-mixed", "32-true"),
         "channels_last": (True, False),
         "compile": (["off", "on"], ["off"]),
         "overhead_warmup": (20, 5),
-        "overhead_steps": (200, 150),
+        "overhead_steps": (200, 60),
     }
     for name, (on_gpu, on_cpu) in defaults.items():
         if getattr(args, name) is None:
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
     # training and overhead: GPU-sized on a GPU (one step at batch 256 takes milliseconds there),
     # a few minutes in all on a small CPU; None = that device's default (gpu_defaults)
-    parser.add_argument("--train-batch-size", type=int, default=None, help="GPU 256, CPU 16")
+    parser.add_argument("--train-batch-size", type=int, default=None, help="GPU 256, CPU 8")
     parser.add_argument("--train-warmup", type=int, default=None, help="GPU 20, CPU 2")
     parser.add_argument("--train-batches", type=int, default=None, help="timed; GPU 200, CPU 4")
     parser.add_argument("--image-size", type=int, default=224)
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="batch sizes of the overhead runs (tiny AlexNet-BN at 64 px)")  # fmt: skip
     parser.add_argument("--overhead-warmup", type=int, default=None, help="GPU 20, CPU 5")
     parser.add_argument("--overhead-steps", type=int, default=None,
-                        help="timed steps per overhead run; GPU 200, CPU 150")  # fmt: skip
+                        help="timed steps per overhead run; GPU 200, CPU 60")  # fmt: skip
     args = gpu_defaults(parser.parse_args(argv), gpu=torch.cuda.is_available())
     began = time.perf_counter()
 
@@ -442,8 +442,16 @@ def main(argv: list[str] | None = None) -> None:
             write_fake_imagenet(root, classes=args.classes, per_class=args.per_class)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     report = f"\n### `python -m alexlab.bench`, {stamp}\n\nMachine: {machine()}\n"
+    parts, last = [], time.perf_counter()  # (part, minutes): what to leave out when in a hurry
+
+    def took(part: str) -> None:
+        nonlocal last
+        parts.append(f"{part} {(time.perf_counter() - last) / 60:.1f}")
+        last = time.perf_counter()
+
     if "data" in args.what:
         report += data_report(root, args)
+        took("data")
     if "prepared" in args.what:  # the same images, full-size and as a prepared copy
         name = f"fake-imagenet-c{args.classes}-p{args.per_class}-imagenet-sizes"
         sized = args.root or args.cache / name
@@ -462,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.runs} interleaved runs of {args.batches} batches after {args.warmup}.\n\n"
             f"{text}\n"
         )
+        took("prepared")
     if "train" in args.what:
         rows = bench_training(root, models=args.models, batch_size=args.train_batch_size,
                               image_size=args.image_size, warmup=args.train_warmup,
@@ -477,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
             f"(data already on the device, not compiled) ceiling of the same model.\n\n"
             f"{table(rows)}\n"
         )
+        took("train")
     if "overhead" in args.what:
         rows = bench_overhead(batch_sizes=args.overhead_batch_sizes, warmup=args.overhead_warmup,
                               batches=args.overhead_steps, runs=args.runs,
@@ -490,7 +500,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.overhead_warmup}. The ms/step is the added time per step; the ratio is its "
             f"throughput against the raw loop.\n\n{table(rows)}\n"
         )
-    report += f"\nThe whole bench took {(time.perf_counter() - began) / 60:.1f} min.\n"
+        took("overhead")
+    report += (
+        f"\nThe whole bench took {(time.perf_counter() - began) / 60:.1f} min "
+        f"({', '.join(parts)} min; `--what` picks parts).\n"
+    )
     print(report)
     with args.out.open("a") as f:
         f.write(report)
