@@ -90,14 +90,16 @@ def bench_against(root: Path, baseline: Path | None, *, configs: list[tuple[str,
         got["new"].append(_run(src, args))
         if baseline is not None:
             got["old"].append(_run(baseline, args))
-    rows = []
+    rows, first = [], statistics.median(r[0] for r in got["new"])
     for i, (loader, count, fast) in enumerate(configs):
         new = [r[i] for r in got["new"]]
         kind = "workers" if loader == "torch" else "threads"
         idct = "" if fast or loader == "torch" else ", exact IDCT"
         row = {"what": f"{loader} ({kind} = {count}{idct})", "median": statistics.median(new),
-               "runs": new, "ratio": statistics.median(new) / statistics.median(r[0] for r in got["new"])}  # fmt: skip
-        if baseline is not None:
+               "runs": new}  # fmt: skip
+        if baseline is None:
+            row["ratio"] = row["median"] / first
+        else:
             old = [r[i] for r in got["old"]]
             row.update(what=row["what"] + ": this code / previous", baseline=statistics.median(old),
                        baseline_runs=old, ratio=row["median"] / statistics.median(old))  # fmt: skip
@@ -161,7 +163,8 @@ def bench_large_tree(
     baseline: Path | None, *, files: int, batch_size: int, runs: int
 ) -> list[dict]:
     """Seconds from building the datamodule to the first train batch on a ``files``-entry tree
-    (listing, loader and pipeline construction), this code against the baseline."""
+    (listing, loader and pipeline construction), this code against the baseline, or alone
+    (``baseline`` None: ratios against the first config)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = link_tree(Path(tmp) / "tree", files=files)
         configs = [("dali", 2, True), ("torch", 0, True)]

@@ -132,9 +132,8 @@ def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] =
 class OnDevice:
     """A batch -> float normalised, with PCA lighting when training.
 
-    The constants go to each device once (a
-    host->device copy per batch would make a GPU wait); the lighting draw uses the device's own
-    generator (no host value is read).
+    The constants go to each device once (a host->device copy per batch would make a GPU wait);
+    the lighting draw uses the device's own generator (no host value is read).
     """
 
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
