@@ -44,18 +44,18 @@ test-all: install ## run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
 
 lint: install ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests train.py eval.py
-	$(VENV)/bin/ruff format --check src tests train.py eval.py
+	$(VENV)/bin/ruff check src tests benchmarks train.py eval.py
+	$(VENV)/bin/ruff format --check src tests benchmarks train.py eval.py
 
 format: install ## ruff autofix + format
-	$(VENV)/bin/ruff check --fix src tests train.py eval.py
-	$(VENV)/bin/ruff format src tests train.py eval.py
+	$(VENV)/bin/ruff check --fix src tests benchmarks train.py eval.py
+	$(VENV)/bin/ruff format src tests benchmarks train.py eval.py
 
 bench: install ## loaders (full-size and prepared), training throughput, framework overhead -> BENCHMARKS.md
-	$(PY) -m alexlab.bench $(ARGS)
+	$(PY) -m benchmarks.bench $(ARGS)
 
 bench-data: install ## loaders vs the previous code (ARGS="--baseline-src OLD/src"), DALI decode-only, 100k-file set-up, full-size vs a prepared copy -> BENCHMARKS.md
-	$(PY) -m alexlab.bench --what data prepared $(ARGS)
+	$(PY) -m benchmarks.bench --what data prepared $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
 	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)

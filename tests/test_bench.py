@@ -2,7 +2,7 @@
 
 import re
 
-from alexlab.bench import main
+from benchmarks.bench import main
 
 
 def rows(report: str, heading: str) -> list[tuple[str, float, float]]:
@@ -58,7 +58,7 @@ def test_raw_loop_runs_the_precision_asked_for():
 
     import torch
 
-    from alexlab.bench import _tiny_or_full, gpu_defaults, raw_rate
+    from benchmarks.bench import _tiny_or_full, gpu_defaults, raw_rate
 
     seen = []
     for precision in ("32-true", "bf16-mixed"):
@@ -87,7 +87,7 @@ def test_loaders_against_a_baseline_copy_of_the_code(tmp_path, monkeypatch):
     from pathlib import Path
 
     import alexlab
-    from alexlab import bench_loaders
+    from benchmarks import bench_loaders
 
     calls, rates = [], {"new": iter([10.0, 30.0, 20.0]), "old": iter([4.0, 5.0, 6.0])}
     this = Path(alexlab.__file__).resolve().parents[1]

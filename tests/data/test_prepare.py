@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 from subproc import kill_group, start, train_cli
 
-from alexlab.bench import main as bench_main
+from benchmarks.bench import main as bench_main
 from alexlab.data.__main__ import main
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource, image_problem

@@ -1,4 +1,4 @@
-"""``python -m alexlab.bench``: loader throughput, side by side, as ratios.
+"""``python -m benchmarks.bench``: loader throughput, side by side, as ratios.
 
 Each figure is the median of ``--runs`` timed runs after ``--warmup`` batches, all in one
 invocation on the same cores, so the ratio compares like with like. The table is printed and
@@ -20,7 +20,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from alexlab import bench_loaders
+from benchmarks import bench_loaders
 from alexlab.data import dali
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet
@@ -389,7 +389,7 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m alexlab.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
     parser.add_argument("--root", type=Path, default=None,
                         help="an ImageNet-shaped tree; default: a generated one in the cache")  # fmt: skip
     parser.add_argument(
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"writing {root} ...")
             write_fake_imagenet(root, classes=args.classes, per_class=args.per_class)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    report = f"\n### `python -m alexlab.bench`, {stamp}\n\nMachine: {machine()}\n"
+    report = f"\n### `python -m benchmarks.bench`, {stamp}\n\nMachine: {machine()}\n"
     parts, last = [], time.perf_counter()  # (part, minutes): what to leave out when in a hurry
 
     def took(part: str) -> None:
