@@ -29,11 +29,10 @@ from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
 from alexlab.checkpoint import Checkpoint, open_checkpoint
 from alexlab.checks import ConfigError, build, report_config_errors
 from alexlab.config import CONF_DIR, validate_config
-from alexlab.console import print_metrics
+from alexlab.console import print_metrics, start_line
 from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
-from alexlab.run_summary import start_line
 from alexlab.runs import check_same_run, resume_checkpoint
 
 
