@@ -26,9 +26,9 @@ from omegaconf import DictConfig, open_dict
 WANDB_TARGETS = ("alexlab.loggers.WandbLogger", "lightning.pytorch.loggers.WandbLogger")
 
 
-# Lightning's own: it hands wandb.init ``anonymous=None``, which wandb >= 0.23 answers with one
-# "The anonymous setting has no effect" line per process (wandb/wandb#10909 names Lightning as
-# the caller). The old alexlab subclass that dropped it needed Lightning's private init dict.
+# Lightning's own. It hands wandb.init ``anonymous=None``, which recent wandb (0.31 here) answers
+# with one "The anonymous setting has no effect" line per process (wandb/wandb#10909 names
+# Lightning as the caller); leaving it out needs Lightning's private init dict.
 WandbLogger = loggers.WandbLogger  # the name older run configs' _target_ still use
 
 
@@ -90,29 +90,32 @@ class ResumableCSVLogger(CSVLogger):
     """``CSVLogger`` whose ``metrics.csv`` continues when a run resumes in its own directory.
 
     Lightning's writer deletes an existing ``metrics.csv`` when it starts (lightning 2.6 has
-    no switch for it). The rows found at construction are handed to the new writer through its
-    public ``log_metrics`` and saved at once, so the resumed run's rows follow them (a new
-    column rewrites the header; the old rows keep their values)."""
+    no switch for it). The rows it would delete are read first, in the process that starts the
+    writer (a ``ddp_spawn`` child, too), handed to the new writer through its public
+    ``log_metrics`` and saved at once: the new rows follow them (a new column rewrites the
+    header; the old rows keep their values)."""
 
-    def __init__(self, save_dir: str, name: str | None = "lightning_logs", **kwargs: Any) -> None:
-        super().__init__(save_dir, name=name, **kwargs)
-        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
-        self._carry: list[dict[str, str]] | None = []  # None once the writer has started
-        if path.is_file():
-            with path.open(newline="") as f:
-                self._carry = list(csv.DictReader(f))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._started = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._carry is None:
+        if self._started:
             return super().experiment
+        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        rows: list[dict[str, str]] = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
         with warnings.catch_warnings():  # "... will be deleted": the rows are carried over
             warnings.filterwarnings("ignore", "Experiment logs directory .* is not empty")
             writer = super().experiment
-        rows, self._carry = self._carry, None
+        self._started = True
         for row in rows:
             step = row.pop("step", None)
             writer.log_metrics({k: v for k, v in row.items() if k and v not in ("", None)}, step)
-        writer.save()  # at once: the old file is gone until the writer saves
+        if rows:
+            writer.save()  # at once: the old file is gone until the writer saves
         return writer
