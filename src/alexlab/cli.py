@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config import CONF_DIR
-from alexlab.log_filters import quiet_known_warnings
+from alexlab.console import quiet_known_warnings
 
 
 def help_text(config_name: str) -> str:

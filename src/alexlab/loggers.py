@@ -11,6 +11,8 @@ import csv
 import netrc
 import os
 import socket
+import warnings
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,15 +26,10 @@ from omegaconf import DictConfig, open_dict
 WANDB_TARGETS = ("alexlab.loggers.WandbLogger", "lightning.pytorch.loggers.WandbLogger")
 
 
-class WandbLogger(loggers.WandbLogger):
-    """Lightning's ``WandbLogger``, minus the ``anonymous=None`` it always hands ``wandb.init``:
-    wandb (0.2x) warns "The anonymous setting has no effect" for any value, None included, and
-    Lightning 2.6 has no argument to leave it out (hence the one private attribute here)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
+# Lightning's own. It hands wandb.init ``anonymous=None``, which recent wandb (0.31 here) answers
+# with one "The anonymous setting has no effect" line per process (wandb/wandb#10909 names
+# Lightning as the caller); leaving it out needs Lightning's private init dict.
+WandbLogger = loggers.WandbLogger  # the name older run configs' _target_ still use
 
 
 def wandb_offline_reason(timeout: float = 3.0) -> str | None:
@@ -89,24 +86,36 @@ def logger_step(trainer: Any, *, done: bool) -> bool:
     return bool(trainer.fast_dev_run) or (every > 0 and step % every == 0)
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing ``metrics.csv`` (there is no switch for it);
-    this one keeps it and adopts its columns, so new rows are appended (new columns rewrite the
-    header, old rows kept)."""
-
-    def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = list(csv.DictReader(f).fieldnames or [])
-
-
 class ResumableCSVLogger(CSVLogger):
-    """``CSVLogger`` whose ``metrics.csv`` continues when a run resumes in its own directory."""
+    """``CSVLogger`` whose ``metrics.csv`` continues when a run resumes in its own directory.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts (lightning 2.6 has
+    no switch for it). The rows it would delete are read first, in the process that starts the
+    writer (a ``ddp_spawn`` child, too), handed to the new writer through its public
+    ``log_metrics`` and saved at once: the new rows follow them (a new column rewrites the
+    header; the old rows keep their values)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._started = False
 
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+        if self._started:
+            return super().experiment
+        path = Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        rows: list[dict[str, str]] = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        with warnings.catch_warnings():  # "... will be deleted": the rows are carried over
+            warnings.filterwarnings("ignore", "Experiment logs directory .* is not empty")
+            writer = super().experiment
+        self._started = True
+        for row in rows:
+            step = row.pop("step", None)
+            writer.log_metrics({k: v for k, v in row.items() if k and v not in ("", None)}, step)
+        if rows:
+            writer.save()  # at once: the old file is gone until the writer saves
+        return writer

@@ -13,26 +13,26 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
 
 from alexlab.callbacks.checkpoint_paths import best_and_last
 from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
 from alexlab.checkpoint import Checkpoint, open_checkpoint
 from alexlab.checks import ConfigError, build, report_config_errors
 from alexlab.config import CONF_DIR, validate_config
-from alexlab.console import print_metrics
+from alexlab.console import print_metrics, start_line
 from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
-from alexlab.run_summary import start_line
 from alexlab.runs import check_same_run, resume_checkpoint
 
 
@@ -104,12 +104,16 @@ def _plugins() -> list[Any]:
     return plugins
 
 
+# torch's public BatchNorm classes (a Lazy* one becomes one of these at its first forward)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
     """The module, with the resolved config and the derived values in its hyper-parameters
     (Lightning logs them from the training process, and checkpoints keep them)."""
     compile = bool(cfg.model.get("compile"))
     net = build(cfg.model, compile=False) if compile else build(cfg.model)
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    has_bn = any(isinstance(m, BATCH_NORMS) for m in net.modules())
     sync = cfg.trainer.get("sync_batchnorm")
     if sync is None and trainer.world_size > 1 and has_bn:
         sync = trainer.strategy.root_device.type == "cuda"  # torch's SyncBatchNorm is CUDA-only
@@ -169,14 +173,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # 3) fit, then the best checkpoint's metrics
     start = time.perf_counter()
     ckpt_path = str(resume.path) if resume is not None else None
-    with warnings.catch_warnings():
-        if resume is not None and resume.key == "resume":  # resuming in place: expected
-            warnings.filterwarnings("ignore", re.escape(f"Checkpoint directory {out}/checkpoints"))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    fit_seconds = time.perf_counter() - start
-    best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
-    epochs, global_step = _progress(trainer, last)
-    metrics = _evaluate_best(trainer, module, datamodule)
+    try:
+        with warnings.catch_warnings():
+            if resume is not None and resume.key == "resume":  # resuming in place: expected
+                warnings.filterwarnings(
+                    "ignore", re.escape(f"Checkpoint directory {out}/checkpoints")
+                )
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        fit_seconds = time.perf_counter() - start
+        best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
+        epochs, global_step = _progress(trainer, last)
+        metrics = _evaluate_best(trainer, module, datamodule)
+    finally:  # also when the fit fails or is interrupted
+        _finish_wandb(trainer)
     trained_images = (global_step - (resume.global_step if resume else 0)) * derived[
         "global_batch_size"
     ]
@@ -196,7 +205,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(out),
     }
     _write_json(summary, out / "metrics.json")
-    _finish_loggers(trainer)
     return summary
 
 
@@ -216,13 +224,13 @@ def _progress(trainer: L.Trainer, last: str | None) -> tuple[int, int]:
     return ckpt.epochs_trained, ckpt.global_step
 
 
-def _finish_loggers(trainer: L.Trainer) -> None:
-    """Close each run properly, so the next job of a sweep starts its own W&B run."""
-    for logger in trainer.loggers:
-        logger.finalize("success")
-        experiment = getattr(logger, "_experiment", None)
-        if experiment is not None and hasattr(experiment, "finish"):
-            experiment.finish()
+def _finish_wandb(trainer: L.Trainer) -> None:
+    """Close the W&B run (Lightning finalizes each logger, but leaves the run open), so the
+    next job of a sweep starts its own run; a no-op on the ranks that hold none."""
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        import wandb  # imported where W&B is in use only: it takes a second
+
+        wandb.finish()
 
 
 @rank_zero_only

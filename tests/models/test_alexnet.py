@@ -59,10 +59,14 @@ def test_torchvision_state_dict_loads_and_outputs_match():
 def test_torchvision_macs_figure():
     # torchvision publishes 0.714 GMACs ("_ops") for its AlexNet at 224x224
     published = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["_ops"]
-    macs = total_macs(AlexNet(norm="none", widths=TV_WIDTHS), 224)
+    net = AlexNet(norm="none", widths=TV_WIDTHS)
+    macs = total_macs(net, 224)
     assert round(macs / 1e9, 3) == published
+    rows = layer_summary(net, 224)
     # conv1 by hand: 64 maps x 55 x 55 positions x (3 x 11 x 11) weights each
-    assert layer_summary(AlexNet(norm="none", widths=TV_WIDTHS), 224)[0].macs == 64 * 55 * 55 * 363
+    assert rows[0].macs == 64 * 55 * 55 * 363
+    assert sum(r.macs for r in rows) == macs  # every MAC belongs to one layer's row
+    assert {r.kind for r in rows if r.macs} == {"Conv2d", "Linear"}
 
 
 def test_lrn_matches_the_paper_formula():

@@ -98,3 +98,23 @@ def test_plateau_state_survives_a_checkpoint():
     fresh = warmup_lr_scheduler(opt, total_steps=10, steps_per_epoch=5, kind="plateau", patience=1)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert fresh.lr_lambdas[0].reductions == 1 and fresh.lr_lambdas[0].best == 0.5
+
+
+def test_a_resumed_schedule_is_re_planned_for_the_new_length():
+    """Half-way through a 10-step cosine run, resumed as a 20-step run: the lr continues on the
+    20-step curve at step 5 (optimizer groups and get_last_lr() agree), the step count is kept."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_lr_scheduler(opt, total_steps=10, steps_per_epoch=5)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    longer = warmup_lr_scheduler(opt, total_steps=20, steps_per_epoch=5)
+    longer.load_state_dict(state)
+    expected = 0.5 * (1 + math.cos(math.pi * 5 / 20))
+    assert longer.last_epoch == 5
+    assert opt.param_groups[0]["lr"] == pytest.approx(expected)
+    assert longer.get_last_lr() == pytest.approx([expected])
+    opt.step()
+    longer.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 6 / 20)))

@@ -11,10 +11,12 @@ from alexlab.models.summary import LayerRow, layer_summary
 
 
 class LayerSummary(L.Callback):
-    """Replaces Lightning's model summary with one that also gives forward MACs.
+    """Replaces Lightning's model summary with one that also gives forward MACs (counted by
+    torch's ``FlopCounterMode``, see ``alexlab.models.summary``).
 
-    It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: forward plus a backward
-    that costs about twice the forward) so ``TrainThroughput`` can report FLOP/s.
+    It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: a forward FLOP is 2 x
+    MACs, and the backward costs about twice the forward) so ``TrainThroughput`` can report
+    FLOP/s.
     """
 
     def __init__(self, input_size: int | None = None) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -119,21 +121,21 @@ class WarmupLR(LambdaLR):
             {k: v for k, v in vars(fn).items() if k not in RUN_STATE} for fn in self.lr_lambdas
         ]
         stored = [dict(fn or {}) for fn in state_dict.get("lr_lambdas", [])]
-        super().load_state_dict(state_dict)
+        # loaded one step back, then torch's own step() sets every group's lr (and
+        # get_last_lr()) from this run's plan at the resumed step
+        super().load_state_dict({**state_dict, "last_epoch": state_dict["last_epoch"] - 1})
         for fn, plan in zip(self.lr_lambdas, plans, strict=True):
             vars(fn).update(plan)
-        step = self.last_epoch
-        for group, base_lr, fn in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas,
-                                      strict=True):  # fmt: skip
-            group["lr"] = base_lr * fn(step)
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        with warnings.catch_warnings():  # a step-0 checkpoint: no optimizer step to come first
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
+            self.step()
         old = stored[0].get("total_steps") if stored else None
         new = self.lr_lambdas[0].total_steps
         if old is not None and old != new:
             rank_zero_info(
                 f"[alexlab] {self.lr_lambdas[0].kind} schedule re-planned for this run's length: "
-                f"{new} optimizer steps (the checkpoint's plan: {old}); lr at step {step} is "
-                f"{self._last_lr[0]:g}"
+                f"{new} optimizer steps (the checkpoint's plan: {old}); lr at step "
+                f"{self.last_epoch} is {self.get_last_lr()[0]:g}"
             )
 
 
