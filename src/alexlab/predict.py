@@ -22,8 +22,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from alexlab.checkpoint import open_checkpoint
-from alexlab.checks import ConfigError, report_config_errors
-from alexlab.config import CONF_DIR
+from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from alexlab.validate_rules import check_steps
+from alexlab.config.rules import check_steps
 
 
 def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derived: dict) -> str:

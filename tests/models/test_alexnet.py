@@ -3,6 +3,7 @@ import torch
 import torchvision
 from torch import nn
 
+from alexlab.config import ConfigError, validate_section
 from alexlab.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, AlexNet, build
 from alexlab.models.summary import layer_summary, total_macs
 
@@ -112,8 +113,9 @@ def test_tiny_config_forward_backward():
      (dict(init="xavier"), "init")],
 )  # fmt: skip
 def test_bad_arguments_name_the_key(kwargs, key):
-    with pytest.raises(ValueError, match=f"model.{key}"):
-        AlexNet(**kwargs)
+    """The config schema is the one gate for the constructor's arguments."""
+    with pytest.raises(ConfigError, match=f"model.{key}=.* is not allowed"):
+        validate_section("model", kwargs)
 
 
 def test_build_loads_a_weight_file_safely(tmp_path):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from alexlab.checks import ConfigError, require_dir
+from alexlab.config import ConfigError, require_dir
 from alexlab.data.augment import Augment, OnDevice
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

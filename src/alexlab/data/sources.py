@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from alexlab.checks import ConfigError, CorruptImageError, require_dir
+from alexlab.config import ConfigError, CorruptImageError, require_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Images above this many pixels are refused before decoding, on both loaders and in `verify`

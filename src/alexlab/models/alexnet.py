@@ -64,17 +64,9 @@ class AlexNet(nn.Module):
         groups: int = 1,
         input_size: int = 224,
         pool_size: int = 6,
-        init: Init = "default",
+        init: Init = "paper",
     ) -> None:
         super().__init__()
-        if len(widths) != 5:
-            raise ValueError(f"model.widths needs 5 conv widths, got {list(widths)}")
-        if norm not in ("lrn", "bn", "none"):
-            raise ValueError(f"model.norm must be 'lrn', 'bn' or 'none', got {norm!r}")
-        if init not in ("paper", "default"):
-            raise ValueError(f"model.init must be 'paper' or 'default', got {init!r}")
-        if groups not in (1, 2):
-            raise ValueError(f"model.groups must be 1 or 2 (the paper's two towers), got {groups}")
         self.input_size = input_size
         c1, c2, c3, c4, c5 = widths
         conv1_padding = 0 if input_size == 227 else 2

@@ -1,5 +1,5 @@
 """The rules that span keys, and those that depend on this machine (part of the validation pass
-in ``alexlab.validate``). Each raises a ``ConfigError`` naming the key, the value and the fix."""
+in ``alexlab.config.validate``). Each raises a ``ConfigError`` naming the key, the value and the fix."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from alexlab.checks import ConfigError
-from alexlab.schema import show
+from alexlab.config.errors import ConfigError
 
 SIXTEEN_BIT = ("16-mixed", "16-true", "16", 16)
+
+
+def show(value: Any) -> str:
+    """A value as it is typed on the command line."""
+    if isinstance(value, list | tuple) or OmegaConf.is_list(value):
+        return "[" + ",".join(show(v) for v in value) + "]"
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 def _get(cfg: DictConfig, key: str, default: Any = None) -> Any:
@@ -51,13 +59,7 @@ def check_model_and_images(cfg: DictConfig) -> None:
 def check_trains_something(cfg: DictConfig) -> None:
     """Runs that would train nothing (zero epochs, zero batches) are refused."""
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps", -1)
-    fast = _get(cfg, "trainer.fast_dev_run")
-    if not isinstance(fast, bool | int) or (not isinstance(fast, bool) and fast < 0):
-        raise ConfigError(
-            f"trainer.fast_dev_run={fast} is not allowed: true, false or a number of batches "
-            f">= 0. Set trainer.fast_dev_run=true."
-        )
-    if fast:
+    if _get(cfg, "trainer.fast_dev_run"):
         return
     if epochs == 0 or steps == 0:
         key, v = ("trainer.max_epochs", epochs) if epochs == 0 else ("trainer.max_steps", steps)
