@@ -168,11 +168,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.accumulate_grad_batches = derived["accumulation"]
     rank_zero_info(start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume))
     if cfg.trainer.get("fast_dev_run") and cfg.data.get("global_batch_size"):
-        rank_zero_info(
-            f"[alexlab] trainer.fast_dev_run: one micro-batch of {cfg.data.batch_size} per "
-            f"device per stage, no accumulation; data.global_batch_size="
-            f"{cfg.data.global_batch_size} is not filled in this smoke run"
-        )
+        note = f"one micro-batch of {cfg.data.batch_size} per device per stage, no accumulation"
+        rank_zero_info(f"[alexlab] trainer.fast_dev_run: {note} (global batch not filled)")
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")
 

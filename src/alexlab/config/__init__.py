@@ -21,7 +21,8 @@ CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents
 
 
 def run_id(name: str | None) -> str:
-    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else the start time."""
+    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else
+    the start time."""
     if name:
         return str(name)
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -43,8 +44,8 @@ if not OmegaConf.has_resolver("cwd"):
 if not OmegaConf.has_resolver("run_id"):
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
-# (imported after the resolvers: nothing heavy)
-from alexlab.config.errors import (  # noqa: E402
+# what the rest of alexlab imports from here (after the resolvers; nothing heavy)
+from alexlab.config.errors import (  # noqa: E402, F401
     ConfigError,
     CorruptImageError,
     InputError,
@@ -53,18 +54,4 @@ from alexlab.config.errors import (  # noqa: E402
     report_config_errors,
     require_dir,
 )
-from alexlab.config.validate import validate_config, validate_section  # noqa: E402
-
-__all__ = [
-    "CONF_DIR",
-    "ConfigError",
-    "CorruptImageError",
-    "InputError",
-    "build",
-    "exit_with",
-    "report_config_errors",
-    "require_dir",
-    "run_id",
-    "validate_config",
-    "validate_section",
-]
+from alexlab.config.validate import validate_config, validate_section  # noqa: E402, F401

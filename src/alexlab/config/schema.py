@@ -1,30 +1,17 @@
 """Every setting of every config group, declared once: type, range or choices, default, doc.
 
-One pydantic model per constructor a group option names by ``_target_`` (``SCHEMAS``). The
-YAML under ``conf/`` selects and overrides; a group's base option (``model/alexnet.yaml``,
-``data/folder.yaml``, ...) lists every field with its default (``tests/test_schema.py`` holds
-the YAML, these models and the constructors' signatures to the same keys and defaults). Strict
-models: ``1.5`` is no integer, ``1`` no ``true``. Nothing here imports torch or Lightning.
-
-To add a setting: a field here (with ``description``), the key in the base YAML, the argument
-in the constructor. ``docs/config.md`` says more.
+One strict pydantic model per ``_target_`` a group option names (``SCHEMAS``); the YAML selects
+and overrides. ``tests/test_schema.py`` holds each group's YAML, model and constructor to the
+same keys and defaults; ``docs/config.md`` says how to add a setting. No torch imported here.
 """
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def feature_side(size: int) -> int:
-    """Side of AlexNet's last feature map for a ``size`` input (conv1 11/4 with padding 2, or 0
-    at 227; three 3/2 max-pools; the other convolutions keep the size)."""
-    side = (size + 2 * (0 if size == 227 else 2) - 11) // 4 + 1
-    for _ in range(3):
-        side = (side - 3) // 2 + 1 if side >= 3 else 0
-    return side
-
-
-MIN_IMAGE_SIZE = next(s for s in range(1, 512) if feature_side(s) >= 1)  # 63
+# conv1 11/4 (padding 2) and three 3/2 max-pools leave a 1x1 map at 63 px, none below
+# (tests/models/test_alexnet.py checks it against the network)
+MIN_IMAGE_SIZE = 63
 
 PosInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
@@ -33,7 +20,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 Prob = Annotated[float, Field(ge=0, le=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and Lightning's seed range
 ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE)]  # AlexNet's three 3/2 max-pools need it
-Limit = NonNeg | None  # a fraction (<= 1.0) or a count of batches (an int)
+Limit = Prob | Count | None  # a fraction of the batches (a float) or a count (an int)
 Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
                     "32", "16", "bf16", "64", 32, 16, 64]  # fmt: skip
 
@@ -114,7 +101,7 @@ class ImageData(Batches):
 class CifarData(Batches):
     root: str | None = F(None, "folder holding cifar-10-batches-py/", examples=["/data/cifar10"])
     download: bool = F(False, "fetch the files when missing")
-    num_classes: PosInt | None = F(10, "CIFAR-10 has 10")
+    num_classes: Literal[10] | None = F(10, "CIFAR-10 has 10")
     image_size: ImageSize = F(227, "upsampled side")
     hflip_prob: Prob = F(0.5, "horizontal flip probability")
     mean: Of(3, Prob) = F([0.4914, 0.4822, 0.4465], "per-channel mean in [0, 1]")
@@ -202,7 +189,7 @@ class Schedule(Closed):
 class Trainer(Open):
     default_root_dir: str = F(".", "Lightning's root (the run directory)")
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = F("auto", "auto: a GPU when visible")
-    devices: Any = F(1, "a count, -1 or auto (all), or a list of indices")
+    devices: PosInt | Literal[-1, "auto"] | list[Count] = F(1, "a count, -1 or auto, or indices")
     num_nodes: PosInt = F(1, "machines")
     max_epochs: Annotated[int, Field(ge=-1)] = F(5, "epochs (-1: max_steps decides)")
     max_steps: Annotated[int, Field(ge=-1)] = F(-1, "optimizer steps (-1: max_epochs decides)")

@@ -1,13 +1,7 @@
-"""One validation pass over a composed config, before anything is built.
-
-``validate_config(cfg)`` checks each group against its schema (``config.schema``), then the
-rules that span keys and those of this machine (``config.rules``). The first failure is a
-``ConfigError`` naming the key, the value, what is allowed and the fix, in one paragraph.
-
-The CLI runs it from a Hydra callback (``ValidateOnStart``, in ``conf/hydra/default.yaml``)
-before Hydra makes the run directory, and before torch or Lightning are imported;
-``alexlab.train.train(cfg)`` runs it again for callers that skip the CLI.
-"""
+"""``validate_config(cfg)``: each group against its schema, then the rules across keys and of
+this machine; the first failure is a ``ConfigError`` naming key, value, what is allowed and the
+fix. The CLI runs it from a Hydra callback (``ValidateOnStart``) before the run directory and
+before torch loads; ``alexlab.train.train(cfg)`` runs it again for callers that skip the CLI."""
 
 from __future__ import annotations
 
@@ -48,7 +42,7 @@ def _allowed(prop: dict) -> str:
     """What a field's JSON schema accepts, in words: ``an integer >= 1, or null``."""
     if "anyOf" in prop:
         kinds = [p for p in prop["anyOf"] if p.get("type") != "null"]
-        text = " or ".join(_allowed(p) for p in kinds)
+        text = ", or ".join(_allowed(p) for p in kinds)
         return text + (", or null" if len(kinds) < len(prop["anyOf"]) else "")
     if "enum" in prop or "const" in prop:
         choices = dict.fromkeys(show(c) for c in prop.get("enum", [prop.get("const")]))

@@ -38,20 +38,9 @@ def _local_response_norm() -> nn.LocalResponseNorm:
 
 
 class AlexNet(nn.Module):
-    """AlexNet, AlexNet-BN or torchvision's AlexNet, chosen by ``norm`` and ``widths``.
-
-    Args:
-        num_classes: classifier outputs. Default 1000 (ImageNet).
-        widths: output channels of conv1..conv5. Default the paper's (96, 256, 384, 384, 256).
-        hidden: units of each of the two hidden fully connected layers. Default 4096.
-        dropout: dropout probability before each hidden layer (paper §4.2). Default 0.5.
-        norm: ``"lrn"`` (paper), ``"bn"`` (You et al. 2017) or ``"none"`` (torchvision).
-        groups: 2 splits conv2, conv4 and conv5 into the paper's two towers. Default 1.
-        input_size: 224 or 227; sets conv1's padding (2 or 0). Other sizes use padding 2.
-        pool_size: side of the adaptive average pool before the classifier. Default 6.
-        init: ``"paper"``: weights N(0, 0.01), bias 1 in conv2, conv4, conv5 and the hidden FC
-            layers, 0 elsewhere (§5); ``"default"``: PyTorch's default (Kaiming-uniform).
-    """
+    """AlexNet, AlexNet-BN or torchvision's AlexNet, chosen by ``norm`` and ``widths``. The
+    arguments are the ``model.*`` settings, each documented (type, range, default) once in
+    ``alexlab.config.schema.Model``; ``input_size`` 227 sets conv1's padding to 0 (else 2)."""
 
     def __init__(
         self,
