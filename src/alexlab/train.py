@@ -167,8 +167,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
     rank_zero_info(start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume))
-    if cfg.trainer.get("fast_dev_run") and cfg.data.get("global_batch_size"):
-        note = f"one micro-batch of {cfg.data.batch_size} per device per stage, no accumulation"
+    if (fast := cfg.trainer.get("fast_dev_run")) and cfg.data.get("global_batch_size"):
+        n = "one micro-batch" if fast is True else f"{fast} micro-batches"
+        note = f"{n} of {cfg.data.batch_size} per device per stage, no accumulation"
         rank_zero_info(f"[alexlab] trainer.fast_dev_run: {note} (global batch not filled)")
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")

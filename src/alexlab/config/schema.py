@@ -19,7 +19,8 @@ PosFloat = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Prob = Annotated[float, Field(ge=0, le=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and Lightning's seed range
-ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE)]  # AlexNet's three 3/2 max-pools need it
+POOLS = {"why": "AlexNet's three 3/2 max-pools"}  # said in the error message
+ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE, json_schema_extra=POOLS)]
 Limit = Prob | Count | None  # a fraction of the batches (a float) or a count (an int)
 Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
                     "32", "16", "bf16", "64", 32, 16, 64]  # fmt: skip

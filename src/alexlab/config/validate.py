@@ -53,7 +53,7 @@ def _allowed(prop: dict) -> str:
     words = {"integer": "an integer", "number": "a number", "boolean": "true or false",
              "string": "a string"}.get(prop.get("type", ""), "a value")  # fmt: skip
     signs = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
-    bounds = [f"{sign} {prop[key]:g}" for key, sign in signs.items() if key in prop]
+    bounds = [f"{sign} {show(prop[key])}" for key, sign in signs.items() if key in prop]
     return f"{words} {' and '.join(bounds)}".strip()
 
 
@@ -68,7 +68,8 @@ def _message(prefix: str, schema: type[Closed], values: dict, error: dict) -> st
     prop = schema.model_json_schema()["properties"][field]
     example = prop.get("examples", [prop.get("default")])[0]
     return (
-        f"{key}={show(values.get(field))} is not allowed: {key} takes {_allowed(prop)}. "
+        f"{key}={show(values.get(field))} is not allowed: {key} takes {_allowed(prop)}"
+        f"{f' ({why} need it)' if (why := prop.get('why')) else ''}. "
         f"Set e.g. {key}={show(example)}."
     )
 
