@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from subproc import run
 
 from alexlab.checkpoint import open_checkpoint
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.evaluate import evaluate
 from alexlab.export import export_onnx
 from alexlab.predict import predict

@@ -59,18 +59,25 @@ def test_every_option_composes_and_instantiates(train_cfg, digits_root, cifar_ro
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_runs_at_a_tiny_size(train_cfg, digits_root, cifar_root, experiment):
+def test_every_experiment_runs_at_a_tiny_size(
+    train_cfg, digits_root, cifar_root, experiment, caplog
+):
+    """The lightning-hydra-template's CI check: every recipe under ``trainer.fast_dev_run``,
+    the large-batch LARS ones included (one micro-batch per stage, whatever the global batch:
+    1,438 digits hold no step of 32K, and the run says so)."""
     tiny = [f"experiment={experiment}", "trainer.fast_dev_run=true"]
     cfg = train_cfg(*tiny)
-    if (cfg.data.get("global_batch_size") or 0) > 1024:  # more than the stand-in data holds:
-        tiny.append("data.global_batch_size=64")  # one whole optimizer step of 4 micro-batches
     if cfg.data.get("root", "") is None:  # generated data stands in for the real dataset
         stand_in = cifar_root if cfg.data._target_.endswith("CIFAR10DataModule") else digits_root
         tiny += [f"data.root={stand_in}", "data.num_classes=10"]
     cfg = train_cfg(*tiny)
-    summary = train(cfg)
-    assert summary["global_step"] == 1
-    assert summary["lr"] == cfg.optimizer.lr
+    with caplog.at_level("INFO"):
+        summary = train(cfg)
+    assert summary["global_step"] == 1 and summary["accumulation"] == 1
+    assert summary["global_batch_size"] == cfg.data.batch_size  # one micro-batch of 16
+    assert summary["lr"] == cfg.optimizer.lr  # the recipe's
+    said = "one micro-batch of 16 per device per stage, no accumulation"
+    assert (said in caplog.text) == bool(cfg.data.get("global_batch_size")), caplog.text
 
 
 def test_help_lists_groups_and_options():

@@ -15,8 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from subproc import ROOT, run, train_cli
 
-from alexlab.checks import ConfigError, report_config_errors
-from alexlab.config import CONF_DIR, validate_config
+from alexlab.config import CONF_DIR, ConfigError, report_config_errors, validate_config
 from alexlab.train import train
 
 # (overrides, the key the message must name): types, ranges, choices, cross-key rules
@@ -228,9 +227,10 @@ def test_zero_steps_per_epoch_is_refused(train_cfg):
 
 def test_a_global_batch_the_data_cannot_fill_once_is_refused(train_cfg):
     """1,438 images make 89 micro-batches of 16; 16,384 needs 1,024 per step: no whole step
-    (each epoch holds whole optimizer steps only), even under fast_dev_run."""
+    (each epoch holds whole optimizer steps only). Under fast_dev_run it smoke-runs instead
+    (tests/test_config.py, every experiment)."""
     with pytest.raises(ConfigError, match=r"needs 1024 micro-batches .* make 89: no whole step"):
-        train(train_cfg("data.global_batch_size=16384", "trainer.fast_dev_run=true"))
+        train(train_cfg("data.global_batch_size=16384"))
 
 
 def test_a_fraction_that_leaves_no_batch_is_refused(train_cfg):
@@ -255,7 +255,7 @@ def test_a_worker_error_is_one_paragraph(capsys):
     """A DataLoader worker's error arrives with the worker's traceback in its message."""
     message = (
         "Caught CorruptImageError in DataLoader worker process 0.\nOriginal Traceback (most "
-        'recent call last):\n  File "x.py", line 1, in f\nalexlab.checks.CorruptImageError: '
+        'recent call last):\n  File "x.py", line 1, in f\nalexlab.config.errors.CorruptImageError: '
         "/data/train/a/1.jpg cannot be decoded. Remove it or set data.skip_corrupt=true."
     )
 

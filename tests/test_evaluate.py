@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.evaluate import evaluate
 from alexlab.train import train
 

@@ -11,7 +11,7 @@ from PIL import Image
 from subproc import run
 
 from alexlab.checkpoint import open_checkpoint
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.predict import pick_device, to_rgb
 from alexlab.train import train

@@ -12,8 +12,7 @@ import pytest
 import torch
 from subproc import ROOT, started, train_cli
 
-from alexlab.checks import ConfigError
-from alexlab.config import run_id
+from alexlab.config import ConfigError, run_id
 from alexlab.train import train
 
 TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.image_size=64",

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from omegaconf import OmegaConf
 from subproc import train_cli
 
 from alexlab.callbacks.nonfinite import NonFiniteLossError
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.train import train
 
 
@@ -18,6 +19,27 @@ def test_fast_dev_run(train_cfg):
     summary = train(train_cfg("trainer.fast_dev_run=true"))
     assert summary["global_step"] == 1
     assert 0.0 <= summary["metrics"]["val/acc1"] <= 1.0
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_the_test_switch_runs_or_skips_the_test_stage(train_cfg, digits_root, tmp_path, test):
+    """``test=true`` (the default) tests where the data has a test split; ``test=false`` (the
+    lightning-hydra-template's switch) skips it. Here test/ is a copy of val/: same numbers."""
+    tree = tmp_path / "tree"
+    for split, source in (("train", "train"), ("val", "val"), ("test", "val")):
+        shutil.copytree(digits_root / source, tree / split)
+    cfg = train_cfg(
+        "data=folder",
+        f"data.root={tree}",
+        "data.source.test_split=test",
+        f"test={str(test).lower()}",
+        "trainer.fast_dev_run=true",
+    )
+    summary = train(cfg)
+    metrics = summary["metrics"]
+    assert ("test/acc1" in metrics) == test
+    if test:
+        assert metrics["test/acc1"] == pytest.approx(metrics["val/acc1"])
 
 
 def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path):

@@ -27,13 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexlab import schema
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError, validate_section
 
 MODEL_BUILDER = "alexlab.models.alexnet.build"
 
 
-# What a stored model setting may be: the config schema's own rules (``alexlab.schema``), so a
+# What a stored model setting may be: the config schema's own rules (``alexlab.config.schema``), so a
 # range is written once. Weights always come from the checkpoint's state_dict (a stored
 # `weights` path is never opened) and the network is never compiled when read back.
 IGNORED_WHEN_READ = ("weights", "compile")
@@ -112,41 +111,33 @@ class Checkpoint:
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.data["state_dict"]
 
-    def _checked(self, section: str, rules: dict[str, Any], *, every: bool) -> dict:
-        """``run_config[section]`` restricted to ``rules``' keys, each value checked by its rule."""
+    def _checked(self, section: str, *, only: tuple[str, ...] | None = None) -> dict:
+        """``run_config[section]`` (just ``only``'s keys, else every key) checked by the
+        config schema; an unknown key is refused when every key is read."""
         stored = self.run_config.get(section)
         if not isinstance(stored, dict):
             raise self._refuse(f"run_config.{section} is missing")
-        unknown = sorted(set(stored) - set(rules) - {"_target_"}) if every else []
-        if unknown:
-            raise self._refuse(f"run_config.{section} holds unknown keys {unknown}")
-        values = {}
-        for name, rule in rules.items():
-            if name not in stored:
-                continue
-            value = stored[name]
-            if isinstance(value, dict):
+        for name in only or stored:
+            if isinstance(stored.get(name), dict):
                 raise self._refuse(
                     f"run_config.{section}.{name} is a mapping (it may name code to run)"
                 )
-            try:
-                rule.check(f"run_config.{section}.{name}", value)
-            except ConfigError as e:
-                raise self._refuse(str(e).split(". Set e.g.")[0]) from None
-            values[name] = value
-        return values
+        try:
+            return validate_section(section, stored, only=only, prefix=f"run_config.{section}")
+        except ConfigError as e:
+            raise self._refuse(str(e).split(". Set e.g.")[0]) from None
 
     def model_kwargs(self) -> dict[str, Any]:
         """The builder's keyword arguments, checked; ``_target_`` must be alexlab's builder."""
         target = self.run_config["model"].get("_target_")
         if target != MODEL_BUILDER:
             raise self._refuse(f"run_config.model._target_={target!r} is not {MODEL_BUILDER}")
-        kwargs = self._checked("model", schema.MODEL, every=True)
+        kwargs = self._checked("model")
         return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
 
     def image_settings(self) -> dict[str, Any]:
         """``image_size``, ``resize_size``, ``mean``, ``std`` of the data it was trained on."""
-        return self._checked("data", {k: schema.IMAGE_DATA[k] for k in DATA_KEYS}, every=False)
+        return self._checked("data", only=DATA_KEYS)
 
     @property
     def num_classes(self) -> int:

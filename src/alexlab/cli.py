@@ -1,7 +1,7 @@
 """Console entry points (``train.py``, ``eval.py``, ``alexlab-train``, ``alexlab-eval``).
 
 Only Hydra and alexlab's config modules are imported before Hydra composes the config, so a
-bad value is refused (``alexlab.validate.ValidateOnStart``) before torch and Lightning load;
+bad value is refused (``alexlab.config.validate.ValidateOnStart``) before torch and Lightning load;
 the task modules are imported once the config is valid. ``--help`` is answered from the
 config files themselves: Hydra's own help re-reads every group of every option (seconds).
 """
@@ -43,7 +43,7 @@ def _train(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
     from alexlab.train import main
 
-    return main(cfg)  # a @hydra.main function called with a config runs its task directly
+    return main(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

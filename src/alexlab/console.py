@@ -50,7 +50,7 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
 
     Refuses (``ConfigError``) a run whose epochs would hold no training step: the data is
     counted here, the first moment its size is known."""
-    from alexlab.validate_rules import check_steps
+    from alexlab.config.rules import check_steps
 
     gpu = trainer.strategy.root_device.type == "cuda"
     about = datamodule.describe(gpu=gpu)

@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from alexlab.checkpoint import open_checkpoint
-from alexlab.checks import ConfigError, build, report_config_errors
-from alexlab.config import CONF_DIR
+from alexlab.config import ConfigError, build, report_config_errors
 from alexlab.console import print_metrics
 from alexlab.module import ClassificationModule
 
@@ -66,11 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @report_config_errors
 def main(cfg: DictConfig) -> None:
+    """The task behind ``python eval.py`` (``alexlab.cli``, its one ``@hydra.main``)."""
     print_metrics(evaluate(cfg), title="alexlab evaluation")
-
-
-if __name__ == "__main__":
-    main()

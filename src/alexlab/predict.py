@@ -22,10 +22,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from alexlab.checkpoint import open_checkpoint
-from alexlab.checks import ConfigError, report_config_errors
-from alexlab.config import CONF_DIR
+from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
-from alexlab.data.sources import IMAGE_EXTENSIONS
+from alexlab.data.sources import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
 
 
 @dataclass
@@ -121,7 +120,7 @@ def predict(cfg: DictConfig) -> Predictions:
         batch, kept = [], []
         for path in files[start : start + cfg.batch_size]:
             try:
-                batch.append(transform(open_image(path, cfg.max_image_pixels)))
+                batch.append(transform(open_image(path, cfg.max_image_pixels or MAX_IMAGE_PIXELS)))
                 kept.append(path)
             except Exception as e:  # unreadable, truncated, not an image, too large
                 out.skipped.append({"file": str(path), "reason": str(e) or type(e).__name__})

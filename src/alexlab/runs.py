@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.checkpoint import IGNORED_WHEN_READ, Checkpoint, open_checkpoint
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 
 RESUME_MODES = ("auto", "never")
 # Lightning-compatible checkpoint writes leave `.<name>.tmp-<pid>` beside the target until the

@@ -1,4 +1,5 @@
-"""Training task: ``train(cfg) -> metrics`` (callable from tests) and the ``@hydra.main`` CLI."""
+"""Training task: ``train(cfg) -> metrics`` (callable from tests without Hydra) and ``main``,
+what the CLI (``alexlab.cli``) runs on the composed config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -27,8 +27,7 @@ from torch import nn
 from alexlab.callbacks.checkpoint_paths import best_and_last
 from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
 from alexlab.checkpoint import Checkpoint, open_checkpoint
-from alexlab.checks import ConfigError, build, report_config_errors
-from alexlab.config import CONF_DIR, validate_config
+from alexlab.config import ConfigError, build, report_config_errors, validate_config
 from alexlab.console import print_metrics, start_line
 from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
@@ -54,6 +53,8 @@ def derive_batch_and_lr(cfg: DictConfig, *, world_size: int) -> dict[str, Any]:
         lr = scaled_lr(
             lr, global_batch_size=global_batch, reference_batch_size=cfg.lr_reference_batch
         )
+    if cfg.trainer.get("fast_dev_run"):  # a smoke run: one micro-batch per stage, at the
+        accumulation, global_batch = 1, cfg.data.batch_size * world_size  # recipe's lr
     return {
         "world_size": world_size,
         "accumulation": accumulation,
@@ -131,11 +132,14 @@ def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.Light
     )
 
 
-def _evaluate_best(trainer: L.Trainer, module: L.LightningModule, datamodule: Any) -> dict:
-    """Val (and test, where the data has a test split) metrics of the best checkpoint."""
+def _evaluate_best(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: Any, *, test: bool
+) -> dict:
+    """Val (and with ``test``, test where the data has a test split) metrics of the best
+    checkpoint."""
     best, _ = best_and_last(trainer)  # None under fast_dev_run: the weights in memory
     metrics: dict[str, Any] = {}
-    stages = [trainer.validate] + ([trainer.test] if datamodule.has_test else [])
+    stages = [trainer.validate] + ([trainer.test] if test and datamodule.has_test else [])
     for stage in stages:
         for result in stage(module, datamodule=datamodule, ckpt_path=best, weights_only=True):
             metrics.update(result)
@@ -167,6 +171,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
     rank_zero_info(start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume))
+    if (fast := cfg.trainer.get("fast_dev_run")) and cfg.data.get("global_batch_size"):
+        n = "one micro-batch" if fast is True else f"{fast} micro-batches"
+        note = f"{n} of {cfg.data.batch_size} per device per stage, no accumulation"
+        rank_zero_info(f"[alexlab] trainer.fast_dev_run: {note} (global batch not filled)")
     module = _build_module(cfg, derived, trainer)
     _save_config(cfg, out / "config.yaml")
 
@@ -183,7 +191,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         fit_seconds = time.perf_counter() - start
         best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
         epochs, global_step = _progress(trainer, last)
-        metrics = _evaluate_best(trainer, module, datamodule)
+        metrics = _evaluate_best(trainer, module, datamodule, test=cfg.get("test", True))
     finally:  # also when the fit fails or is interrupted
         _finish_wandb(trainer)
     trained_images = (global_step - (resume.global_step if resume else 0)) * derived[
@@ -245,9 +253,9 @@ def _write_json(data: dict, path: Path) -> None:
     tmp.replace(path)  # never a half-written metrics.json
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @report_config_errors
 def main(cfg: DictConfig) -> float | None:
+    """The task behind ``python train.py`` (``alexlab.cli``, its one ``@hydra.main``)."""
     try:
         summary = train(cfg)
     except SIGTERMException:  # SaveOnInterrupt has written last.ckpt and said where
@@ -267,7 +275,3 @@ def _stopped(cfg: DictConfig) -> None:
              else f"the same command with run_name={out.name}")  # fmt: skip
     rank_zero_info(f"[alexlab] stopped; {out} continues from last.ckpt with {again}")
     sys.exit(130 if SaveOnInterrupt.stopped_by == "SIGINT" else 0)
-
-
-if __name__ == "__main__":
-    main()

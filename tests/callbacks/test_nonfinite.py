@@ -3,7 +3,7 @@
 import pytest
 
 from alexlab.callbacks.nonfinite import NonFiniteLossError
-from alexlab.checks import report_config_errors
+from alexlab.config import report_config_errors
 
 
 def test_cli_prints_one_paragraph_and_exits_2(capsys):

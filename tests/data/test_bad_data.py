@@ -4,7 +4,7 @@ import pytest
 import torch
 from subproc import train_cli
 
-from alexlab.checks import CorruptImageError
+from alexlab.config import CorruptImageError
 from alexlab.data import dali, torch_loader
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from probe import fit
 
-from alexlab.checks import ConfigError, CorruptImageError
+from alexlab.config import ConfigError, CorruptImageError
 from alexlab.data import dali, sources
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.sources import FolderSource, verify_tree

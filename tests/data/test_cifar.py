@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data.augment import Augment, OnDevice
 from alexlab.data.cifar import (
     CIFAR_MEAN,

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image, ImageOps
 from subproc import kill_group, start, train_cli
 
-from benchmarks.bench import main as bench_main
 from alexlab.data.__main__ import main
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource, image_problem
+from benchmarks.bench import main as bench_main
 
 SIZES = [(120, 80), (60, 90), (40, 30), (150, 40)]  # (w, h): landscape, portrait, small, long
 

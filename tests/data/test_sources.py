@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data import sources
 from alexlab.data.sources import DigitsSource, FolderSource
 

@@ -3,6 +3,8 @@ import torch
 import torchvision
 from torch import nn
 
+from alexlab.config import ConfigError, validate_section
+from alexlab.config.schema import MIN_IMAGE_SIZE
 from alexlab.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, AlexNet, build
 from alexlab.models.summary import layer_summary, total_macs
 
@@ -116,8 +118,9 @@ def test_tiny_config_forward_backward():
      (dict(init="xavier"), "init")],
 )  # fmt: skip
 def test_bad_arguments_name_the_key(kwargs, key):
-    with pytest.raises(ValueError, match=f"model.{key}"):
-        AlexNet(**kwargs)
+    """The config schema is the one gate for the constructor's arguments."""
+    with pytest.raises(ConfigError, match=f"model.{key}=.* is not allowed"):
+        validate_section("model", kwargs)
 
 
 def test_build_loads_a_weight_file_safely(tmp_path):
@@ -128,3 +131,12 @@ def test_build_loads_a_weight_file_safely(tmp_path):
     torch.testing.assert_close(net.classifier[6].weight, reference.classifier[6].weight)
     with pytest.raises(ValueError, match="model.weights"):
         build(weights=str(tmp_path / "missing.pth"))
+
+
+def test_the_smallest_image_size_is_the_schemas():
+    """``data.image_size`` >= 63 in the schema: AlexNet's last feature map is 1x1 at 63 px, and
+    its three 3/2 max-pools leave nothing at 62."""
+    features = AlexNet(widths=(4, 8, 8, 8, 8), hidden=8, norm="none").features
+    assert features(torch.zeros(1, 3, MIN_IMAGE_SIZE, MIN_IMAGE_SIZE)).shape[-2:] == (1, 1)
+    with pytest.raises(RuntimeError):
+        features(torch.zeros(1, 3, MIN_IMAGE_SIZE - 1, MIN_IMAGE_SIZE - 1))

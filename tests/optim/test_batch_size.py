@@ -1,6 +1,6 @@
 import pytest
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.optim.batch_size import accumulation_steps
 
 

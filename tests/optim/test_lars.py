@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from alexlab.config import ConfigError, validate_section
 from alexlab.optim.lars import LARS
 from alexlab.optim.param_groups import param_groups
 
@@ -118,10 +119,12 @@ def test_state_dict_round_trip_resumes_identically():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="learning rate"):
-        LARS([nn.Parameter(torch.zeros(1))], lr=0)
-    with pytest.raises(ValueError, match="trust_coefficient"):
-        LARS([nn.Parameter(torch.zeros(1))], lr=1, trust_coefficient=0)
+    """The config schema is the one gate for LARS's arguments."""
+    lars = {"_target_": "alexlab.optim.lars.LARS"}
+    with pytest.raises(ConfigError, match="optimizer.lr=0 is not allowed: .* > 0"):
+        validate_section("optimizer", {**lars, "lr": 0})
+    with pytest.raises(ConfigError, match="optimizer.trust_coefficient=0 is not allowed"):
+        validate_section("optimizer", {**lars, "lr": 1, "trust_coefficient": 0})
 
 
 def test_large_lr_converges_with_lars_where_sgd_diverges():

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from alexlab.config import ConfigError, validate_section
 from alexlab.optim.schedules import WarmupSchedule, warmup_lr_scheduler
 
 
@@ -38,8 +39,8 @@ def test_step_divides_by_ten_at_each_milestone():
 
 
 def test_unknown_kind():
-    with pytest.raises(ValueError, match="schedule.kind"):
-        WarmupSchedule(kind="exp", total_steps=10)
+    with pytest.raises(ConfigError, match="schedule.kind=exp is not allowed: .* one of constant"):
+        validate_section("schedule", {"kind": "exp"})
 
 
 def test_builder_converts_epochs_to_steps_and_drives_the_optimizer():

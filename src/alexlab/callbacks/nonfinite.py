@@ -18,7 +18,7 @@ import lightning as L
 import torch
 
 from alexlab.callbacks.checkpoint_paths import best_and_last
-from alexlab.checks import InputError
+from alexlab.config import InputError
 from alexlab.loggers import logger_step
 
 NONE = torch.iinfo(torch.int64).max  # "no bad step yet"

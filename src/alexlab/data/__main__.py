@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data.sources import MAX_IMAGE_PIXELS
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,7 +29,6 @@ IMAGENET_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-CROPS = ("random_resized", "paper")
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,6 @@ class Augment:
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "mean", "std"):  # lists from YAML -> hashable tuples
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
-        if self.crop not in CROPS:
-            raise ConfigError(f"data.crop={self.crop!r} is unknown; valid: {', '.join(CROPS)}.")
         if self.crop == "paper" and self.image_size > self.resize_size:
             raise ConfigError(
                 f"data.crop=paper takes a data.image_size={self.image_size} crop of the central "

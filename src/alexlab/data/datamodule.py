@@ -20,20 +20,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchvision.transforms import v2
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data import dali, sources
 from alexlab.data.augment import Augment, OnDevice
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
 
-LOADERS = ("auto", "dali", "torch")
-
 
 def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
     """``auto``: ``dali`` where DALI imports, else ``torch``; ``skip_corrupt`` needs ``torch``."""
-    if loader not in LOADERS:
-        raise ConfigError(f"data.loader={loader} is unknown; valid: {', '.join(LOADERS)}.")
     if loader == "dali" and skip_corrupt:
         rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
     elif loader == "dali" and not dali.DALI_AVAILABLE:
@@ -77,7 +73,7 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(
         self, *, root: str | Path | None,
         source: Callable[[str | Path | None], FolderSource] = FolderSource,
-        num_classes: int | None = None, loader: str = "auto", batch_size: int = 256,
+        num_classes: int | None = None, loader: str = "auto", batch_size: int = 128,
         global_batch_size: int | None = None, num_workers: int = 4, pin_memory: bool = True,
         dali_threads: int | None = None, dali_prefetch: int = 2, dali_fast_idct: bool = True,
         dali_hw_decoder_load: float = 0.65, seed: int = 0, skip_corrupt: bool = False,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 from alexlab.data.sources import Problem, class_folders, image_problem
 
 SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 
 
 def read_labels(labels_file: Path, images: list[Path]) -> dict[str, str]:

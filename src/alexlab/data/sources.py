@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from alexlab.checks import ConfigError, CorruptImageError, require_dir
+from alexlab.config import ConfigError, CorruptImageError, require_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Images above this many pixels are refused before decoding, on both loaders and in `verify`
@@ -110,8 +110,6 @@ class DigitsSource(FolderSource):
     def __init__(
         self, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2, size: int = 32
     ) -> None:
-        if not 0 < val_fraction < 1:
-            raise ConfigError(f"data.source.val_fraction={val_fraction} must be in (0, 1).")
         root = Path(root).expanduser() / f"digits-s{seed}-v{round(val_fraction * 100)}-{size}px"
         if not root.is_dir():
             write_digits(root, seed=seed, val_fraction=val_fraction, size=size)

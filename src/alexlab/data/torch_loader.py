@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from alexlab.checks import CorruptImageError
+from alexlab.config import CorruptImageError
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import MAX_IMAGE_PIXELS, decode
 

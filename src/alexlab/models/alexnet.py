@@ -38,20 +38,9 @@ def _local_response_norm() -> nn.LocalResponseNorm:
 
 
 class AlexNet(nn.Module):
-    """AlexNet, AlexNet-BN or torchvision's AlexNet, chosen by ``norm`` and ``widths``.
-
-    Args:
-        num_classes: classifier outputs. Default 1000 (ImageNet).
-        widths: output channels of conv1..conv5. Default the paper's (96, 256, 384, 384, 256).
-        hidden: units of each of the two hidden fully connected layers. Default 4096.
-        dropout: dropout probability before each hidden layer (paper §4.2). Default 0.5.
-        norm: ``"lrn"`` (paper), ``"bn"`` (You et al. 2017) or ``"none"`` (torchvision).
-        groups: 2 splits conv2, conv4 and conv5 into the paper's two towers. Default 1.
-        input_size: 224 or 227; sets conv1's padding (2 or 0). Other sizes use padding 2.
-        pool_size: side of the adaptive average pool before the classifier. Default 6.
-        init: ``"paper"``: weights N(0, 0.01), bias 1 in conv2, conv4, conv5 and the hidden FC
-            layers, 0 elsewhere (§5); ``"default"``: PyTorch's default (Kaiming-uniform).
-    """
+    """AlexNet, AlexNet-BN or torchvision's AlexNet, chosen by ``norm`` and ``widths``. The
+    arguments are the ``model.*`` settings, each documented (type, range, default) once in
+    ``alexlab.config.schema.Model``; ``input_size`` 227 sets conv1's padding to 0 (else 2)."""
 
     def __init__(
         self,
@@ -64,17 +53,9 @@ class AlexNet(nn.Module):
         groups: int = 1,
         input_size: int = 224,
         pool_size: int = 6,
-        init: Init = "default",
+        init: Init = "paper",
     ) -> None:
         super().__init__()
-        if len(widths) != 5:
-            raise ValueError(f"model.widths needs 5 conv widths, got {list(widths)}")
-        if norm not in ("lrn", "bn", "none"):
-            raise ValueError(f"model.norm must be 'lrn', 'bn' or 'none', got {norm!r}")
-        if init not in ("paper", "default"):
-            raise ValueError(f"model.init must be 'paper' or 'default', got {init!r}")
-        if groups not in (1, 2):
-            raise ValueError(f"model.groups must be 1 or 2 (the paper's two towers), got {groups}")
         self.input_size = input_size
         c1, c2, c3, c4, c5 = widths
         conv1_padding = 0 if input_size == 227 else 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alexlab.checks import ConfigError
+from alexlab.config import ConfigError
 
 
 def accumulation_steps(*, global_batch_size: int | None, batch_size: int, world_size: int) -> int:

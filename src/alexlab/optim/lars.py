@@ -56,14 +56,7 @@ class LARS(Optimizer):
         eps: float = 0.0,
         trust_clip: bool = False,
     ) -> None:
-        if lr <= 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"Invalid momentum: {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"Invalid weight_decay: {weight_decay}")
-        if trust_coefficient <= 0:
-            raise ValueError(f"Invalid trust_coefficient: {trust_coefficient}")
+        # ranges: the config schema (alexlab.config.schema.LARS), the one gate
         defaults = dict(
             lr=lr,
             momentum=momentum,

@@ -1,7 +1,9 @@
-"""Config and path checks that run before training starts.
+"""alexlab's input errors and their one printer.
 
-Every failure is a `ConfigError` whose message names the key (or file) and the fix; the entry
-points print it as one short paragraph instead of a traceback.
+Every failure is a ``ConfigError`` (or another ``InputError``) whose message names the key (or
+file), the value and the fix; ``exit_with`` prints it as one paragraph, exit status 2, no
+traceback: the Hydra callback that validates before any work and the CLI wrapper around each
+task both end there.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf.errors import MissingMandatoryValue
 
@@ -86,6 +88,12 @@ def build(node: Any, **kwargs: Any) -> Any:
         raise error from None
 
 
+def exit_with(error: BaseException) -> NoReturn:
+    """The one printer of alexlab's errors: ``alexlab: <kind>: <message>`` on stderr, exit 2."""
+    print(f"alexlab: {getattr(error, 'kind', 'error')}: {_last_line(str(error))}", file=sys.stderr)
+    sys.exit(2)
+
+
 def report_config_errors(task: Callable[..., Any]) -> Callable[..., Any]:
     """CLI wrapper: an error of alexlab's own (bad config or data, a diverged run) becomes one
     paragraph on stderr and exit status 2, no traceback."""
@@ -98,11 +106,7 @@ def report_config_errors(task: Callable[..., Any]) -> Callable[..., Any]:
             error = find_config_error(e)
             if error is None:
                 raise
-            print(
-                f"alexlab: {getattr(error, 'kind', 'error')}: {_last_line(str(error))}",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+            exit_with(error)
 
     return wrapper
 

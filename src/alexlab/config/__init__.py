@@ -1,5 +1,9 @@
-"""Where the configs live and the resolvers they use: the one place every entry point imports
-(train, eval, predict, export), so no entry point imports another."""
+"""alexlab's configuration: where the YAML lives, the resolvers it uses, the schema of every
+setting (``schema``), the rules across keys and machines (``rules``), the validation pass and
+its Hydra callback (``validate``), and the errors with their one printer (``errors``).
+
+Every entry point (train, eval, predict, export) imports this package; nothing here imports
+torch or Lightning. ``docs/config.md`` says how to add a setting."""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ from omegaconf import OmegaConf
 
 # conf/ sits at the repository root, beside src/; a wheel carries a copy as alexlab/conf
 # (setup.py). An absolute path: Hydra would read a relative one as a python module path.
-_PACKAGED = Path(__file__).resolve().parent / "conf"
-CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+_PACKAGED = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[3] / "conf"
 
 
 def run_id(name: str | None) -> str:
-    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else the start time."""
+    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else
+    the start time."""
     if name:
         return str(name)
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -39,8 +44,14 @@ if not OmegaConf.has_resolver("cwd"):
 if not OmegaConf.has_resolver("run_id"):
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
-# the validation pass every entry point runs on its composed config (imported after CONF_DIR:
-# it needs nothing from here, and nothing heavy)
-from alexlab.validate import validate_config  # noqa: E402
-
-__all__ = ["CONF_DIR", "validate_config"]
+# what the rest of alexlab imports from here (after the resolvers; nothing heavy)
+from alexlab.config.errors import (  # noqa: E402, F401
+    ConfigError,
+    CorruptImageError,
+    InputError,
+    build,
+    exit_with,
+    report_config_errors,
+    require_dir,
+)
+from alexlab.config.validate import validate_config, validate_section  # noqa: E402, F401
