@@ -20,13 +20,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks import bench_loaders
 from alexlab.data import dali
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource
 from alexlab.data.synthetic import SyntheticDataModule
 from alexlab.module import ClassificationModule
+from benchmarks import bench_loaders
 
 
 def usable_cores() -> int:
