@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from subproc import run
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError
 from alexlab.evaluate import evaluate
 from alexlab.export import export_onnx

@@ -53,7 +53,7 @@ def test_ten_crop_views_by_hand():
 def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_root):
     from PIL import Image
 
-    from alexlab.checkpoint import open_checkpoint
+    from alexlab.runs.checkpoint import open_checkpoint
     from alexlab.data.augment import Augment
 
     summary = evaluate(

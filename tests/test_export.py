@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.export import export_onnx
 from alexlab.train import train
 

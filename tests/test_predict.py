@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from subproc import run
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.predict import pick_device, to_rgb

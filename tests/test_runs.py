@@ -116,14 +116,14 @@ def test_resume_never_and_contradicting_overrides_are_refused(train_cfg, tmp_pat
     train(train_cfg(output_dir=out))
     with pytest.raises(ConfigError, match=r"resume=never, but .* already holds checkpoints"):
         train(train_cfg("resume=never", output_dir=out))
-    with pytest.raises(ConfigError, match=r"model.hidden: 32 -> 64"):
+    with pytest.raises(ConfigError, match=r"other identity settings \(model.hidden 32 -> 64\)"):
         train(train_cfg("model.hidden=64", output_dir=out))
-    with pytest.raises(ConfigError, match=r"optimizer: .*SGD -> .*AdamW"):
+    with pytest.raises(ConfigError, match=r"optimizer._target_ '.*SGD' -> '.*AdamW'"):
         train(train_cfg("optimizer=adamw", output_dir=out))
     with pytest.raises(ConfigError, match=r"ckpt_path=last is gone"):
         train(train_cfg("ckpt_path=last", output_dir=tmp_path / "other"))
     with pytest.raises(ConfigError, match=r"starts a new run, but .* already holds checkpoints"):
-        train(train_cfg(f"ckpt_path={out}/checkpoints/last.ckpt", output_dir=out))
+        train(train_cfg(f"ckpt_path={tmp_path}/other/x.ckpt", output_dir=out))
 
 
 def test_a_finished_run_extended_trains_the_added_epoch_at_a_nonzero_lr(train_cfg, tmp_path):

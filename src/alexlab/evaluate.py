@@ -1,7 +1,7 @@
 """Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
 
 A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings
-stored in it (``alexlab.checkpoint``; nothing it names is ever instantiated), so model overrides
+stored in it (``alexlab.runs.checkpoint``; nothing it names is ever instantiated), so model overrides
 are not needed and are refused; the data comes from this command's config.
 """
 
@@ -16,7 +16,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError, build, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.console import print_metrics

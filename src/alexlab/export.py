@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError, report_config_errors
 from alexlab.config import CONF_DIR
 

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from alexlab.checkpoint import open_checkpoint
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform

@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from alexlab.callbacks.checkpoint_paths import best_and_last
+from alexlab.runs.files import best_and_last
 from alexlab.checks import InputError
 from alexlab.loggers import logger_step
 
