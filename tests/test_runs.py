@@ -13,7 +13,7 @@ import torch
 from subproc import ROOT, started, train_cli
 
 from alexlab.checks import ConfigError
-from alexlab.config import run_id
+from alexlab.runs.identity import run_id
 from alexlab.train import train
 
 TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.image_size=64",
@@ -51,20 +51,20 @@ def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(t
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "runs" / "slurm-4240_2"
     ckpt1 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    wandb_id = ckpt1["logger_versions"]["WandbLogger"]
+    wandb_id = ckpt1["alexlab"]["logger_versions"]["WandbLogger"]
 
     env["SLURM_RESTART_COUNT"] = "1"
     second = train_cli(*args, "trainer.max_epochs=2", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     out = second.stdout + second.stderr
     assert f"resumed in place from {run}/checkpoints/last.ckpt at step 3" in out
-    assert "schedule re-planned for this run's length: 6 optimizer steps" in out
+    assert "lr schedule re-planned from step 3: 3 steps left (3 per epoch), 6 in all" in out
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["slurm-4240_2"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and metrics["epochs"] == 2
     assert metrics["resumed_from_step"] == 3
     ckpt2 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt2["logger_versions"]["WandbLogger"] == wandb_id
+    assert ckpt2["alexlab"]["logger_versions"]["WandbLogger"] == wandb_id
     assert {p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")} == {wandb_id}
 
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))

@@ -21,11 +21,11 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.checks import ConfigError, report_config_errors
 from alexlab.config import CONF_DIR
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS
+from alexlab.runs.checkpoint import open_checkpoint
 
 
 @dataclass

@@ -103,11 +103,12 @@ def check_resume(ckpt: Checkpoint, cfg: DictConfig) -> list[tuple[str, Any, Any]
     # anything else that has nothing to train is a mistake
     same = ckpt.in_place and done == asked and max_steps <= 0
     if finished and not same:
-        steps = f", {ckpt.global_step} steps" if max_steps > 0 else ""
+        limit = f"trainer.max_epochs={asked}"
+        if max_steps > 0:
+            limit += f", trainer.max_steps={max_steps}; it ran {ckpt.global_step} steps"
         raise ConfigError(
-            f"{source} trained {done} epochs{steps}, asked for {asked} "
-            f"(trainer.max_epochs={asked}{f', trainer.max_steps={max_steps}' if max_steps > 0 else ''}"
-            f"): nothing left to train. Raise trainer.max_epochs to train it further, or evaluate "
-            f"it: python eval.py ckpt_path={ckpt.path}."
+            f"{source} trained {done} epochs, asked for {asked} ({limit}): nothing left to "
+            f"train. Raise trainer.max_epochs to train it further, or evaluate it: "
+            f"python eval.py ckpt_path={ckpt.path}."
         )
     return contract.changes(stored, current, contract.PLAN)
