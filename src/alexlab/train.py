@@ -201,9 +201,6 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
     best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
     epochs, global_step = _progress(trainer, last)
     metrics = _evaluate_best(trainer, module, datamodule)
-    trained_images = (global_step - (resume.global_step if resume else 0)) * derived[
-        "global_batch_size"
-    ]
     summary = {
         "monitor": cfg.monitor,
         "value": metrics.get(cfg.monitor),
@@ -212,19 +209,32 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
         "last_ckpt": last,
         "epochs": epochs,
         "global_step": global_step,
-        "resumed_from": str(resume.path) if resume is not None else None,
-        "resumed_from_step": resume.global_step if resume is not None else None,
-        # plan keys this command changed against the checkpoint: [key, was, now]
-        "plan_changes": [list(c) for c in changes],
+        **_resume_record(resume, changes),
         **derived,
-        "fit_seconds": round(fit_seconds, 2),
-        # over the whole fit, validation included: a lower bound on training throughput
-        "images_per_sec": round(trained_images / fit_seconds, 1) if fit_seconds else None,
+        **_speed(global_step, resume, derived, fit_seconds),
         "output_dir": str(out),
     }
     _write_json(summary, out / "metrics.json")
     _finish_loggers(trainer)
     return summary
+
+
+def _resume_record(resume: Checkpoint | None, changes: list) -> dict[str, Any]:
+    return {
+        "resumed_from": str(resume.path) if resume is not None else None,
+        "resumed_from_step": resume.global_step if resume is not None else None,
+        # plan keys this command changed against the checkpoint: [key, was, now]
+        "plan_changes": [list(c) for c in changes],
+    }
+
+
+def _speed(global_step: int, resume: Checkpoint | None, derived: dict, seconds: float) -> dict:
+    # over the whole fit, validation included: a lower bound on training throughput
+    images = (global_step - (resume.global_step if resume else 0)) * derived["global_batch_size"]
+    return {
+        "fit_seconds": round(seconds, 2),
+        "images_per_sec": round(images / seconds, 1) if seconds else None,
+    }
 
 
 def _resume_note(resume: Checkpoint | None, changes: list) -> str:

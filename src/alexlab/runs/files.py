@@ -66,15 +66,17 @@ def best_and_last(trainer: L.Trainer) -> tuple[str | None, str | None]:
     """``(best, last)`` paths from the run's ModelCheckpoint callbacks; None where not written.
 
     The callback without a monitor writes ``last.ckpt``; the monitored one keeps the best.
-    (Under ``ddp_spawn`` the training ran in child processes and Lightning hands back only the
-    first callback's path: the latest is then found where its callback writes it.)
+    The latest is looked for where its callback writes it first: the path a restored callback
+    remembers can be another directory's (a run copied or moved, or started from another run's
+    checkpoint), and under ``ddp_spawn`` the training ran in child processes and Lightning hands
+    back only the first callback's path.
     """
     best = last = None
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "best_model_path", "") or None
         if getattr(callback, "monitor", None) is None:
             written = Path(callback.format_checkpoint_name({}))
-            last = path or (str(written) if written.is_file() else None)
+            last = str(written) if written.is_file() else path
         else:
             best = path
     return best, last
