@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from alexlab.checks import ConfigError, InputError
 
-HYDRA_FILES = {".hydra", "train.log", "eval.log", "run.lock"}
+HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -49,7 +49,7 @@ def only_hydra_files(run_dir: Path) -> bool:
     """Nothing in the directory but what Hydra and the lock put there at start (or no dir)."""
     if not run_dir.is_dir():
         return True
-    return {p.name for p in run_dir.iterdir()} <= HYDRA_FILES
+    return all(p.name in HYDRA_FILES or p.suffix == ".log" for p in run_dir.iterdir())
 
 
 class FailedStart:
