@@ -8,11 +8,11 @@ import torch
 from omegaconf import OmegaConf
 from subproc import run
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.config import ConfigError
 from alexlab.evaluate import evaluate
 from alexlab.export import export_onnx
 from alexlab.predict import predict
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def payloads(victim: Path) -> dict[str, dict]:
 
 def craft(src: str, dst: Path, model_edit: dict) -> Path:
     ckpt = torch.load(src, weights_only=True)
-    ckpt["hyper_parameters"]["run_config"]["model"].update(model_edit)
+    ckpt["alexlab"]["run_config"]["model"].update(model_edit)
     torch.save(ckpt, dst)
     return dst
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +17,15 @@ def trained(train_cfg, tmp_path) -> dict:
 def test_eval_reproduces_the_trained_metrics_and_writes_eval_json(trained, eval_cfg, tmp_path):
     summary = evaluate(eval_cfg(trained["best_ckpt"], "trainer.limit_test_batches=2"))
     # same weights, same val images (limit 2 batches as in training): same accuracy
-    assert summary["metrics"]["test/acc1"] == pytest.approx(trained["metrics"]["val/acc1"])
+    assert summary["metrics"]["val/acc1"] == pytest.approx(trained["metrics"]["val/acc1"])
     written = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert written["metrics"] == summary["metrics"]
+    # digits has no test split: the test stage read val, and says so
+    assert written["split"] == "val" and set(written["metrics"]) == {
+        "val/acc1",
+        "val/acc5",
+        "val/loss",
+    }
 
 
 def test_eval_refuses_a_class_count_mismatch(trained, eval_cfg, tmp_path, digits_root):
@@ -53,8 +60,8 @@ def test_ten_crop_views_by_hand():
 def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_root):
     from PIL import Image
 
-    from alexlab.checkpoint import open_checkpoint
     from alexlab.data.augment import Augment
+    from alexlab.runs.checkpoint import open_checkpoint
 
     summary = evaluate(
         eval_cfg(trained["best_ckpt"], "ten_crop=true", "trainer.limit_test_batches=null")
@@ -71,7 +78,7 @@ def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_
                 probs = module(tf(Image.open(path).convert("RGB"))).softmax(1).mean(0)
             hits += int(probs.argmax()) == label
             total += 1
-    assert summary["metrics"]["test/acc1"] == pytest.approx(hits / total, abs=1e-6)
+    assert summary["metrics"]["val/acc1"] == pytest.approx(hits / total, abs=1e-6)
 
 
 def test_eval_a_torchvision_weight_file(eval_cfg, tmp_path, digits_root):
@@ -93,10 +100,25 @@ def test_eval_a_torchvision_weight_file(eval_cfg, tmp_path, digits_root):
         with torch.no_grad():
             hits += int((reference(batch).argmax(1) == label).sum())
         total += len(batch)
-    assert summary["metrics"]["test/acc1"] == pytest.approx(hits / total, abs=1e-6)
+    assert summary["metrics"]["val/acc1"] == pytest.approx(hits / total, abs=1e-6)
     assert summary["weights"] == str(weights)
 
 
 def test_nothing_to_evaluate(eval_cfg):
     with pytest.raises(ConfigError, match="nothing to evaluate"):
         evaluate(eval_cfg(None))
+
+
+def test_eval_of_a_missing_or_truncated_checkpoint_leaves_no_directory(trained, eval_cfg, tmp_path):
+    truncated = tmp_path / "cut.ckpt"
+    truncated.write_bytes(Path(trained["last_ckpt"]).read_bytes()[:5000])
+    for ckpt, message in (
+        (tmp_path / "none.ckpt", "no such file"),
+        (truncated, "is not a checkpoint"),
+    ):
+        cfg = eval_cfg(str(ckpt))
+        out = Path(cfg.paths.output_dir)
+        (out / ".hydra").mkdir(parents=True)  # what Hydra makes before the task runs
+        with pytest.raises(ConfigError, match=message):
+            evaluate(cfg)
+        assert not out.exists()

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.export import export_onnx
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ort = pytest.importorskip("onnxruntime")
@@ -10,8 +10,16 @@ ort = pytest.importorskip("onnxruntime")
 
 def test_onnx_matches_pytorch_at_several_batch_sizes(train_cfg, tmp_path):
     summary = train(train_cfg(output_dir=tmp_path / "run"))
-    path, diff = export_onnx(summary["best_ckpt"], tmp_path / "model.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    path, diff = export_onnx(summary["best_ckpt"], out / "model.onnx")
     assert path.is_file() and diff is not None and diff < 1e-4
+    assert [p.name for p in out.iterdir()] == ["model.onnx"]  # no .onnx.data beside it
+    alone = tmp_path / "elsewhere" / "copy.onnx"  # the file alone, moved: still whole
+    alone.parent.mkdir()
+    alone.write_bytes(path.read_bytes())
+    path.unlink()
+    path = alone
     net = open_checkpoint(summary["best_ckpt"]).build_net().eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 7):  # the batch dimension is dynamic

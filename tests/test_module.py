@@ -41,9 +41,10 @@ def test_topk_metrics_against_a_hand_count():
 
 
 def test_hparams_are_plain_and_exclude_objects():
-    module = tiny_module(run_config={"model": {"norm": "bn"}})
+    module = tiny_module(label_smoothing=0.1)
     assert "net" not in module.hparams and "optimizer" not in module.hparams
-    assert module.hparams.run_config == {"model": {"norm": "bn"}}
+    expected = {"num_classes": 10, "label_smoothing": 0.1, "exclude_bias_and_norm": True}
+    assert dict(module.hparams) == expected
 
 
 def test_train_epoch_metrics_match_torchmetrics_over_the_same_batches(tmp_path):

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from subproc import run
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.config import ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.predict import pick_device, to_rgb
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import pytest
 import torch
 from subproc import ROOT, started, train_cli
 
-from alexlab.config import ConfigError, run_id
+from alexlab.config import ConfigError
+from alexlab.runs.identity import run_id
 from alexlab.train import train
 
 TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.image_size=64",
@@ -50,20 +51,20 @@ def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(t
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "runs" / "slurm-4240_2"
     ckpt1 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    wandb_id = ckpt1["logger_versions"]["WandbLogger"]
+    wandb_id = ckpt1["alexlab"]["logger_versions"]["WandbLogger"]
 
     env["SLURM_RESTART_COUNT"] = "1"
     second = train_cli(*args, "trainer.max_epochs=2", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     out = second.stdout + second.stderr
     assert f"resumed in place from {run}/checkpoints/last.ckpt at step 3" in out
-    assert "schedule re-planned for this run's length: 6 optimizer steps" in out
+    assert "lr schedule re-planned from step 3: 3 steps left (3 per epoch), 6 in all" in out
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["slurm-4240_2"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and metrics["epochs"] == 2
     assert metrics["resumed_from_step"] == 3
     ckpt2 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt2["logger_versions"]["WandbLogger"] == wandb_id
+    assert ckpt2["alexlab"]["logger_versions"]["WandbLogger"] == wandb_id
     assert {p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")} == {wandb_id}
 
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
@@ -115,14 +116,14 @@ def test_resume_never_and_contradicting_overrides_are_refused(train_cfg, tmp_pat
     train(train_cfg(output_dir=out))
     with pytest.raises(ConfigError, match=r"resume=never, but .* already holds checkpoints"):
         train(train_cfg("resume=never", output_dir=out))
-    with pytest.raises(ConfigError, match=r"model.hidden: 32 -> 64"):
+    with pytest.raises(ConfigError, match=r"other identity settings \(model.hidden 32 -> 64\)"):
         train(train_cfg("model.hidden=64", output_dir=out))
-    with pytest.raises(ConfigError, match=r"optimizer: .*SGD -> .*AdamW"):
+    with pytest.raises(ConfigError, match=r"optimizer._target_ '.*SGD' -> '.*AdamW'"):
         train(train_cfg("optimizer=adamw", output_dir=out))
     with pytest.raises(ConfigError, match=r"ckpt_path=last is gone"):
         train(train_cfg("ckpt_path=last", output_dir=tmp_path / "other"))
     with pytest.raises(ConfigError, match=r"starts a new run, but .* already holds checkpoints"):
-        train(train_cfg(f"ckpt_path={out}/checkpoints/last.ckpt", output_dir=out))
+        train(train_cfg(f"ckpt_path={tmp_path}/other/x.ckpt", output_dir=out))
 
 
 def test_a_finished_run_extended_trains_the_added_epoch_at_a_nonzero_lr(train_cfg, tmp_path):

@@ -138,10 +138,10 @@ def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     first = train(train_cfg("logger=wandb", output_dir=tmp_path / "first"))
     assert list((tmp_path / "first" / "wandb").glob("offline-run-*"))
-    run_id = torch.load(first["last_ckpt"], weights_only=True)["logger_versions"]["WandbLogger"]
+    run_id = torch.load(first["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"]["WandbLogger"]
     resumed = train(train_cfg("logger=wandb", f"ckpt_path={first['last_ckpt']}",
                               "trainer.max_epochs=2", output_dir=tmp_path / "second"))  # fmt: skip
-    again = torch.load(resumed["last_ckpt"], weights_only=True)["logger_versions"]["WandbLogger"]
+    again = torch.load(resumed["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"]["WandbLogger"]
     assert again == run_id
     assert list((tmp_path / "second" / "wandb").glob(f"offline-run-*-{run_id}"))
 
@@ -171,17 +171,16 @@ def test_checkpoints_hold_each_ranks_rng_state_and_each_rank_restores_its_own(tm
                     env={"PYTHONPATH": helpers})  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (last,) = (tmp_path / "runs").glob("*/checkpoints/last.ckpt")
-    saved = torch.load(last, weights_only=True)["rng"]["per_rank"]
+    saved = torch.load(last, weights_only=True)["alexlab"]["rng"]["per_rank"]
     at_save = [torch.load(tmp_path / "ranks" / f"rank{r}.pt") for r in (0, 1)]
     assert not torch.equal(at_save[0], at_save[1])  # two different streams ...
     assert [torch.equal(s["torch"], a) for s, a in zip(saved, at_save, strict=True)] == [True, True]
 
     # ... and a rank restores its own entry (here rank 0 of a single process)
-    from alexlab.module import ClassificationModule
+    from alexlab.runs.state import restore_rng_state
 
-    module = ClassificationModule(torch.nn.Linear(1, 1), num_classes=2)
     torch.manual_seed(123)
-    module.on_load_checkpoint({"rng": {"per_rank": saved}})
+    restore_rng_state({"per_rank": saved}, 0, torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), at_save[0])
     torch.set_rng_state(saved[1]["torch"])  # rank 1's entry is a state of its own, not a view
     assert torch.equal(torch.get_rng_state(), at_save[1])

@@ -54,7 +54,7 @@ def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path)
     assert metrics["epochs"] == 2 and metrics["global_step"] == 6  # 2 epochs x 3 batches
     for name in ("last.ckpt", "best.ckpt"):
         ckpt = torch.load(out / "checkpoints" / name, weights_only=True)  # plain data only
-        assert ckpt["hyper_parameters"]["run_config"]["model"]["norm"] == "bn"
+        assert ckpt["alexlab"]["run_config"]["model"]["norm"] == "bn"
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
     assert metrics["best_ckpt"] == str(out / "checkpoints" / "best.ckpt")
 
@@ -85,11 +85,17 @@ def test_non_finite_loss_stops_with_the_steps_and_keeps_the_last_good_checkpoint
     )  # fmt: skip
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg)
-    pattern = r"in step (\d+), found after step (\d+) \(epoch 1, lr [0-9.e+]+\)\. Steps (\d+)-"
+    pattern = (
+        r"in step (\d+) \(lr ([0-9.e+]+)\), found after step (\d+) \(epoch 1\)\. "
+        r"Steps (\d+)-(\d+) ran since"
+    )
     found = re.search(pattern, str(err.value))
     assert found, err.value
-    first, at, unchecked = map(int, found.groups())
-    assert 5 < first <= at and unchecked <= first  # in epoch 1, after the lr jump, in the range
+    first, lr, at, since, until = found.groups()
+    first, at, since, until = int(first), int(at), int(since), int(until)
+    assert 5 < first <= at and since <= first <= until == at  # the range holds the bad step
+    # the failing step's lr: 0.01 x 1e12 from the milestone (step 6) on, whatever step found it
+    assert float(lr) == pytest.approx(1e10, rel=1e-3)
     if log_every == 2:
         assert at % 2 == 0 and at - first < 2  # stopped at the first logging step after it
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
@@ -118,9 +124,13 @@ def test_config_errors_name_the_key(train_cfg, override, message):
         train(train_cfg(override))
 
 
-def test_data_root_errors(train_cfg):
+def test_data_root_errors(train_cfg, tmp_path):
     with pytest.raises(ConfigError, match="data.root=/no/such/dir: no such directory"):
         train(train_cfg("data=folder", "data.root=/no/such/dir"))
+    a_file = tmp_path / "images.tar"
+    a_file.write_bytes(b"not a folder")
+    with pytest.raises(ConfigError, match=f"data.root={a_file} is a file, not a directory"):
+        train(train_cfg("data=folder", f"data.root={a_file}"))
 
 
 def test_checkpoint_that_is_not_a_checkpoint(train_cfg, tmp_path):
@@ -257,8 +267,14 @@ def test_resume_refuses_a_different_class_count(train_cfg, tmp_path):
     for split in ("train", "val"):
         for c in range(3):
             (tree / split / str(c)).mkdir(parents=True)
-    with pytest.raises(ConfigError, match="data.num_classes=3 but ckpt_path=.* trained with 10"):
+    with pytest.raises(ConfigError, match="other identity settings .*data.root") as refused:
         train(train_cfg("data=folder", f"data.root={tree}", f"ckpt_path={first['last_ckpt']}"))
+    assert "data.num_classes" not in str(refused.value)  # null: counted later, not a change
+    # the same root with other class folders: the counted classes differ from the checkpoint's
+    from alexlab.runs.checkpoint import open_checkpoint
+
+    with pytest.raises(ConfigError, match="data.num_classes=3 but ckpt_path=.* trained with 10"):
+        open_checkpoint(first["last_ckpt"]).check_classes(3)
 
 
 class _Payload:

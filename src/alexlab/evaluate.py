@@ -1,7 +1,7 @@
 """Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
 
 A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings
-stored in it (``alexlab.checkpoint``; nothing it names is ever instantiated), so model overrides
+stored in it (``alexlab.runs.checkpoint``; nothing it names is ever instantiated), so model overrides
 are not needed and are refused; the data comes from this command's config.
 """
 
@@ -15,15 +15,23 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.config import ConfigError, build, report_config_errors
 from alexlab.console import print_metrics
 from alexlab.module import ClassificationModule
+from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.runs.rundir import FailedStart
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Top-1/top-5 (centre crop, or 10-crop with ``ten_crop=true``) on the data's test (or
-    val) split, of ``ckpt_path`` or of ``model=...`` with ``model.weights=...``."""
+    val) split, of ``ckpt_path`` or of ``model=...`` with ``model.weights=...``. The metrics
+    are named for the split read (``val/acc1`` where the data has no test split); a start that
+    fails on the user's input leaves no ``runs/eval/<date>/`` behind."""
+    with FailedStart(Path(cfg.paths.output_dir)):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("ten_crop"):
         with open_dict(cfg):
@@ -48,14 +56,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "model=alexnet_tv model.weights=/path/alexnet-owt-7be5be79.pth"
         )
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    split = "test" if datamodule.has_test else "val"  # what the test stage reads
     metrics: dict[str, Any] = {}
     for result in trainer.test(module, datamodule=datamodule):
-        metrics.update(result)
+        metrics.update({f"{split}/{k.split('/', 1)[1]}": v for k, v in result.items()})
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "ckpt_path": cfg.get("ckpt_path"),
         "weights": cfg.model.get("weights") if cfg.get("model") else None,
+        "split": split,
         "views": 10 if cfg.get("ten_crop") else 1,
         "metrics": metrics,
         "output_dir": str(out),

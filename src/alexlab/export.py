@@ -1,8 +1,10 @@
 """``python -m alexlab.export ckpt_path=... format=onnx``: the trained network as ONNX.
 
 Uses torch's dynamo-based ONNX exporter with a dynamic batch dimension; input ``images``
-(B, 3, S, S) normalised as in training, output ``logits`` (B, classes). When onnxruntime is
-installed, the exported file is run once and compared with PyTorch. Needs the ``export`` extra:
+(B, 3, S, S) normalised as in training, output ``logits`` (B, classes). One self-contained file:
+the weights are stored inside it (``external_data=False``; AlexNet is far below ONNX's 2 GB
+limit), never in a ``.onnx.data`` file beside it. When onnxruntime is installed, the file is
+loaded on its own and run once against PyTorch. Needs the ``export`` extra:
 ``pip install -e '.[export]'``.
 """
 
@@ -15,8 +17,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
+from alexlab.runs.checkpoint import open_checkpoint
 
 FORMATS = ("onnx",)
 
@@ -38,8 +40,16 @@ def export_onnx(
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
     example = torch.randn(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    torch.onnx.export(net, (example,), str(output), input_names=["images"], output_names=["logits"],
-                      dynamic_shapes={"x": {0: batch}}, dynamo=True)  # fmt: skip
+    torch.onnx.export(
+        net,
+        (example,),
+        str(output),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: batch}},
+        dynamo=True,
+        external_data=False,
+    )
     try:
         import onnxruntime as ort
     except ImportError:

@@ -48,7 +48,6 @@ class ClassificationModule(L.LightningModule):
         num_classes: classifier outputs.
         label_smoothing: cross-entropy label smoothing (0 = off).
         exclude_bias_and_norm: no weight decay (or LARS adaptation) on biases and norm params.
-        run_config: the resolved run config, stored in checkpoints so eval can rebuild the net.
     """
 
     def __init__(
@@ -60,17 +59,10 @@ class ClassificationModule(L.LightningModule):
         num_classes: int,
         label_smoothing: float = 0.0,
         exclude_bias_and_norm: bool = True,
-        run_config: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "schedule"])
         self.net = net
-        conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-        self._channels_last = (
-            conv is not None
-            and conv.weight.is_contiguous(memory_format=torch.channels_last)
-            and not conv.weight.is_contiguous()
-        )
         self.optimizer_factory = optimizer
         self.schedule_factory = schedule
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -91,17 +83,8 @@ class ClassificationModule(L.LightningModule):
         self._train_sums: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self._channels_last:  # match the weights' memory order (no copy when it already does)
-            images = images.contiguous(memory_format=torch.channels_last)
+        # (channels-last weights take NCHW batches as they are: torch converts inside the conv)
         return self.net(images)  # (B, 3, S, S) -> (B, num_classes)
-
-    def eager_forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``forward`` through the network's Python code, never its compiled call: for callbacks
-        that run other batch sizes, which would recompile the training graph under
-        ``model.compile=true``."""
-        if self._channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.net.forward(images)
 
     def _logits_and_loss(self, batch: tuple[torch.Tensor, torch.Tensor]):
         images, labels = batch  # (B, 3, S, S) float, (B,) int64
@@ -168,45 +151,6 @@ class ClassificationModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # logger run ids (W&B's run id above all), so a resume continues the same run
-        checkpoint["logger_versions"] = {type(lg).__name__: str(lg.version) for lg in self.loggers}
-        # class index -> name, so predict can label its output from the checkpoint alone
-        datamodule = getattr(self.trainer, "datamodule", None)
-        checkpoint["class_names"] = list(getattr(datamodule, "class_names", None) or [])
-        # each rank's global RNG (dropout masks): a resumed run draws what the uninterrupted one
-        # drew, on every rank. Every rank runs this hook (Lightning builds the checkpoint on all
-        # ranks, rank 0 writes it), so the states are gathered to one list indexed by rank.
-        checkpoint["rng"] = {"per_rank": self._gather_rng_states()}
-
-    def _gather_rng_states(self) -> list[dict[str, torch.Tensor]]:
-        cpu = torch.get_rng_state()  # (5056,) uint8
-        cuda = (
-            torch.cuda.get_rng_state(self.device)  # this rank's device only
-            if self.device.type == "cuda"
-            else torch.empty(0, dtype=torch.uint8)
-        )
-        mine = torch.cat([cpu, cuda]).to(self.device)
-        gathered = self.all_gather(mine) if self.trainer.world_size > 1 else mine[None]
-        # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
-        return [
-            {"torch": row[: cpu.numel()].cpu().clone(), "cuda": row[cpu.numel() :].cpu().clone()}
-            for row in gathered
-        ]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("rng") or {}
-        per_rank = rng.get("per_rank") or ([rng] if "torch" in rng else [])  # older: one state
-        if self.global_rank >= len(per_rank):  # more ranks than when saved: their seeded state
-            return
-        state = per_rank[self.global_rank]
-        torch.set_rng_state(state["torch"].clone())  # a view would be read from its storage start
-        cuda = state.get("cuda")
-        if isinstance(cuda, list):  # older checkpoints: rank 0's get_rng_state_all()
-            cuda = cuda[self.device.index or 0] if self.device.type == "cuda" and cuda else None
-        if cuda is not None and cuda.numel() and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda.clone(), self.device)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -21,10 +21,10 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from alexlab.checkpoint import open_checkpoint
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
+from alexlab.runs.checkpoint import open_checkpoint
 
 
 @dataclass

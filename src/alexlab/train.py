@@ -24,15 +24,19 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from alexlab.callbacks.checkpoint_paths import best_and_last
-from alexlab.callbacks.preemption import AtomicCheckpointIO, SaveOnInterrupt
-from alexlab.checkpoint import Checkpoint, open_checkpoint
 from alexlab.config import ConfigError, build, report_config_errors, validate_config
 from alexlab.console import print_metrics, start_line
 from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
 from alexlab.loggers import prepare_loggers
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
-from alexlab.runs import check_same_run, resume_checkpoint
+from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
+from alexlab.runs.contract import show
+from alexlab.runs.files import AtomicCheckpointIO, best_and_last
+from alexlab.runs.interrupt import SaveOnInterrupt
+from alexlab.runs.lock import RunLock
+from alexlab.runs.resume import check_resume, resume_checkpoint
+from alexlab.runs.rundir import FailedStart, check_writable
+from alexlab.runs.state import RunState
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -70,7 +74,7 @@ def _sweep_name() -> str | None:
     return None
 
 
-def _build_trainer(cfg: DictConfig, resume: Checkpoint | None) -> L.Trainer:
+def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) -> L.Trainer:
     prepare_loggers(
         cfg, sweep_name=_sweep_name(), resume_ids=resume.logger_versions if resume else {}
     )
@@ -90,7 +94,7 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None) -> L.Trainer:
         cfg.trainer,
         strategy=strategy,
         sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
-        callbacks=instantiate_all(cfg.get("callbacks")),
+        callbacks=[state, *instantiate_all(cfg.get("callbacks"))],
         logger=instantiate_all(cfg.get("logger")) or False,
         plugins=_plugins(),
     )
@@ -98,7 +102,7 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None) -> L.Trainer:
 
 def _plugins() -> list[Any]:
     # checkpoint temp files beside the checkpoint, never in /tmp; under SLURM, submitit requeues
-    # (alexlab.callbacks.preemption), so Lightning's own auto-requeue (a mid-step save) is off
+    # (alexlab.runs.interrupt), so Lightning's own auto-requeue (a mid-step save) is off
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))
@@ -110,8 +114,7 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
-    """The module, with the resolved config and the derived values in its hyper-parameters
-    (Lightning logs them from the training process, and checkpoints keep them)."""
+    """The module around the network, the optimizer (with the derived lr) and the schedule."""
     compile = bool(cfg.model.get("compile"))
     net = build(cfg.model, compile=False) if compile else build(cfg.model)
     has_bn = any(isinstance(m, BATCH_NORMS) for m in net.modules())
@@ -128,7 +131,6 @@ def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.Light
         net=net,
         optimizer=instantiate(cfg.optimizer, lr=derived["lr"]),
         schedule=instantiate(cfg.schedule) if cfg.get("schedule") else None,
-        run_config={**OmegaConf.to_container(cfg, resolve=True), "derived": derived},
     )
 
 
@@ -147,14 +149,29 @@ def _evaluate_best(
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents."""
-    # 1) check everything that needs no data or model; the checkpoint this run starts from
+    """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents.
+
+    Before any work: the config, the run directory (writable; one live run in it: ``run.lock``)
+    and the checkpoint it starts from (the resume contract). A start that fails on the user's
+    input removes the run directory it made."""
     validate_config(cfg)
-    resume = resume_checkpoint(cfg)
-    if resume is not None:
-        check_same_run(resume, cfg)
-    L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.paths.output_dir)
+    check_writable(out)
+    rank_zero = rank_zero_only.rank == 0  # (DDP's other ranks start after rank 0 holds the lock)
+    lock = RunLock(out).acquire() if rank_zero else None  # refused: the directory is another's
+    try:
+        with FailedStart(out, enabled=rank_zero) as start:
+            return _train(cfg, out, start)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
+    # 1) the checkpoint this run starts from, and what this command changes in its plan
+    resume = resume_checkpoint(cfg)
+    changes = check_resume(resume, cfg) if resume is not None else []
+    L.seed_everything(cfg.seed, workers=True)
     out.mkdir(parents=True, exist_ok=True)
 
     # 2) data (checks paths and classes), trainer, derived batch sizes and lr, module
@@ -164,13 +181,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg.data.num_classes = datamodule.num_classes
     if resume is not None:
         resume.check_classes(datamodule.num_classes)
-    trainer = _build_trainer(cfg, resume)
+    state = RunState(run_config={})  # filled once the derived values are known
+    trainer = _build_trainer(cfg, resume, state)
     warn_if_gpu_unused(trainer, str(cfg.trainer.get("accelerator")))
     if cfg.get("float32_matmul_precision"):  # once, before any work, on CUDA devices only
         set_matmul_precision(trainer, cfg.float32_matmul_precision)
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
-    rank_zero_info(start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume))
+    state.run_config = {**OmegaConf.to_container(cfg, resolve=True), "derived": derived}
+    rank_zero_info(
+        start_line(cfg, out, datamodule, trainer, derived) + _resume_note(resume, changes)
+    )
     if (fast := cfg.trainer.get("fast_dev_run")) and cfg.data.get("global_batch_size"):
         n = "one micro-batch" if fast is True else f"{fast} micro-batches"
         note = f"{n} of {cfg.data.batch_size} per device per stage, no accumulation"
@@ -179,24 +200,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _save_config(cfg, out / "config.yaml")
 
     # 3) fit, then the best checkpoint's metrics
-    start = time.perf_counter()
+    start.done()
+    fit_start = time.perf_counter()
     ckpt_path = str(resume.path) if resume is not None else None
     try:
         with warnings.catch_warnings():
-            if resume is not None and resume.key == "resume":  # resuming in place: expected
+            if resume is not None and resume.in_place:  # resuming in place: expected
                 warnings.filterwarnings(
                     "ignore", re.escape(f"Checkpoint directory {out}/checkpoints")
                 )
+            if resume is not None:  # a new run from another's checkpoint keeps its own best file
+                warnings.filterwarnings("ignore", "The dirpath has changed from")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        fit_seconds = time.perf_counter() - start
+        fit_seconds = time.perf_counter() - fit_start
         best, last = best_and_last(trainer)  # before validate() restores the callbacks' state
         epochs, global_step = _progress(trainer, last)
         metrics = _evaluate_best(trainer, module, datamodule, test=cfg.get("test", True))
     finally:  # also when the fit fails or is interrupted
         _finish_wandb(trainer)
-    trained_images = (global_step - (resume.global_step if resume else 0)) * derived[
-        "global_batch_size"
-    ]
     summary = {
         "monitor": cfg.monitor,
         "value": metrics.get(cfg.monitor),
@@ -205,22 +226,40 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_ckpt": last,
         "epochs": epochs,
         "global_step": global_step,
-        "resumed_from_step": resume.global_step if resume is not None else None,
+        **_resume_record(resume, changes),
         **derived,
-        "fit_seconds": round(fit_seconds, 2),
-        # over the whole fit, validation included: a lower bound on training throughput
-        "images_per_sec": round(trained_images / fit_seconds, 1) if fit_seconds else None,
+        **_speed(global_step, resume, derived, fit_seconds),
         "output_dir": str(out),
     }
     _write_json(summary, out / "metrics.json")
     return summary
 
 
-def _resume_note(resume: Checkpoint | None) -> str:
+def _resume_record(resume: Checkpoint | None, changes: list) -> dict[str, Any]:
+    return {
+        "resumed_from": str(resume.path) if resume is not None else None,
+        "resumed_from_step": resume.global_step if resume is not None else None,
+        # plan keys this command changed against the checkpoint: [key, was, now]
+        "plan_changes": [list(c) for c in changes],
+    }
+
+
+def _speed(global_step: int, resume: Checkpoint | None, derived: dict, seconds: float) -> dict:
+    # over the whole fit, validation included: a lower bound on training throughput
+    images = (global_step - (resume.global_step if resume else 0)) * derived["global_batch_size"]
+    return {
+        "fit_seconds": round(seconds, 2),
+        "images_per_sec": round(images / seconds, 1) if seconds else None,
+    }
+
+
+def _resume_note(resume: Checkpoint | None, changes: list) -> str:
     if resume is None:
         return ""
-    verb = "resumed in place" if resume.key == "resume" else "new run started"
-    return f" | {verb} from {resume.path} at step {resume.global_step}"
+    verb = "resumed in place" if resume.in_place else "new run started"
+    note = f" | {verb} from {resume.path} at step {resume.global_step}"
+    note += f" ({resume.note})" if resume.note else ""
+    return note + (f" | changed: {show(changes)}" if changes else "")
 
 
 def _progress(trainer: L.Trainer, last: str | None) -> tuple[int, int]:
@@ -229,7 +268,7 @@ def _progress(trainer: L.Trainer, last: str | None) -> tuple[int, int]:
     if trainer.global_step > 0 or not last:
         return trainer.current_epoch, trainer.global_step
     ckpt = open_checkpoint(last, key="last.ckpt")
-    return ckpt.epochs_trained, ckpt.global_step
+    return ckpt.epochs_trained or 0, ckpt.global_step
 
 
 def _finish_wandb(trainer: L.Trainer) -> None:

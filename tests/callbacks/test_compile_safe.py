@@ -36,7 +36,7 @@ def test_summary_and_image_predictions_do_not_recompile():
     reference.load_state_dict(net.state_dict())
     module.eval(), reference.eval()
     with torch.no_grad():
-        preds = module.eager_forward(x[:8])  # RunImages: 8 validation images
+        preds = module.net.forward(x[:8])  # RunImages: 8 validation images
     assert torch.allclose(preds, reference(x[:8]), atol=1e-6)
     module.train()
     module(x).sum().backward()  # training goes on at batch 16

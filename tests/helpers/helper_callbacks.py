@@ -43,3 +43,29 @@ class RecordLr(L.Callback):
         import torch
 
         torch.save(self.lrs, self.path)
+
+
+class RngOrderProbe(L.Callback):
+    """Records, at each hook of a resumed fit, whether the global RNG already holds the state
+    the checkpoint saved for rank 0, and where the module sits; saved to ``path`` at the end."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.saved, self.events = Path(path), None, []
+
+    def _record(self, hook: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch
+
+        restored = self.saved is not None and torch.equal(torch.get_rng_state(), self.saved)
+        on_device = pl_module.device == trainer.strategy.root_device
+        self.events.append([hook, restored, on_device])
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.saved = checkpoint["alexlab"]["rng"]["per_rank"][0]["torch"]
+        self._record("on_load_checkpoint", trainer, pl_module)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._record("on_fit_start", trainer, pl_module)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._record("on_train_start", trainer, pl_module)
+        self.path.write_text(json.dumps(self.events))

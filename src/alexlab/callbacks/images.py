@@ -66,7 +66,9 @@ class RunImages(L.Callback):
         images, labels = batch
         images, labels = images[: self.num_val_images], labels[: self.num_val_images]
         with torch.no_grad():
-            preds = pl_module.eager_forward(images).argmax(dim=1)  # no recompile at batch 8
+            # the network's Python forward, never its compiled call (model.compile=true): batch 8
+            # would recompile the training graph
+            preds = pl_module.net.forward(images).argmax(dim=1)
         names = getattr(trainer.datamodule, "classes", None) or []
         name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
         shown = [_for_display(img) for img in images]

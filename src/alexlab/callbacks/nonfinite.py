@@ -17,9 +17,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from alexlab.callbacks.checkpoint_paths import best_and_last
 from alexlab.config import InputError
 from alexlab.loggers import logger_step
+from alexlab.runs.files import best_and_last
 
 NONE = torch.iinfo(torch.int64).max  # "no bad step yet"
 
@@ -39,6 +39,11 @@ class NonFiniteLossGuard(L.Callback):
         self.first_bad = torch.full((), NONE, dtype=torch.int64, device=pl_module.device)
         self.checked_step = trainer.global_step
         self.last_step = trainer.global_step
+        self.lrs: dict[int, float] = {}  # step -> the lr it trained at, since the last check
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.optimizers:  # a host value already: no sync
+            self.lrs[trainer.global_step + 1] = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
@@ -77,21 +82,29 @@ class NonFiniteLossGuard(L.Callback):
         if first != NONE:
             self._stop(trainer, first)
         self.checked_step = trainer.global_step
+        self.lrs = {step: lr for step, lr in self.lrs.items() if step > self.checked_step}
 
     def _stop(self, trainer: L.Trainer, first: int | None) -> None:
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        step = trainer.global_step
+        lr = self.lrs.get(first if first is not None else step, float("nan"))
         ckpt = best_and_last(trainer)[1] or "none written yet"
-        what = (
-            f"non-finite loss (NaN or Inf) in step {first}"
-            if first is not None
-            else "non-finite weights (NaN or Inf) after finite losses (a gradient overflowed)"
+        if first is not None:
+            what = f"non-finite loss (NaN or Inf) in step {first} (lr {lr:.4g})"
+        else:  # finite losses, yet the weights are not: found before a save
+            what = (
+                f"non-finite weights (NaN or Inf) after step {step} (lr {lr:.4g}; a gradient "
+                f"overflowed)"
+            )
+        since = (
+            f"Steps {self.checked_step + 1}-{step} ran since the last check (the loss is checked "
+            f"on the logger's steps and before each checkpoint) and none of them was saved. "
+            if step > self.checked_step
+            else "It was not saved. "
         )
         raise NonFiniteLossError(
-            f"{what}, found after step {trainer.global_step} "
-            f"(epoch {trainer.current_epoch}, lr {lr:.4g}). Steps {self.checked_step + 1}-"
-            f"{trainer.global_step} ran since the last check (the loss is checked on the logger's "
-            f"steps and before each checkpoint) and none of them was saved. Last good "
+            f"{what}, found after step {step} (epoch {trainer.current_epoch}). {since}Last good "
             f"checkpoint: {ckpt}. Lower optimizer.lr, add warmup (schedule.warmup_epochs) or "
-            f"gradient clipping (trainer.gradient_clip_val), then start a new run from it: "
-            f"ckpt_path=<that checkpoint> run_name=<a new name>."
+            f"gradient clipping (trainer.gradient_clip_val) and run the same command again: it "
+            f"resumes from that checkpoint with the new values (or start a new run from it: "
+            f"ckpt_path=<that checkpoint> run_name=<a new name>)."
         )

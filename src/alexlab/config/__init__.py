@@ -9,28 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from alexlab.runs.identity import run_id
 
 # conf/ sits at the repository root, beside src/; a wheel carries a copy as alexlab/conf
 # (setup.py). An absolute path: Hydra would read a relative one as a python module path.
 _PACKAGED = Path(__file__).resolve().parents[1] / "conf"
 CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[3] / "conf"
-
-
-def run_id(name: str | None) -> str:
-    """A run directory's name: ``run_name``, else the SLURM job (stable across requeues), else
-    the start time."""
-    if name:
-        return str(name)
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array_job and task:
-        return f"slurm-{array_job}_{task}"
-    if os.environ.get("SLURM_JOB_ID"):
-        return f"slurm-{os.environ['SLURM_JOB_ID']}"
-    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}-{secrets.token_hex(2)}"
 
 
 # `${uid:}` in run directory names: two runs started in the same second never share a folder.

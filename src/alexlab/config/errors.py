@@ -115,6 +115,8 @@ def require_dir(path: str | Path | None, key: str, hint: str) -> Path:
     if path is None or str(path) == "":
         raise ConfigError(f"{key} is not set. {hint}")
     p = Path(path).expanduser()
+    if p.is_file():
+        raise ConfigError(f"{key}={path} is a file, not a directory. {hint}")
     if not p.is_dir():
         raise ConfigError(f"{key}={path}: no such directory. {hint}")
     return p

@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from lightning.pytorch.utilities import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -106,34 +105,79 @@ RUN_STATE = ("best", "bad_epochs", "reductions")
 class WarmupLR(LambdaLR):
     """``LambdaLR`` over ``WarmupSchedule``s whose plan is always this run's.
 
-    A checkpoint restores the step count and the plateau state, never the lengths: resumed with
-    a longer (or shorter) run, the schedule is re-planned for the new length, the optimizer's
-    lr is set to the new plan's value at the resumed step, and the change is said at start.
-    (A plain LambdaLR restores the old plan: the added epochs of an extended cosine run would
-    train at lr 0.)
+    A checkpoint restores the step count and the plateau state, never the plan (lengths, base
+    lr): a resumed run is re-planned by ``replan`` (``alexlab.runs.state.RunState`` calls it
+    once the step count is restored), so an extended, shortened or re-batched run keeps a
+    schedule that fits what is left of it. (A plain LambdaLR restores the old plan: the added
+    epochs of an extended cosine run would train at lr 0, an lr override would be ignored.)
     """
+
+    def __init__(self, optimizer: Optimizer, schedule: WarmupSchedule, plan: dict) -> None:
+        self.plan = plan  # warmup_lr_scheduler's arguments: what replan rebuilds from
+        super().__init__(optimizer, schedule)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         plans = [
             {k: v for k, v in vars(fn).items() if k not in RUN_STATE} for fn in self.lr_lambdas
         ]
-        stored = [dict(fn or {}) for fn in state_dict.get("lr_lambdas", [])]
+        base_lrs, plan = list(self.base_lrs), self.plan  # this run's, not the checkpoint's
         # loaded one step back, then torch's own step() sets every group's lr (and
         # get_last_lr()) from this run's plan at the resumed step
         super().load_state_dict({**state_dict, "last_epoch": state_dict["last_epoch"] - 1})
-        for fn, plan in zip(self.lr_lambdas, plans, strict=True):
-            vars(fn).update(plan)
+        self.base_lrs, self.plan = base_lrs, plan
+        for fn, own in zip(self.lr_lambdas, plans, strict=True):
+            vars(fn).update(own)
+        self._step_again()
+
+    def _step_again(self) -> None:
+        """Recompute the lr of the current step through torch's public ``step()``."""
         with warnings.catch_warnings():  # a step-0 checkpoint: no optimizer step to come first
             warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()`"))
             self.step()
-        old = stored[0].get("total_steps") if stored else None
-        new = self.lr_lambdas[0].total_steps
-        if old is not None and old != new:
-            rank_zero_info(
-                f"[alexlab] {self.lr_lambdas[0].kind} schedule re-planned for this run's length: "
-                f"{new} optimizer steps (the checkpoint's plan: {old}); lr at step "
-                f"{self.last_epoch} is {self.get_last_lr()[0]:g}"
-            )
+
+    def replan(
+        self, *, total_steps: int, steps_per_epoch: int, start_step: int, start_epoch: float
+    ) -> float:
+        """Lengths in epochs counted from the resumed point (``start_epoch`` at optimizer step
+        ``start_step``) with this run's steps per epoch; returns the lr at ``start_step``."""
+        fresh = _schedule(
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            start_step=start_step,
+            start_epoch=start_epoch,
+            **self.plan,
+        )
+        for fn in {id(f): f for f in self.lr_lambdas}.values():
+            vars(fn).update({k: v for k, v in vars(fresh).items() if k not in RUN_STATE})
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["initial_lr"] = base_lr
+        self.last_epoch -= 1
+        self._step_again()
+        return self.get_last_lr()[0]
+
+
+def _schedule(
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    start_step: int = 0,
+    start_epoch: float = 0.0,
+    warmup_epochs: float = 0.0,
+    milestones_epochs: Sequence[float] = (),
+    **kwargs: Any,
+) -> WarmupSchedule:
+    """Epochs -> optimizer steps, counted from ``start_epoch`` at ``start_step`` (a resumed run
+    may have another number of steps per epoch than the epochs before it)."""
+
+    def at(epoch: float) -> int:
+        return max(0, start_step + round((epoch - start_epoch) * steps_per_epoch))
+
+    return WarmupSchedule(
+        total_steps=total_steps,
+        warmup_steps=at(warmup_epochs) if warmup_epochs else 0,
+        milestones=[at(e) for e in milestones_epochs],
+        **kwargs,
+    )
 
 
 def warmup_lr_scheduler(
@@ -151,17 +195,17 @@ def warmup_lr_scheduler(
 ) -> LambdaLR:
     """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer.
     ``plateau`` takes ``monitor``, ``mode``, ``patience``, ``max_reductions``, ``threshold``."""
-    schedule = WarmupSchedule(
+    plan = dict(
         kind=kind,
-        total_steps=total_steps,
-        warmup_steps=round(warmup_epochs * steps_per_epoch),
-        milestones=[round(e * steps_per_epoch) for e in milestones_epochs],
+        warmup_epochs=warmup_epochs,
+        milestones_epochs=list(milestones_epochs),
         gamma=gamma,
         power=power,
         min_factor=min_factor,
         **plateau,
     )
-    return WarmupLR(optimizer, schedule)
+    schedule = _schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **plan)
+    return WarmupLR(optimizer, schedule, plan)
 
 
 def report_epoch_metrics(scheduler: Any, metrics: Mapping[str, Any]) -> None:

@@ -8,12 +8,17 @@ and range. A stored ``_target_`` other than that builder, an unknown key, or a v
 type (a nested mapping, say, which is how a ``_target_`` would be smuggled in) is refused in
 one paragraph naming the file, the key and the value.
 
-Layout read here, written by ``ClassificationModule`` and Lightning::
+Layout read here, written by Lightning and ``alexlab.runs.state.RunState``::
 
     state_dict                        network weights (``net.*``) and metric buffers
-    hyper_parameters.run_config       the resolved run config (model, data, optimizer, ...)
-    class_names                       class index -> name
-    global_step, epoch, loops, ...    Lightning's own resume state
+    alexlab.run_config                the resolved run config (model, data, optimizer, ...)
+    alexlab.class_names               class index -> name
+    alexlab.logger_versions           each logger's run id
+    alexlab.epochs_done               epochs whose training batches all ran
+    global_step, ...                  Lightning's own resume state (read: global_step only)
+
+(Checkpoints of alexlab before ``RunState`` kept run_config under ``hyper_parameters`` and
+the others at the top level; they are read too.)
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ class Checkpoint:
     path: Path
     key: str
     data: dict
+    in_place: bool = False  # this run's own checkpoint: the run continues in its directory
+    note: str = ""  # how it was chosen, when that needs saying (a damaged last.ckpt)
 
     def _refuse(self, what: str) -> ConfigError:
         return ConfigError(
@@ -84,10 +91,20 @@ class Checkpoint:
         )
 
     @property
+    def extra(self) -> dict:
+        """What alexlab stores beside Lightning's state (``RunState``)."""
+        extra = self.data.get("alexlab")
+        if isinstance(extra, dict):
+            return extra
+        legacy = {k: self.data[k] for k in ("class_names", "logger_versions") if k in self.data}
+        hparams = self.data.get("hyper_parameters") or {}
+        return {**legacy, "run_config": hparams.get("run_config")}
+
+    @property
     def run_config(self) -> dict:
-        run_config = (self.data.get("hyper_parameters") or {}).get("run_config")
+        run_config = self.extra.get("run_config")
         if not isinstance(run_config, dict) or not isinstance(run_config.get("model"), dict):
-            raise self._refuse("it holds no alexlab run config (hyper_parameters.run_config)")
+            raise self._refuse("it holds no alexlab run config (alexlab.run_config)")
         return run_config
 
     @property
@@ -95,16 +112,15 @@ class Checkpoint:
         return int(self.data.get("global_step", 0))
 
     @property
-    def epochs_trained(self) -> int:
-        """Epochs whose training batches all ran (Lightning's fit-loop progress)."""
-        loops = self.data.get("loops") or {}
-        progress = (loops.get("fit_loop") or {}).get("epoch_progress") or {}
-        return int((progress.get("current") or {}).get("processed", 0))
+    def epochs_trained(self) -> int | None:
+        """Epochs whose training batches all ran (None: a checkpoint that does not say)."""
+        done = self.extra.get("epochs_done")
+        return int(done) if isinstance(done, int) else None
 
     @property
     def logger_versions(self) -> dict[str, str]:
         """Each logger's run id (W&B's above all), so a resume continues the same run."""
-        versions = self.data.get("logger_versions") or {}
+        versions = self.extra.get("logger_versions") or {}
         return {str(k): str(v) for k, v in versions.items()}
 
     @property
@@ -145,7 +161,7 @@ class Checkpoint:
 
     @property
     def class_names(self) -> list[str]:
-        names = self.data.get("class_names") or []
+        names = self.extra.get("class_names") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise self._refuse("class_names is not a list of strings")
         return names

@@ -10,10 +10,7 @@ written; a killed write never leaves a broken checkpoint or a stray file outside
   switched off): after the save, ``alexlab.train.main`` hands USR2 to submitit's own handler,
   which counts the time-out against ``max_num_timeout``, requeues the job and exits. The
   requeued job runs in the same directory and resumes from ``last.ckpt`` (``resume=auto``).
-- ``AtomicCheckpointIO`` writes every checkpoint to ``.<name>.tmp-<pid>`` beside its target and
-  renames it into place; a process killed mid-write leaves that file, which the next start of
-  the run removes (``alexlab.runs.clean_temp_files``). (Lightning's own writer stages the file
-  in the system temp directory: 70+ MB left in /tmp per killed save.)
+- Checkpoint files are written atomically (``alexlab.runs.files.AtomicCheckpointIO``).
 """
 
 from __future__ import annotations
@@ -24,26 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, then an atomic rename."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)  # readers see the old file or the new one, never a part
-        finally:
-            tmp.unlink(missing_ok=True)  # an exception mid-write: no stray file
 
 
 class SaveOnInterrupt(L.Callback):

@@ -1,0 +1,139 @@
+"""One run per directory: ``<run dir>/run.lock``, held by the live training process.
+
+The lock is ``fcntl.flock`` on an open descriptor of ``run.lock``: the kernel (or the NFSv4
+server) releases it when the holder dies, however it dies (SIGKILL, OOM, a node reboot), so a
+requeued job takes a dead job's lock without a word. The file says who holds it (host, PID,
+SLURM job id, start time), for the refusal message; its content is never what decides.
+
+Where ``flock`` is unavailable (``ENOLCK``/``EOPNOTSUPP``: NFSv3 without a lock daemon, some
+FUSE filesystems) the lock falls back to ``run.lock.excl`` created with ``O_EXCL`` and removed
+on exit. A holder on the same host is checked for life (its PID); a holder on another host
+cannot be, so the run is refused with the file to delete once that job is known to be gone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from alexlab.config import ConfigError
+
+LOCK = "run.lock"
+EXCL = "run.lock.excl"
+NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class RunLockedError(ConfigError):
+    """Another live process trains in this run directory."""
+
+    kind = "run in use"
+
+
+def holder_info() -> dict:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _describe(info: dict) -> str:
+    job = f", SLURM job {info['slurm_job_id']}" if info.get("slurm_job_id") else ""
+    return f"PID {info.get('pid')} on {info.get('host')}{job}, since {info.get('started')}"
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _refuse(run_dir: Path, info: dict, extra: str = "") -> RunLockedError:
+    return RunLockedError(
+        f"{run_dir} is in use by another run ({_describe(info)}). One run trains in a directory "
+        f"at a time: wait for it to finish (or stop it; a requeued job takes over once it is "
+        f"gone), or start this one under another run_name.{extra}"
+    )
+
+
+class RunLock:
+    """``RunLock(run_dir).acquire()`` or ``RunLockedError``; released by ``release()``, at exit,
+    or by the kernel when the process dies. ``use_flock=False`` forces the fallback."""
+
+    def __init__(self, run_dir: Path, *, use_flock: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.use_flock = use_flock
+        self.fd: int | None = None
+        self.excl: Path | None = None
+
+    def acquire(self) -> RunLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK
+        if self.use_flock:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise _refuse(self.run_dir, _read(path)) from None
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in NO_FLOCK:
+                    raise
+            else:
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(holder_info()).encode())
+                self.fd = fd
+                return self
+        self._acquire_excl()
+        return self
+
+    def _acquire_excl(self) -> None:
+        path = self.run_dir / EXCL
+        for _ in range(2):  # a second try after removing a dead holder's file
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                info = _read(path)
+                if info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
+                    path.unlink(missing_ok=True)  # its holder died on this host: stale
+                    continue
+                raise _refuse(
+                    self.run_dir, info,
+                    f" (flock is unavailable on this filesystem, so a holder on another host "
+                    f"cannot be checked: if that job is gone, delete {path}.)",
+                ) from None  # fmt: skip
+            os.write(fd, json.dumps(holder_info()).encode())
+            os.close(fd)
+            self.excl = path
+            atexit.register(self.release)
+            return
+        raise _refuse(self.run_dir, _read(path))
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the file stays: removing it would race with a new holder
+            self.fd = None
+        if self.excl is not None:
+            self.excl.unlink(missing_ok=True)
+            self.excl = None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -1,0 +1,83 @@
+"""The run directory before any work: writable, and removed again when a start fails.
+
+``check_writable`` runs twice: from a Hydra callback (``CheckRunDir``) before Hydra makes the
+directory, and from ``alexlab.train.train`` for callers that skip the CLI. ``FailedStart``
+removes a directory that this start made (it holds nothing but Hydra's files) when an error of
+the user's (``InputError``) stops the start before training.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from alexlab.config import ConfigError, InputError
+
+HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run directory (or the folder it will be made in) and its ``checkpoints/`` take new
+    files; a path on the way that is a file is named as such."""
+    for path in (run_dir, run_dir / "checkpoints"):
+        base = _nearest_existing(path)
+        if not base.is_dir():
+            raise ConfigError(
+                f"{base} is a file, but the run directory {run_dir} needs it to be a folder. "
+                f"Move the file, or set paths.runs_dir (or run_name) to another place."
+            )
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{base} is not writable, so the run cannot write {path}. Make it writable "
+                f"(chmod u+w {base}), or set paths.runs_dir=<a writable folder>."
+            )
+
+
+def only_hydra_files(run_dir: Path) -> bool:
+    """Nothing in the directory but what Hydra and the lock put there at start (or no dir)."""
+    if not run_dir.is_dir():
+        return True
+    return all(p.name in HYDRA_FILES or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+class FailedStart:
+    """``with FailedStart(run_dir) as start: ...; start.done()``: an ``InputError`` before
+    ``done()`` removes the directory when it held nothing of an earlier run at the start."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.fresh = enabled and only_hydra_files(self.run_dir)
+        self.started = False
+
+    def done(self) -> None:
+        self.started = True
+
+    def __enter__(self) -> FailedStart:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        if isinstance(error, InputError) and self.fresh and not self.started:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+class CheckRunDir(Callback):
+    """Hydra callback: the run directory's folder is writable before Hydra makes it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_writable(Path(str(config.hydra.run.dir)).absolute())
+        except ConfigError as e:
+            print(f"alexlab: config error: {e}", file=sys.stderr)
+            sys.exit(2)
