@@ -96,6 +96,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "resume",
             "ckpt_path",
             "tags",
+            "test",
             "float32_matmul_precision",
             "debug",
             "debug.*",
