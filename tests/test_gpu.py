@@ -1,11 +1,15 @@
 """GPU settings on a machine without a GPU: the driver warning (simulated), SyncBatchNorm before
-compile."""
+compile, batches in the dtype of ``*-true`` precision weights."""
 
 import pytest
 import torch
+from probe import fit
 from torch import nn
 
 import alexlab.gpu
+from alexlab.checkpoint import open_checkpoint
+from alexlab.data.datamodule import ImageDataModule
+from alexlab.data.sources import DigitsSource
 from alexlab.gpu import sync_then_compile
 from alexlab.train import train
 
@@ -60,3 +64,38 @@ def test_sync_batchnorm_is_converted_before_compile():
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(out(x), reference(x), atol=1e-6)
     assert len(graphs) == 1  # ... and then compiled: the first call traced the converted net
+
+
+@pytest.mark.parametrize("data", ["digits", "cifar10"])
+def test_bf16_true_trains_with_bfloat16_batches(train_cfg, data, request):
+    # Lightning casts a batch before its transfer; the batch normalised on the device after it
+    # stayed float32 and met bfloat16 weights at the first convolution (a crash on any device)
+    extra = [f"data.root={request.getfixturevalue('cifar_root')}"] if data == "cifar10" else []
+    summary = train(train_cfg(f"data={data}", *extra, "trainer.precision=bf16-true"))
+    assert summary["global_step"] == 3
+    assert 0 <= summary["metrics"]["val/acc1"] <= 1
+    weights = open_checkpoint(summary["last_ckpt"], key="last.ckpt").state_dict
+    net = {v.dtype for k, v in weights.items() if k.startswith("net.") and v.is_floating_point()}
+    assert net == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("for_gpu", [None, True], ids=["normalised-by-loader", "uint8-as-on-gpu"])
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16),
+                                                  ("bf16-mixed", torch.float32)])  # fmt: skip
+def test_batches_reach_the_module_in_the_precisions_input_dtype(cache_dir, for_gpu, precision,
+                                                                 dtype):  # fmt: skip
+    """Both paths (the CPU's, normalised by the loader; the GPU's, uint8 normalised after the
+    copy) give the dtype Lightning's precision plugin gives inputs, with the float32 values."""
+
+    def batches(**trainer):
+        dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", num_workers=0,
+                             batch_size=8, image_size=64, resize_size=64, pin_memory=False,
+                             normalise_on_device=for_gpu, hflip_prob=0.0, scale=(1.0, 1.0),
+                             ratio=(1.0, 1.0))  # fmt: skip
+        probe = fit(dm, limit_train_batches=2, limit_val_batches=1, **trainer)
+        return [x for _, x, _ in probe.train_batches]
+
+    got, reference = batches(precision=precision), batches(precision="32-true")
+    assert [x.dtype for x in got] == [dtype, dtype]
+    for x, ref in zip(got, reference, strict=True):
+        torch.testing.assert_close(x, ref.to(dtype))

@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from alexlab.checks import ConfigError
 from alexlab.data import dali, sources
-from alexlab.data.augment import Augment, OnDevice
+from alexlab.data.augment import Augment, OnDevice, input_dtype
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
@@ -168,8 +168,11 @@ class ImageDataModule(L.LightningDataModule):
             return batch
         trainer = getattr(self, "trainer", None)
         training = trainer is not None and trainer.training
-        # uint8: for a GPU; float: normalised by the loader (a CPU-only fit)
-        return self.on_device(images, train=training, normalised=images.is_floating_point()), labels
+        # uint8: for a GPU; float: normalised by the loader (a CPU-only fit; under a *-true
+        # precision Lightning has cast it to that dtype already, before the transfer)
+        images = self.on_device(images, train=training, normalised=images.is_floating_point(),
+                                dtype=input_dtype(trainer, self.on_device.dtype))  # fmt: skip
+        return images, labels
 
     def train_dataloader(self) -> Iterable:
         self._train_loader = self._loader("train", train=True)
