@@ -1,6 +1,8 @@
 """GPU settings on a machine without a GPU: the driver warning (simulated), SyncBatchNorm before
 compile, batches in the dtype of ``*-true`` precision weights."""
 
+import os
+
 import pytest
 import torch
 from probe import fit
@@ -99,3 +101,60 @@ def test_batches_reach_the_module_in_the_precisions_input_dtype(cache_dir, for_g
     assert [x.dtype for x in got] == [dtype, dtype]
     for x, ref in zip(got, reference, strict=True):
         torch.testing.assert_close(x, ref.to(dtype))
+
+
+def test_each_process_compiles_its_copy_once(tmp_path):
+    """What ``ddp_spawn`` does, in one process: the module and the callback pickled to a child
+    (the copy has lost its compiled call); ``setup`` compiles each network once."""
+    import pickle
+    from functools import partial
+
+    from compile_log import PidLoggingBackend
+
+    from alexlab.gpu import PerProcessSettings
+    from alexlab.module import ClassificationModule
+
+    backend = PidLoggingBackend(tmp_path / "compiles")
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.01), num_classes=3)
+    settings = PerProcessSettings(compile=True, backend=backend)
+    x = torch.randn(2, 3, 8, 8)
+    torch._dynamo.reset()
+    child_module, child_settings = pickle.loads(pickle.dumps((module, settings)))
+    for _ in ("fit", "validate"):  # setup runs again for the final validate: no second compile
+        settings.setup(None, module, "fit")
+        module(x)
+    assert len(backend.pids()) == 1
+    child_module(x)
+    assert len(backend.pids()) == 1  # the pickled copy runs uncompiled ...
+    child_settings.setup(None, child_module, "fit")
+    child_module(x)
+    assert len(backend.pids()) == 2  # ... until its own setup compiles it
+
+
+@pytest.mark.slow  # a spawned process: 45 s on 2 busy cores; the fast test above: the same logic
+def test_ddp_spawn_children_compile_their_own_copy(cache_dir, tmp_path):
+    """``nn.Module.__getstate__`` drops the compiled call when the module is pickled to
+    ``ddp_spawn``'s children: ``PerProcessSettings`` compiles in each process's ``setup``."""
+    from functools import partial
+
+    import lightning as L
+    from compile_log import PidLoggingBackend
+
+    from alexlab.gpu import PerProcessSettings
+    from alexlab.models.alexnet import build
+    from alexlab.module import ClassificationModule
+
+    backend = PidLoggingBackend(tmp_path / "compiles")
+    net = build(num_classes=10, widths=(8, 16, 16, 16, 16), hidden=32, norm="bn", dropout=0.0)
+    module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.01), num_classes=10)
+    dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", num_workers=0,
+                         batch_size=8, image_size=64, resize_size=64, pin_memory=False)  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", devices=1, strategy="ddp_spawn", max_steps=2,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[PerProcessSettings(compile=True, backend=backend)])  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    pids = backend.pids()
+    assert pids and os.getpid() not in pids  # compiled where it trained: in the spawned child
+    assert len(set(pids)) == 1
