@@ -158,3 +158,46 @@ def test_ddp_spawn_children_compile_their_own_copy(cache_dir, tmp_path):
     pids = backend.pids()
     assert pids and os.getpid() not in pids  # compiled where it trained: in the spawned child
     assert len(set(pids)) == 1
+
+
+def test_dali_memory_padding_keeps_nvidias_total_however_many_threads():
+    """nvJPEG's buffers are preallocated per thread (one device, two pinned host buffers):
+    NVIDIA's per-thread values up to their 5 threads, their 5-thread total beyond."""
+    from nvidia.dali import fn, pipeline_def
+
+    from alexlab.data import dali
+
+    seen = {}
+
+    @pipeline_def
+    def define(threads: int):
+        seen[threads] = dali._decoder(True, 0.65)  # what the mixed decoder is given
+        return fn.random.uniform(range=(0.0, 1.0))
+
+    for threads in (2, 5, 16, 28):
+        define(threads, batch_size=1, num_threads=threads, device_id=None).build()
+    full = dict(device_memory_padding=211_025_920, host_memory_padding=140_544_512)
+    assert seen[2] == seen[5] and {k: seen[5][k] for k in full} == full
+    for threads in (16, 28):
+        assert seen[threads]["hw_decoder_load"] == 0.65
+        device = threads * seen[threads]["device_memory_padding"]
+        pinned = threads * 2 * seen[threads]["host_memory_padding"]
+        assert 5 * full["device_memory_padding"] - threads <= device <= 5 * 211_025_920
+        assert 5 * 2 * full["host_memory_padding"] - 2 * threads <= pinned <= 10 * 140_544_512
+
+
+def test_default_dali_threads_share_the_cores_among_the_devices_the_run_uses(cache_dir):
+    import lightning as L
+
+    from alexlab.data.datamodule import default_dali_threads
+
+    cores = len(os.sched_getaffinity(0))
+    dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch")
+    assert dm.dali_threads == default_dali_threads() == cores  # no trainer yet: one process
+    for devices in (1, 2):  # (CPU processes here; on a GPU machine: the GPUs used, not visible)
+        dm.trainer = L.Trainer(accelerator="cpu", devices=devices, logger=False,
+                               strategy="ddp" if devices > 1 else "auto")  # fmt: skip
+        assert dm.dali_threads == max(1, cores // devices)
+    given = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", dali_threads=3)
+    given.trainer = dm.trainer
+    assert given.dali_threads == 3

@@ -175,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume is not None:
         resume.check_classes(datamodule.num_classes)
     trainer = _build_trainer(cfg, resume)
+    datamodule.trainer = trainer  # as fit attaches it: the start line's per-process loader
     warn_if_gpu_unused(trainer, str(cfg.trainer.get("accelerator")))
     if cfg.get("float32_matmul_precision"):  # before fit (Lightning checks it as it starts);
         set_matmul_precision(trainer, cfg.float32_matmul_precision)  # spawned ranks: setup
