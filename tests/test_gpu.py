@@ -201,3 +201,21 @@ def test_default_dali_threads_share_the_cores_among_the_devices_the_run_uses(cac
     given = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", dali_threads=3)
     given.trainer = dm.trainer
     assert given.dali_threads == 3
+
+
+@pytest.mark.parametrize(("name", "bf16", "tf32"), [("NVIDIA H200", 989.5e12, 494.5e12),
+                                                    ("NVIDIA H200 NVL", 835.5e12, 417.5e12)])  # fmt: skip
+def test_mfu_has_a_peak_on_an_h200(monkeypatch, name, bf16, tf32):
+    """Lightning 2.6 looks for "sxm1"/"nvl1" in the name torch gives (simulated here): no MFU
+    on an H200. alexlab's peaks: NVIDIA's datasheet, dense (half the sparse tensor figures)."""
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    from alexlab.callbacks.throughput import peak_dtype, peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    cuda = torch.device("cuda", 0)
+    with pytest.warns(UserWarning, match="FLOPs not found"):
+        assert get_available_flops(cuda, torch.bfloat16) is None
+    assert peak_flops(cuda, peak_dtype("bf16-mixed", tf32=True)) == bf16
+    assert peak_flops(cuda, peak_dtype("32-true", tf32=True)) == tf32
+    assert peak_flops(cuda, peak_dtype("32-true", tf32=False)) < tf32 / 5  # FP32, no tensor cores
