@@ -38,7 +38,7 @@ def bench(check: Any, tree) -> None:
     if not compiled:
         check.skip("bench: synthetic ceiling, compiled", "dry run: inductor on a CPU takes "
                    "minutes (--compile-on-cpu runs it)")  # fmt: skip
-    dali = check.report["environment"]["dali"] is not None
+    dali = check.report["environment"].get("dali") is not None
 
     def training() -> dict:
         rows = b.bench_training(tree, models=["alexnet_bn"], batch_size=s["bench_batch"],
