@@ -97,6 +97,11 @@ def markdown(check: Any, stamp: str) -> str:
                      f"{sync['quiet_steps']} steps that do not log (expected 0), "
                      f"{sync['syncs_on_logging_steps']} on the logging steps; "
                      f"{sync['steps']} steps in all.")  # fmt: skip
+    ratios = r["steps"].get("bench: training (ceiling, DALI, torch loader)")
+    if isinstance(ratios, dict) and ratios.get("status") == "pass":
+        lines.append(f"\nRatios: DALI end to end / synthetic ceiling {ratios['dali_over_ceiling']}, "
+                     f"torch loader / DALI {ratios['torch_over_dali']}, compiled / eager ceiling "
+                     f"{ratios['compiled_over_eager']} (None: a row not run).")  # fmt: skip
     for title, rows in check.tables:
         lines.append(f"\n**{title}**, one run each.\n\n{b.table(rows)}")
     lines.append(
