@@ -8,7 +8,7 @@ ARGS   ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install train eval test test-all lint format clean bench bench-data fake-imagenet \
-	sweep report train-ddp
+	sweep report train-ddp gpu-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,10 @@ bench: install ## loaders (full-size and prepared), training throughput, framewo
 
 bench-data: install ## loaders vs the previous code (ARGS="--baseline-src OLD/src"), DALI decode-only, 100k-file set-up, full-size vs a prepared copy -> BENCHMARKS.md
 	$(PY) -m benchmarks.bench --what data prepared $(ARGS)
+
+# No install step: on the GPU machine there is no .venv (docs/gpu.md stages Hydra and DALI).
+gpu-check: ## on a GPU: env, real fits, no-host-sync rule, bench, eval/predict/export -> BENCHMARKS.md (<= 8 min); a dry run on a CPU
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py $(ARGS)
 
 fake-imagenet: install ## write an ImageNet-shaped JPEG tree: make fake-imagenet ARGS="DIR --classes 10 --per-class 100"
 	$(PY) -m alexlab.data fake-imagenet $(or $(ARGS),.cache/fake-imagenet)

@@ -172,9 +172,10 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
             sources[f"synthetic (on device){', compiled' * compiled}"] = (compiled, SyntheticDataModule(
                 num_classes=10, batch_size=batch_size, image_size=image_size,
                 steps_per_epoch=warmup + batches, val_steps=0))  # fmt: skip
+        sized = sized_tree(root, images=batch_size * (warmup + batches))  # one epoch: no restart
         for loader in ["dali"] * dali.DALI_AVAILABLE + ["torch"]:
             sources[f"{loader} loader"] = (False, ImageDataModule(
-                root=root, source=FolderSource, loader=loader, batch_size=batch_size,
+                root=sized, source=FolderSource, loader=loader, batch_size=batch_size,
                 image_size=image_size, num_workers=workers, dali_threads=workers, pin_memory=True,
                 channels_last=channels_last,
             ))  # fmt: skip
@@ -190,6 +191,28 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
             rows.append({"what": f"train {model} @{image_size}: {name}", "median": median,
                          "runs": per_run, "ratio": median / ceiling})  # fmt: skip
     return rows
+
+
+def sized_tree(root: Path, *, images: int) -> Path:
+    """``root`` itself when its train split holds ``images``, else a tree beside it whose train
+    split holds each train file ``k`` times (hard links: no disk, the same bytes to decode), so
+    that one epoch covers the timed steps. An epoch of a small tree at a GPU's batch size is a
+    few steps, and each epoch starts a new loader (a new DALI pipeline, new workers): the rows
+    would time the restarts (0.3-0.4 s each on a CPU), not the loading."""
+    files = sorted(p for p in (root / "train").rglob("*") if p.is_file())
+    k = -(-images // max(len(files), 1))
+    if k <= 1:
+        return root
+    sized = root.with_name(f"{root.name}-x{k}")
+    if not sized.exists():
+        tmp = sized.with_name(f"{sized.name}.tmp-{os.getpid()}")
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = f.relative_to(root)
+            (tmp / rel.parent).mkdir(parents=True, exist_ok=True)
+            for i in range(k if rel.parts[0] == "train" else 1):
+                os.link(f, tmp / rel.parent / (f"{i}_{f.name}" if i else f.name))
+        tmp.rename(sized)  # never a half-linked tree
+    return sized
 
 
 def bench_overhead(

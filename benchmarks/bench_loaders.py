@@ -45,7 +45,8 @@ def batches(dm, loader):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         for x, y in loader:
-            yield dm.on_after_batch_transfer((x.to(device, non_blocking=True), y.to(device)), 0)
+            yield dm.on_after_batch_transfer((x.to(device, non_blocking=True),
+                                              y.to(device, non_blocking=True)), 0)
         epoch += 1
 out = []
 for loader, count, fast in a["configs"]:

@@ -104,3 +104,24 @@ def test_loaders_against_a_baseline_copy_of_the_code(tmp_path, monkeypatch):
     assert row["what"] == "torch (workers = 0): this code / previous"
     assert (row["median"], row["baseline"], row["ratio"]) == (20.0, 5.0, 4.0)
     assert row["runs"] == [10.0, 30.0, 20.0] and row["baseline_runs"] == [4.0, 5.0, 6.0]
+
+
+def test_loader_rows_get_a_tree_whose_epoch_covers_the_timed_steps(tmp_path):
+    """At a GPU's batch size a small tree is a few steps per epoch, and every epoch starts a new
+    loader: the rows read a tree of hard links instead, one epoch long."""
+    from alexlab.data.datamodule import ImageDataModule
+    from alexlab.data.fake_imagenet import write_fake_imagenet
+    from alexlab.data.sources import FolderSource
+    from benchmarks.bench import sized_tree
+
+    root = write_fake_imagenet(tmp_path / "tree", classes=2, per_class=3, val_per_class=1)
+    assert sized_tree(root, images=6) == root  # large enough already
+    sized = sized_tree(root, images=16)  # 6 files, 3 times each
+    assert sized_tree(root, images=16) == sized  # made once
+    train = sorted((sized / "train").rglob("*.JPEG"))
+    assert len(train) == 18 and len(list((sized / "val").rglob("*.JPEG"))) == 2
+    originals = {f.stat().st_ino for f in (root / "train").rglob("*.JPEG")}
+    assert {f.stat().st_ino for f in train} == originals  # the same bytes, no copies
+    dm = ImageDataModule(root=sized, source=FolderSource, loader="torch", batch_size=4,
+                         num_workers=0, image_size=64, resize_size=64)  # fmt: skip
+    assert len(dm.train_dataloader()) == 4 and dm.num_classes == 2  # 16 images: 4 steps

@@ -8,10 +8,15 @@
   run says so, naming the driver, instead of training on the CPU in silence.
 - SyncBatchNorm and ``torch.compile``: the BatchNorm layers are converted first and the network
   compiled after (``sync_then_compile``), so the compiled graph is the one that runs.
+- ``PerProcessSettings`` compiles and sets the matmul precision in every training process as it
+  sets up: under ``strategy=ddp_spawn`` the children get a pickled copy of the module, without
+  its compiled call (``nn.Module.__getstate__`` drops it), in a new interpreter that has the
+  default matmul precision.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,3 +83,31 @@ def sync_then_compile(
     if compile:
         net.compile(backend=backend)
     return net
+
+
+class PerProcessSettings(L.Callback):
+    """``model.compile`` and ``float32_matmul_precision``, applied by each process that trains
+    (Lightning's ``setup`` hook runs in each, before the first batch).
+
+    Args:
+        compile: ``torch.compile`` the module's ``net`` (after its SyncBatchNorm conversion).
+        matmul_precision: ``torch.set_float32_matmul_precision``'s value (on CUDA only), or None.
+        backend: ``torch.compile``'s backend.
+    """
+
+    def __init__(
+        self, *, compile: bool = False, matmul_precision: str | None = None,
+        backend: Any = "inductor",
+    ) -> None:  # fmt: skip
+        self.compile, self.matmul_precision, self.backend = compile, matmul_precision, backend
+        # (process, network) pairs compiled: once per process (validate/test after fit call
+        # setup again); a spawned child has its own process id, so it compiles its copy
+        self._compiled: set[tuple[int, int]] = set()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.matmul_precision:
+            set_matmul_precision(trainer, self.matmul_precision)
+        key = (os.getpid(), id(pl_module.net))
+        if self.compile and key not in self._compiled:
+            sync_then_compile(pl_module.net, sync=False, compile=True, backend=self.backend)
+            self._compiled.add(key)

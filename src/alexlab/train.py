@@ -3,6 +3,7 @@ what the CLI (``alexlab.cli``) runs on the composed config."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import signal
@@ -26,7 +27,12 @@ from torch import nn
 
 from alexlab.config import ConfigError, build, report_config_errors, validate_config
 from alexlab.console import print_metrics, start_line
-from alexlab.gpu import set_matmul_precision, sync_then_compile, warn_if_gpu_unused
+from alexlab.gpu import (
+    PerProcessSettings,
+    set_matmul_precision,
+    sync_then_compile,
+    warn_if_gpu_unused,
+)
 from alexlab.loggers import prepare_loggers
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
 from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
@@ -79,12 +85,7 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) 
         cfg, sweep_name=_sweep_name(), resume_ids=resume.logger_versions if resume else {}
     )
     strategy = instantiate(cfg.strategy)
-    if (
-        _sweep_name()
-        and isinstance(strategy, DDPStrategy)
-        and strategy._start_method == "popen"
-        and not SLURMEnvironment.detect()
-    ):
+    if _sweep_name() and _relaunches_the_command(cfg, strategy) and not SLURMEnvironment.detect():
         raise ConfigError(
             "strategy=ddp inside a local sweep (-m) starts processes that re-run the whole "
             "sweep. Use strategy=ddp_spawn for multi-device sweeps on one machine, or "
@@ -94,9 +95,26 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) 
         cfg.trainer,
         strategy=strategy,
         sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
-        callbacks=[state, *instantiate_all(cfg.get("callbacks"))],
+        callbacks=[state, *instantiate_all(cfg.get("callbacks")), _per_process_settings(cfg)],
         logger=instantiate_all(cfg.get("logger")) or False,
         plugins=_plugins(),
+    )
+
+
+def _relaunches_the_command(cfg: DictConfig, strategy: Any) -> bool:
+    """DDP whose processes Lightning starts by running the command again (``start_method``
+    ``popen``, DDPStrategy's default), not by ``torch.multiprocessing`` (``ddp_spawn``)."""
+    default = inspect.signature(DDPStrategy).parameters["start_method"].default
+    return (
+        isinstance(strategy, DDPStrategy) and cfg.strategy.get("start_method", default) == "popen"
+    )
+
+
+def _per_process_settings(cfg: DictConfig) -> PerProcessSettings:
+    """Compile and matmul precision, applied in each training process (``ddp_spawn``'s too)."""
+    return PerProcessSettings(
+        compile=bool(cfg.model.get("compile")),
+        matmul_precision=cfg.get("float32_matmul_precision"),
     )
 
 
@@ -115,18 +133,18 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
     """The module around the network, the optimizer (with the derived lr) and the schedule."""
-    compile = bool(cfg.model.get("compile"))
-    net = build(cfg.model, compile=False) if compile else build(cfg.model)
+    net = build(cfg.model, compile=False) if cfg.model.get("compile") else build(cfg.model)
     has_bn = any(isinstance(m, BATCH_NORMS) for m in net.modules())
     sync = cfg.trainer.get("sync_batchnorm")
     if sync is None and trainer.world_size > 1 and has_bn:
         sync = trainer.strategy.root_device.type == "cuda"  # torch's SyncBatchNorm is CUDA-only
         if not sync:
             rank_zero_info("[alexlab] BatchNorm stays per rank: SyncBatchNorm needs CUDA devices")
-    net = sync_then_compile(net, sync=bool(sync), compile=compile)  # in this order
+    # compiled after this conversion, in each training process (PerProcessSettings.setup)
+    net = sync_then_compile(net, sync=bool(sync), compile=False)
     return instantiate(
         cfg.module,
-        _recursive_=False,  # run_config is data, not something to build
+        _recursive_=False,  # optimizer and schedule are partials built here
         _convert_="all",  # plain dicts in checkpoints: they load with weights_only=True
         net=net,
         optimizer=instantiate(cfg.optimizer, lr=derived["lr"]),
@@ -183,9 +201,10 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
         resume.check_classes(datamodule.num_classes)
     state = RunState(run_config={})  # filled once the derived values are known
     trainer = _build_trainer(cfg, resume, state)
+    datamodule.trainer = trainer  # as fit attaches it: the start line's per-process loader
     warn_if_gpu_unused(trainer, str(cfg.trainer.get("accelerator")))
-    if cfg.get("float32_matmul_precision"):  # once, before any work, on CUDA devices only
-        set_matmul_precision(trainer, cfg.float32_matmul_precision)
+    if cfg.get("float32_matmul_precision"):  # before fit (Lightning checks it as it starts);
+        set_matmul_precision(trainer, cfg.float32_matmul_precision)  # spawned ranks: setup
     derived = derive_batch_and_lr(cfg, world_size=trainer.world_size)
     trainer.accumulate_grad_batches = derived["accumulation"]
     state.run_config = {**OmegaConf.to_container(cfg, resolve=True), "derived": derived}

@@ -109,7 +109,7 @@ def test_dali_threads_default_from_the_cores(fake_root):
 def test_gpu_decoder_settings_follow_the_config_and_nvidias_padding():
     """The mixed decoder's settings (checkable without a GPU): the configured hardware-decoder
     share and NVIDIA's RN50 nvJPEG padding; the CPU decoder takes neither."""
-    mixed = dali._decoder(True, 0.4)
+    mixed = dali._decoder(True, 0.4, threads=4)  # (more threads: tests/test_gpu.py)
     assert mixed["device"] == "mixed" and mixed["hw_decoder_load"] == 0.4
     assert (mixed["device_memory_padding"], mixed["host_memory_padding"]) == (211025920, 140544512)
     assert dali._decoder(False, 0.4).keys() == {"device", "output_type"}

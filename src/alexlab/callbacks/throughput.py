@@ -16,6 +16,29 @@ from alexlab.data.datamodule import batch_size as images_in
 from alexlab.loggers import logger_step
 
 PRECISION_DTYPE = {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.float64}
+# Peak FLOP/s of GPUs that Lightning 2.6's FLOPs table misses: torch names an H200 SXM "NVIDIA
+# H200" (an H200 NVL "NVIDIA H200 NVL"), and `get_available_flops` looks for "sxm1"/"nvl1" in
+# the name, so it warns and gives no MFU. NVIDIA's H200 datasheet ("Technical Specifications",
+# https://www.nvidia.com/en-us/data-center/h200/) gives the tensor-core figures with 2:4
+# sparsity; a dense network's peak is half of them (SXM: TF32 989, BF16/FP16 1,979 TFLOPS sparse;
+# NVL: 835 and 1,671). FP32 and FP64 are dense already. Longest name first.
+GPU_PEAKS: dict[str, dict[torch.dtype | str, float]] = {
+    "h200 nvl": {torch.float64: 30e12, torch.float32: 60e12, "tfloat32": 417.5e12,
+                 torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
+    "h200": {torch.float64: 34e12, torch.float32: 67e12, "tfloat32": 494.5e12,
+             torch.bfloat16: 989.5e12, torch.float16: 989.5e12},
+}  # fmt: skip
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype | str) -> float | None:
+    """The device's peak FLOP/s in ``dtype``: ``GPU_PEAKS`` where the name matches, else
+    Lightning's table (None, with its warning, where neither knows the device)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        chip = next((c for c in GPU_PEAKS if c in name), None)
+        if chip is not None:
+            return GPU_PEAKS[chip].get(dtype)
+    return get_available_flops(device, dtype)
 
 
 def peak_dtype(precision: str, *, tf32: bool) -> torch.dtype | str:
@@ -59,7 +82,7 @@ class TrainThroughput(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         device = trainer.strategy.root_device
-        peak = get_available_flops(device, peak_dtype(trainer.precision, tf32=_tf32(device)))
+        peak = peak_flops(device, peak_dtype(trainer.precision, tf32=_tf32(device)))
         self.meter = Throughput(available_flops=peak, world_size=trainer.world_size,
                                 window_size=self.window_size)  # fmt: skip
         self.elapsed, self.samples, self.batches, self.unlogged = 0.0, 0, 0, 0

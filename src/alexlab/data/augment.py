@@ -126,11 +126,28 @@ def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] =
     return v2.Compose([augment.eval_transform(), augment.normalise()])
 
 
+def input_dtype(trainer: Any, default: torch.dtype) -> torch.dtype:
+    """The dtype ``trainer``'s precision plugin gives floating inputs (its public
+    ``convert_input``): bfloat16 under ``bf16-true``, float16 under ``16-true``, float64 under
+    ``64-true``, whose weights are in that dtype; ``default`` under ``32-true`` and the mixed
+    precisions (autocast takes float32 or float16 input), or without a trainer.
+
+    Lightning converts a batch before its transfer to the device, where a GPU batch is still
+    uint8 and left alone: the batch normalised on the device must be given the dtype here.
+    """
+    if trainer is None:
+        return default
+    wanted = trainer.precision_plugin.convert_input(torch.zeros(())).dtype
+    return default if wanted == torch.float32 else wanted
+
+
 class OnDevice:
     """A batch -> float normalised, with PCA lighting when training.
 
     The constants go to each device once (a host->device copy per batch would make a GPU wait);
-    the lighting draw uses the device's own generator (no host value is read).
+    the lighting draw uses the device's own generator (no host value is read). The output dtype
+    is ``dtype`` (float32, or float16 for ``data.fp16``) unless a call names another
+    (``input_dtype``: what the weights of a ``*-true`` precision are in).
     """
 
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
@@ -146,10 +163,12 @@ class OnDevice:
         return self._on[device]
 
     def __call__(
-        self, images: torch.Tensor, *, train: bool, normalised: bool = False
-    ) -> torch.Tensor:
+        self, images: torch.Tensor, *, train: bool, normalised: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """``images``: (B, 3, S, S) in 0..255 (uint8 or float), or ``normalised`` already (by the
-        loader: only the lighting is added); memory format kept."""
+        loader: only the lighting is added); memory format kept. Out in ``dtype`` (None: the
+        one given at construction)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Batch should be (B, 3, H, W). Got shape {tuple(images.shape)}")
         c = self.constants(images.device)
@@ -161,4 +180,4 @@ class OnDevice:
             offsets = (alpha * c["eigval"]) @ c["eigvec"].T  # (B, 3): eigvec @ (alpha * eigval)
             # the offsets in 0..255 units (2012 §4.1), over std as the pixels are
             x = x + (255 * offsets.view(-1, 3, 1, 1)) * c["scale"]
-        return x.to(self.dtype)
+        return x.to(dtype or self.dtype)

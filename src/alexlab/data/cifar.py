@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from alexlab.config import ConfigError, require_dir
-from alexlab.data.augment import Augment, OnDevice
+from alexlab.data.augment import Augment, OnDevice, input_dtype
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Per-channel statistics of the CIFAR-10 training set, in [0, 1].
@@ -81,10 +81,10 @@ def load_cifar10(
 
 def augment_on_device(
     images: torch.Tensor, *, image_size: int, train: bool, hflip_prob: float,
-    normalize: OnDevice,
+    normalize: OnDevice, dtype: torch.dtype | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise (with
-    ``normalize``'s constants, copied to the device once)."""
+    ``normalize``'s constants, copied to the device once), in ``dtype`` (None: float32)."""
     if images.ndim != 4:
         raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
     x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
@@ -92,7 +92,7 @@ def augment_on_device(
     if train and hflip_prob > 0:
         flip = torch.rand(x.shape[0], device=x.device) < hflip_prob
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    return normalize(x, train=False)
+    return normalize(x, train=False, dtype=dtype)
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -157,5 +157,6 @@ class CIFAR10DataModule(L.LightningDataModule):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         images = augment_on_device(images, image_size=self.image_size, train=training,
-                                   hflip_prob=self.hflip_prob, normalize=self.normalize)  # fmt: skip
+                                   hflip_prob=self.hflip_prob, normalize=self.normalize,
+                                   dtype=input_dtype(self.trainer, torch.float32))  # fmt: skip
         return images, labels

@@ -33,9 +33,11 @@ except ImportError:  # not installable on this platform (macOS, aarch64 without 
 
 READER = "Reader"
 # nvJPEG buffer sizes that hold every full-sized ImageNet image without reallocation: the values
-# of NVIDIA's DeepLearningExamples RN50 DALI pipeline (PyTorch/Classification/ConvNets).
+# of NVIDIA's DeepLearningExamples RN50 DALI pipeline (PyTorch/Classification/ConvNets,
+# image_classification/dali.py), whose main.py runs 5 loader threads per GPU (--workers 5).
 DEVICE_MEMORY_PADDING = 211_025_920
 HOST_MEMORY_PADDING = 140_544_512
+PADDING_THREADS = 5
 
 
 @functools.cache
@@ -59,12 +61,26 @@ def _read(files: list[str], labels: list[int], gpu: bool, max_pixels: int):
     return jpegs, (labels.gpu() if gpu else labels), too_large
 
 
-def _decoder(gpu: bool, hw_decoder_load: float) -> dict[str, Any]:
+def memory_padding(threads: int) -> dict[str, int]:
+    """The ``mixed`` decoder's nvJPEG buffer sizes for a pipeline of ``threads`` threads.
+
+    DALI preallocates them per thread: one device buffer and two pinned host buffers each
+    (``fn.decoders.image``'s docs). NVIDIA's values at 16 threads would take 3.4 GB of device
+    memory and 4.5 GB pinned per rank, so their total at their thread count stays the budget,
+    shared among more threads: a thread that meets a larger image reallocates once.
+    """
+    share = min(1.0, PADDING_THREADS / max(1, threads))
+    return dict(device_memory_padding=int(DEVICE_MEMORY_PADDING * share),
+                host_memory_padding=int(HOST_MEMORY_PADDING * share))  # fmt: skip
+
+
+def _decoder(gpu: bool, hw_decoder_load: float, threads: int | None = None) -> dict[str, Any]:
+    """``threads``: the pipeline's; None: that of the pipeline being defined."""
     if not gpu:
         return dict(device="cpu", output_type=types.RGB)
+    threads = threads or Pipeline.current().num_threads
     return dict(device="mixed", output_type=types.RGB, hw_decoder_load=hw_decoder_load,
-                device_memory_padding=DEVICE_MEMORY_PADDING,
-                host_memory_padding=HOST_MEMORY_PADDING)  # fmt: skip
+                **memory_padding(threads))  # fmt: skip
 
 
 def _output(augment: Augment, uint8: bool, channels_last: bool) -> dict[str, Any]:

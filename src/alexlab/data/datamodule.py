@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from alexlab.config import ConfigError
 from alexlab.data import dali, sources
-from alexlab.data.augment import Augment, OnDevice
+from alexlab.data.augment import Augment, OnDevice, input_dtype
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
@@ -37,9 +37,10 @@ def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
     return "dali" if loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE else "torch"
 
 
-def default_dali_threads() -> int:
-    """The CPU cores this process may use, shared among the local GPUs (at least 1)."""
-    return max(1, len(os.sched_getaffinity(0)) // max(1, torch.cuda.device_count()))
+def default_dali_threads(local_processes: int = 1) -> int:
+    """The CPU cores this process may use, shared among the run's processes on this machine
+    (``Trainer.num_devices``: the GPUs the run uses, not every visible one; at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, local_processes))
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -54,7 +55,8 @@ class ImageDataModule(L.LightningDataModule):
         global_batch_size: images per optimizer step over all devices, or None (no accumulation).
         num_workers: torch loader worker processes per device.
         pin_memory: page-locked host batches for faster copies to a GPU (torch loader).
-        dali_threads: DALI CPU threads per device; None: the usable cores / local GPUs.
+        dali_threads: DALI CPU threads per device; None: the usable cores / the run's
+            devices on this machine.
         dali_prefetch: batches DALI prepares ahead.
         dali_fast_idct: train-time CPU JPEG decoding with libjpeg-turbo's fast integer IDCT.
         dali_hw_decoder_load: share of images for the hardware JPEG decoder (A100/H100).
@@ -96,7 +98,7 @@ class ImageDataModule(L.LightningDataModule):
         self.class_names = self.source.class_names  # human names (ImageNet: torchvision's)
         self.batch_size, self.global_batch_size = batch_size, global_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
-        self.dali_threads = dali_threads or default_dali_threads()
+        self._dali_threads = dali_threads
         self.dali_prefetch, self.dali_fast_idct = dali_prefetch, dali_fast_idct
         self.dali_hw_decoder_load = dali_hw_decoder_load
         self.max_image_pixels, self.channels_last = max_image_pixels, channels_last
@@ -106,6 +108,12 @@ class ImageDataModule(L.LightningDataModule):
         self._listings: dict[str, list[tuple[str, int]]] = {}
         self._train_loader: Any = None
         self._train_state: dict[str, Any] | None = None  # from a checkpoint, for the next loader
+
+    @property
+    def dali_threads(self) -> int:
+        """``data.dali_threads``, or the cores shared among the trainer's local devices."""
+        trainer = getattr(self, "trainer", None)
+        return self._dali_threads or default_dali_threads(trainer.num_devices if trainer else 1)
 
     def samples(self, split: str) -> list[tuple[str, int]]:
         """The split's ``(file, label)`` list, scanned once per datamodule (so once per fit)."""
@@ -164,8 +172,11 @@ class ImageDataModule(L.LightningDataModule):
             return batch
         trainer = getattr(self, "trainer", None)
         training = trainer is not None and trainer.training
-        # uint8: for a GPU; float: normalised by the loader (a CPU-only fit)
-        return self.on_device(images, train=training, normalised=images.is_floating_point()), labels
+        # uint8: for a GPU; float: normalised by the loader (a CPU-only fit; under a *-true
+        # precision Lightning has cast it to that dtype already, before the transfer)
+        images = self.on_device(images, train=training, normalised=images.is_floating_point(),
+                                dtype=input_dtype(trainer, self.on_device.dtype))  # fmt: skip
+        return images, labels
 
     def train_dataloader(self) -> Iterable:
         self._train_loader = self._loader("train", train=True)

@@ -45,13 +45,15 @@ def _count(net: nn.Module, input_size: int) -> tuple[list[LayerRow], int]:
     handles = [m.register_forward_pre_hook(pre_hook) for m in leaves]
     handles += [m.register_forward_hook(hook) for m in leaves]
     was_training = net.training
-    device = next(net.parameters()).device
+    weight = next(net.parameters())  # its device and dtype (bfloat16 under bf16-true)
     try:
         net.eval()  # leave BatchNorm running statistics untouched
         # the Python forward, not the compiled call (model.compile=true): batch 1 would recompile
         # the training graph and teach it a dynamic batch size
         with counter:
-            net.forward(torch.zeros(1, 3, input_size, input_size, device=device))
+            net.forward(
+                torch.zeros(1, 3, input_size, input_size, device=weight.device, dtype=weight.dtype)
+            )
     finally:
         net.train(was_training)
         for h in handles:
