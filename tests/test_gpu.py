@@ -9,10 +9,10 @@ from probe import fit
 from torch import nn
 
 import alexlab.gpu
-from alexlab.checkpoint import open_checkpoint
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.sources import DigitsSource
 from alexlab.gpu import sync_then_compile
+from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
 DRIVER_FILE = (
