@@ -110,6 +110,7 @@ class ImageDataModule(L.LightningDataModule):
         self._listings: dict[str, list[tuple[str, int]]] = {}
         self._train_loader: Any = None
         self._train_state: dict[str, Any] | None = None  # from a checkpoint, for the next loader
+        self._torch_loaders: list[TorchLoader] = []  # their workers stop in `teardown`
 
     def samples(self, split: str) -> list[tuple[str, int]]:
         """The split's ``(file, label)`` list, scanned once per datamodule (so once per fit)."""
@@ -206,8 +207,17 @@ class ImageDataModule(L.LightningDataModule):
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
         dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
                               max_pixels=self.max_image_pixels)  # fmt: skip
-        return TorchLoader(dataset, order, num_workers=self.num_workers,
-                           pin_memory=self.pin_memory and pin)  # fmt: skip
+        loader = TorchLoader(dataset, order, num_workers=self.num_workers,
+                             pin_memory=self.pin_memory and pin)  # fmt: skip
+        self._torch_loaders.append(loader)
+        return loader
+
+    def teardown(self, stage: str) -> None:
+        """The end of a fit, validate or test (Lightning calls it): the torch loaders' workers
+        stop now, not at the exit of the process (see ``TorchLoader``)."""
+        for loader in self._torch_loaders:
+            loader.close()
+        self._torch_loaders.clear()
 
     @property
     def has_test(self) -> bool:
