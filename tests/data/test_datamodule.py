@@ -92,3 +92,22 @@ def test_folder_yaml_lists_the_augment_defaults():
     listed = {f.name for f in fields(Augment)} & set(folder)
     assert listed == {f.name for f in fields(Augment)} - {"mean", "std"}
     assert Augment(**{k: folder[k] for k in listed}) == Augment()
+
+
+def test_the_signature_lists_every_setting_and_every_yaml_key():
+    """No ``**kwargs`` hiding settings: each augmentation key is a named argument defaulting to
+    ``Augment``'s value, and every key of folder.yaml is a parameter."""
+    import inspect
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from alexlab.config import CONF_DIR
+    from alexlab.data.augment import Augment
+
+    params = inspect.signature(ImageDataModule).parameters
+    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
+    for f in fields(Augment):
+        assert params[f.name].default == getattr(Augment(), f.name), f.name
+    folder = OmegaConf.load(CONF_DIR / "data" / "folder.yaml")
+    assert set(folder) - {"_target_"} <= set(params)
