@@ -68,10 +68,22 @@ def test_an_exif_rotated_jpeg_reaches_the_module_upright(tmp_path, loader):
     rotated, upright = write_trees(tmp_path, upright_picture())
     seen = {}
     for name, root in (("rotated", rotated), ("upright", upright)):
-        dm = ImageDataModule(root=root, source=FolderSource, loader=loader, batch_size=2,
-                             num_workers=0, pin_memory=False, dali_threads=1, image_size=64,
-                             resize_size=64, scale=(1, 1), ratio=(1, 1), hflip_prob=0.0,
-                             mean=(0, 0, 0), std=(1, 1, 1))  # fmt: skip
+        dm = ImageDataModule(
+            root=root,
+            source=FolderSource,
+            loader=loader,
+            batch_size=2,
+            num_workers=0,
+            pin_memory=False,
+            dali_threads=1,
+            image_size=64,
+            resize_size=64,
+            scale=(1, 1),
+            ratio=(1, 1),
+            hflip_prob=0.0,
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+        )
         probe = fit(dm)
         seen[name] = (probe.epoch(0)[0] * 255, probe.val_batches[0][0] * 255)  # (2, 3, 64, 64)
     for got, want in zip(seen["rotated"], seen["upright"], strict=True):

@@ -15,8 +15,16 @@ from alexlab.data.sources import DigitsSource
 def test_teardown_stops_the_workers_at_once(cache_dir):
     """Lightning calls ``teardown`` at the end of each stage: the workers are joined there, in
     well under their 5 s join time-out (they exit as soon as they are told to)."""
-    dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", num_workers=2,
-                         batch_size=8, image_size=32, resize_size=32, pin_memory=False)  # fmt: skip
+    dm = ImageDataModule(
+        root=cache_dir,
+        source=DigitsSource,
+        loader="torch",
+        num_workers=2,
+        batch_size=8,
+        image_size=32,
+        resize_size=32,
+        pin_memory=False,
+    )
     train, val = dm.train_dataloader(), dm.val_dataloader()
     next(iter(train)), next(iter(val))  # an epoch cut short, as limit_*_batches does
     assert len(multiprocessing.active_children()) == 4
@@ -28,12 +36,13 @@ def test_teardown_stops_the_workers_at_once(cache_dir):
 
 
 EXIT_SCRIPT = """
-import gc, sys, time
+import sys, time
 import alexlab.data.dali  # registers DALI's atexit gc.collect(), as in every run
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.sources import DigitsSource
-dm = ImageDataModule(root=sys.argv[1], source=DigitsSource, loader="torch", num_workers=int(sys.argv[2]),
-                     batch_size=8, image_size=32, resize_size=32, pin_memory=False)
+dm = ImageDataModule(root=sys.argv[1], source=DigitsSource, loader="torch",
+                     num_workers=int(sys.argv[2]), batch_size=8, image_size=32, resize_size=32,
+                     pin_memory=False)
 holder = {"loader": dm.train_dataloader()}
 holder["cycle"] = holder  # freed by the garbage collector only, as Lightning's loops are
 next(iter(holder["loader"]))
@@ -58,10 +67,17 @@ def test_a_run_with_workers_spends_no_longer_outside_its_fit_than_one_without(tm
     outside = {}
     for workers in (0, 2):
         start = time.perf_counter()
-        result = train_cli("data.loader=torch", f"data.num_workers={workers}", "logger=csv",
-                           "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-                           "trainer.limit_val_batches=2", f"paths.cache_dir={tmp_path / 'cache'}",
-                           f"hydra.run.dir={tmp_path / str(workers)}", cwd=tmp_path)  # fmt: skip
+        result = train_cli(
+            "data.loader=torch",
+            f"data.num_workers={workers}",
+            "logger=csv",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / str(workers)}",
+            cwd=tmp_path,
+        )
         wall = time.perf_counter() - start
         assert result.returncode == 0, result.stderr[-2000:]
         metrics = json.loads((tmp_path / str(workers) / "metrics.json").read_text())

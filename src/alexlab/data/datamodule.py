@@ -93,9 +93,17 @@ class ImageDataModule(L.LightningDataModule):
         std: Sequence[float] = _AUGMENT.std,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.augment = Augment(image_size=image_size, resize_size=resize_size, crop=crop,
-                               scale=scale, ratio=ratio, hflip_prob=hflip_prob,
-                               lighting_std=lighting_std, mean=mean, std=std)  # fmt: skip
+        self.augment = Augment(
+            image_size=image_size,
+            resize_size=resize_size,
+            crop=crop,
+            scale=scale,
+            ratio=ratio,
+            hflip_prob=hflip_prob,
+            lighting_std=lighting_std,
+            mean=mean,
+            std=std,
+        )
         self.skip_corrupt = skip_corrupt
         self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
         self.source = source(root)  # checks the paths now, before any training starts
@@ -211,14 +219,14 @@ class ImageDataModule(L.LightningDataModule):
         samples, place = self.samples(split), self._placement()  # views: torch transforms
         order = EpochOrder(len(samples), batch_size=self.batch_size, rank=place["rank"],
                            world_size=place["world_size"], train=False)  # fmt: skip
-        return self._torch_loader(samples, Decoded(self.augment.ten_crop_transform()), order,
-                                  pin=False)  # fmt: skip
+        views = Decoded(self.augment.ten_crop_transform())
+        return self._torch_loader(samples, views, order, pin=False)
 
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
         dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
                               max_pixels=self.max_image_pixels)  # fmt: skip
-        loader = TorchLoader(dataset, order, num_workers=self.num_workers,
-                             pin_memory=self.pin_memory and pin)  # fmt: skip
+        pin = self.pin_memory and pin
+        loader = TorchLoader(dataset, order, num_workers=self.num_workers, pin_memory=pin)
         self._torch_loaders.append(loader)
         return loader
 

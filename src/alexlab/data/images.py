@@ -78,7 +78,7 @@ def draft(img: Image.Image, upright_min: tuple[int, int]) -> float:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Decoded pixels -> upright 8-bit RGB (the rules in the module docstring)."""
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)  # (not in place: a copy even when upright)
     if img.mode in SIXTEEN_BIT:
         values = np.asarray(img, dtype=np.float64)  # (H, W), 16-bit range
         img = Image.fromarray(np.round(values.clip(0, 65535) / 257.0).astype(np.uint8), "L")
