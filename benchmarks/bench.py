@@ -26,7 +26,7 @@ from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource
 from alexlab.data.synthetic import SyntheticDataModule
 from alexlab.module import ClassificationModule
-from benchmarks import bench_loaders
+from benchmarks import bench_loaders, peers
 
 
 def usable_cores() -> int:
@@ -433,9 +433,15 @@ def main(argv: list[str] | None = None) -> None:
                         "loader ratios; default: this code against itself")  # fmt: skip
     parser.add_argument("--tree-files", type=int, default=100_000,
                         help="entries of the generated tree for the set-up time row (0: skip)")  # fmt: skip
-    parser.add_argument("--what", nargs="+", default=["data", "prepared", "train", "overhead"],
-                        choices=["data", "prepared", "train", "overhead"],
-                        help="prepared: the same images full-size and prepared (prepare.py)")  # fmt: skip
+    parts = ["data", "prepared", "train", "overhead", "peers"]
+    parser.add_argument(
+        "--what",
+        nargs="+",
+        default=parts,
+        choices=parts,
+        help="prepared: the same images full-size and prepared (prepare.py); "
+        "peers: torchvision's and NVIDIA's loaders, a plain loop (peers.py)",
+    )
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
     # training and overhead: GPU-sized on a GPU (one step at batch 256 takes milliseconds there),
     # a few minutes in all on a small CPU; None = that device's default (gpu_defaults)
@@ -524,6 +530,22 @@ def main(argv: list[str] | None = None) -> None:
             f"throughput against the raw loop.\n\n{table(rows)}\n"
         )
         took("overhead")
+    if "peers" in args.what:
+        name = f"fake-imagenet-c{args.classes}-p{args.per_class}-imagenet-sizes"
+        sized = args.root or args.cache / name
+        if not sized.exists():
+            print(f"writing {sized} ...")
+            write_fake_imagenet(
+                sized, classes=args.classes, per_class=args.per_class, sizes="imagenet"
+            )
+        report += peers.report(
+            sized,
+            batch_size=args.batch_size,
+            workers=args.workers[0],
+            batches=args.batches,
+            rounds=args.runs,
+        )
+        took("peers")
     report += (
         f"\nThe whole bench took {(time.perf_counter() - began) / 60:.1f} min "
         f"({', '.join(parts)} min; `--what` picks parts).\n"

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 from subproc import run
 
 from alexlab.config import ConfigError
 from alexlab.data.augment import eval_transform
-from alexlab.predict import pick_device, to_rgb
+from alexlab.data.images import to_rgb
+from alexlab.predict import pick_device
 from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
@@ -52,6 +53,11 @@ def folder_run(trained, tmp_path_factory):
     Image.fromarray(grey).save(folder / "z8.png")
     Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "z16.png")
     Image.new("RGB", (64, 64)).save(folder / "zbig.png")  # 4,096 px: over 2x the limit
+    digit = Image.open(images[0]).convert("RGB")  # a phone photo's case: stored sideways + EXIF
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # "rotate 90 clockwise to view"
+    digit.transpose(Image.Transpose.ROTATE_90).save(folder / "rot6.jpg", quality=95, exif=exif)
+    digit.save(folder / "upright.jpg", quality=95)
     result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
                          "topk=3", "show_all_probs=true", "max_image_pixels=2000", cwd=tmp)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -61,7 +67,7 @@ def folder_run(trained, tmp_path_factory):
 def test_predict_a_folder_as_json(trained, folder_run):
     summary, cfg = trained
     images, out = folder_run
-    names = [p.name for p in images] + ["z16.png", "z8.png"]
+    names = [p.name for p in images] + ["rot6.jpg", "upright.jpg", "z16.png", "z8.png"]
     assert [Path(r["file"]).name for r in out["results"]] == names
     first = out["results"][0]
     assert len(first["top"]) == 3 and set(first["probs"]) == {str(d) for d in range(10)}
@@ -81,7 +87,16 @@ def test_predict_a_folder_as_json(trained, folder_run):
 def test_decompression_bombs_are_refused(folder_run):
     _, out = folder_run
     (big,) = [s for s in out["skipped"] if Path(s["file"]).name == "zbig.png"]
-    assert "decompression bomb" in json.dumps(big)
+    assert big["reason"] == "too large (64x64 pixels, limit 2000)"  # from the header
+
+
+def test_an_exif_rotated_photo_is_classified_upright(folder_run):
+    _, out = folder_run
+    by_name = {Path(r["file"]).name: r for r in out["results"]}
+    rotated, upright = by_name["rot6.jpg"], by_name["upright.jpg"]
+    assert rotated["top"][0]["index"] == upright["top"][0]["index"]
+    for name, prob in upright["probs"].items():  # JPEG's loss only
+        assert rotated["probs"][name] == pytest.approx(prob, abs=0.05)
 
 
 def test_missing_input_is_a_clear_error(trained, tmp_path):

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
+from alexlab.data import images
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
 from alexlab.runs.checkpoint import open_checkpoint
@@ -53,32 +52,11 @@ def list_inputs(input_: str) -> list[Path]:
 
 
 def open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Decode ``path`` as RGB; refuse images above ``max_pixels`` before decoding them."""
+    """Upright RGB as training saw it (``images.decode``); images above ``max_pixels`` are
+    refused before decoding."""
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError("not an image file (extension)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
-        try:
-            with Image.open(path) as img:  # the size check happens here, before decoding
-                img.load()
-                return to_rgb(img)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ValueError(f"refused: decompression bomb ({e})") from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB as training saw it: 16-bit grey scaled (0-65535 -> 0-255, not clipped at
-    255 as ``convert("RGB")`` does), transparent pixels laid on white."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        values = np.asarray(img, dtype=np.float64)  # (H, W), 16-bit range
-        img = Image.fromarray(np.round(values.clip(0, 65535) / 257.0).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    return img.convert("RGB")
+    return images.decode(str(path), max_pixels)
 
 
 def pick_device(name: str) -> torch.device:

@@ -76,3 +76,22 @@ def test_eval_transform_by_hand():
     assert out.shape == (3, 224, 224)
     expected = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     torch.testing.assert_close(out.mean(dim=(1, 2)), expected, atol=1e-3, rtol=0)
+
+
+def test_the_signature_lists_every_setting_and_every_yaml_key():
+    """No ``**kwargs`` hiding settings: each augmentation key is a named argument defaulting to
+    ``Augment``'s value, and every key of folder.yaml is a parameter."""
+    import inspect
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from alexlab.config import CONF_DIR
+    from alexlab.data.augment import Augment
+
+    params = inspect.signature(ImageDataModule).parameters
+    assert all(p.kind is p.KEYWORD_ONLY for p in params.values())
+    for f in fields(Augment):
+        assert params[f.name].default == getattr(Augment(), f.name), f.name
+    folder = OmegaConf.load(CONF_DIR / "data" / "folder.yaml")
+    assert set(folder) - {"_target_", "defaults"} <= set(params)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from alexlab.config import ConfigError
-from alexlab.data.sources import MAX_IMAGE_PIXELS
+from alexlab.data.images import MAX_IMAGE_PIXELS
 
 
 def main(argv: list[str] | None = None) -> int:

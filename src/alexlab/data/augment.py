@@ -1,6 +1,7 @@
 """The augmentation contract: one ``Augment`` built from the config, handed to both loaders.
 
-Both do the geometry on uint8 pixels (DALI in its pipeline, the torch loader with transforms v2).
+Both do the geometry on uint8 pixels (DALI in its pipeline, the torch loader on PIL images in
+``crops``, decoding only what the crop needs).
 For a GPU they ship uint8 batches (a 4x smaller host->device copy) and ``OnDevice`` normalises on
 the device; for a CPU-only fit they normalise in their own threads or worker processes (in
 parallel with the training step, not after it in the training process). ``OnDevice`` adds the
@@ -17,6 +18,7 @@ import torch
 from torchvision.transforms import v2
 
 from alexlab.config import ConfigError
+from alexlab.data.crops import TrainCrop
 
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,28 +77,19 @@ class Augment:
             raise ConfigError(f"data.{unknown[0]} is not a data setting; augmentation: {valid}.")
         return cls(**settings)
 
-    def train_transform(self) -> v2.Compose:
-        """PIL image -> uint8 (3, S, S): the train crop and flip (lighting runs on the device)."""
-        steps: list = [v2.PILToTensor()]
-        if self.crop == "random_resized":
-            steps.append(v2.RandomResizedCrop(self.image_size, scale=self.scale, ratio=self.ratio,
-                                              antialias=True))  # fmt: skip
-        else:
-            steps += [v2.Resize(self.resize_size, antialias=True), v2.CenterCrop(self.resize_size),
-                      v2.RandomCrop(self.image_size)]  # fmt: skip
-        if self.hflip_prob > 0:
-            steps.append(v2.RandomHorizontalFlip(self.hflip_prob))
-        return v2.Compose(steps)
+    def train_transform(self) -> TrainCrop:
+        """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
+        needs (``crops``; the lighting runs on the device)."""
+        return TrainCrop(self)
 
     def eval_transform(self) -> v2.Compose:
         """PIL image -> uint8 (3, S, S): shorter side to ``resize_size``, centre crop."""
         return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
                            v2.CenterCrop(self.image_size)])  # fmt: skip
 
-    def normalise(self) -> v2.Compose:
+    def normalise(self) -> Normalise:
         """uint8 (..., 3, S, S) -> float32 ``(x / 255 - mean) / std``."""
-        return v2.Compose([v2.ToDtype(torch.float32, scale=True),
-                           v2.Normalize(self.mean, self.std)])  # fmt: skip
+        return Normalise(self.mean, self.std)
 
     def ten_crop_transform(self) -> TenCropViews:
         """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
@@ -108,11 +101,23 @@ class Augment:
         )  # fmt: skip
 
 
+class Normalise:
+    """uint8 (..., 3, S, S) -> float32 ``(x / 255 - mean) / std``, as one multiply-add in place
+    on the float copy (5x less time than ``ToDtype`` + ``Normalize`` in a loader worker)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        std_255 = torch.tensor(std).view(3, 1, 1) * 255
+        self.scale, self.shift = 1 / std_255, -torch.tensor(mean).view(3, 1, 1) * 255 / std_255
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(torch.float32, copy=True).mul_(self.scale).add_(self.shift)
+
+
 class TenCropViews:
     """``crops(img)`` -> a tuple of 10 views, stacked, then ``normalise`` (v2's ``Lambda`` would
     apply ``torch.stack`` to each view of the tuple separately)."""
 
-    def __init__(self, crops: v2.Compose, normalise: v2.Compose) -> None:
+    def __init__(self, crops: v2.Compose, normalise: Normalise) -> None:
         self.crops, self.normalise = crops, normalise
 
     def __call__(self, img: Any) -> torch.Tensor:

@@ -19,11 +19,13 @@ import numpy as np
 import torch
 
 from alexlab.data.augment import Augment
-from alexlab.data.order import EpochOrder
-from alexlab.data.sources import bad_files_error, image_problem
+from alexlab.data.images import image_problem
+from alexlab.data.order import EpochOrder, mix_seed
+from alexlab.data.sources import bad_files_error
 
 try:
     from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import math as dali_math
     from nvidia.dali.pipeline import Pipeline
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
@@ -110,8 +112,12 @@ if DALI_AVAILABLE:
                                                    num_attempts=100, **decoder)  # fmt: skip
             images = fn.resize(images, resize_x=a.image_size, resize_y=a.image_size)
         else:  # paper: shorter side to resize_size, central square, random S x S crop
-            images = fn.resize(fn.decoders.image(jpegs, **decoder), resize_shorter=a.resize_size)
-            images = fn.crop(images, crop=(a.resize_size, a.resize_size))
+            # = the central min(H, W) square, resized to R x R: only that region is decoded
+            # (ROI decode: libjpeg-turbo skips the rows and columns outside it)
+            shape = fn.peek_image_shape(jpegs, dtype=types.FLOAT)  # (H, W, C), of the stand-in too
+            side = dali_math.min(shape[0], shape[1])
+            images = fn.decoders.image_crop(jpegs, crop_w=side, crop_h=side, **decoder)
+            images = fn.resize(images, resize_x=a.resize_size, resize_y=a.resize_size)
             crop = dict(crop=(a.image_size, a.image_size),
                         crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
                         crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))  # fmt: skip
@@ -173,7 +179,7 @@ class DaliLoader:
             self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
         )
         chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
-        seed = (order.seed * 1_000_003 + order.rank * 7919 + order.epoch) % 2**31
+        seed = mix_seed(order.seed, order.rank, order.epoch) % 2**31  # (DALI's seed range)
         iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
             pipe = self._build(files=[self.samples[i][0] for i in chosen],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,12 @@ from torchvision.transforms import v2
 from alexlab.config import ConfigError
 from alexlab.data import dali, sources
 from alexlab.data.augment import Augment, OnDevice, input_dtype
+from alexlab.data.crops import Decoded
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
+
+_AUGMENT = Augment()  # the augmentation defaults, declared once (in ``Augment``)
 
 
 def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
@@ -69,7 +72,8 @@ class ImageDataModule(L.LightningDataModule):
             (4x less to copy), not on a CPU (the loader's threads or workers normalise in
             parallel with the step, where the training process would do it after).
         ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S).
-        **augment: the settings of ``augment.Augment`` (image_size, crop, scale, ...).
+        image_size, resize_size, crop, scale, ratio, hflip_prob, lighting_std, mean, std: the
+            augmentation, handed to ``augment.Augment`` (documented there, defaults from there).
     """
 
     def __init__(
@@ -81,10 +85,24 @@ class ImageDataModule(L.LightningDataModule):
         dali_hw_decoder_load: float = 0.65, seed: int = 0, skip_corrupt: bool = False,
         max_image_pixels: int = sources.MAX_IMAGE_PIXELS, channels_last: bool = False,
         fp16: bool = False, ten_crop: bool = False, normalise_on_device: bool | None = None,
-        **augment: Any,
+        image_size: int = _AUGMENT.image_size, resize_size: int = _AUGMENT.resize_size,
+        crop: str = _AUGMENT.crop, scale: Sequence[float] = _AUGMENT.scale,
+        ratio: Sequence[float] = _AUGMENT.ratio, hflip_prob: float = _AUGMENT.hflip_prob,
+        lighting_std: float = _AUGMENT.lighting_std, mean: Sequence[float] = _AUGMENT.mean,
+        std: Sequence[float] = _AUGMENT.std,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.augment = Augment.from_settings(augment)
+        self.augment = Augment(
+            image_size=image_size,
+            resize_size=resize_size,
+            crop=crop,
+            scale=scale,
+            ratio=ratio,
+            hflip_prob=hflip_prob,
+            lighting_std=lighting_std,
+            mean=mean,
+            std=std,
+        )
         self.skip_corrupt = skip_corrupt
         self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
         self.source = source(root)  # checks the paths now, before any training starts
@@ -108,6 +126,7 @@ class ImageDataModule(L.LightningDataModule):
         self._listings: dict[str, list[tuple[str, int]]] = {}
         self._train_loader: Any = None
         self._train_state: dict[str, Any] | None = None  # from a checkpoint, for the next loader
+        self._torch_loaders: list[TorchLoader] = []  # their workers stop in `teardown`
 
     @property
     def dali_threads(self) -> int:
@@ -153,7 +172,7 @@ class ImageDataModule(L.LightningDataModule):
                            f"rank per epoch; {order.dropped} left out (under one optimizer step, "
                            f"a different remainder every epoch)")  # fmt: skip
         if self.loader == "torch":
-            tf = self.augment.train_transform() if train else self.augment.eval_transform()
+            tf = self.augment.train_transform() if train else Decoded(self.augment.eval_transform())
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
             return self._torch_loader(samples, tf, order, pin=gpu)
         extra = dict(fast_idct=self.dali_fast_idct) if train else {}
@@ -208,13 +227,23 @@ class ImageDataModule(L.LightningDataModule):
         samples, place = self.samples(split), self._placement()  # views: torch transforms
         order = EpochOrder(len(samples), batch_size=self.batch_size, rank=place["rank"],
                            world_size=place["world_size"], train=False)  # fmt: skip
-        return self._torch_loader(samples, self.augment.ten_crop_transform(), order, pin=False)
+        views = Decoded(self.augment.ten_crop_transform())
+        return self._torch_loader(samples, views, order, pin=False)
 
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
         dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
                               max_pixels=self.max_image_pixels)  # fmt: skip
-        return TorchLoader(dataset, order, num_workers=self.num_workers,
-                           pin_memory=self.pin_memory and pin)  # fmt: skip
+        pin = self.pin_memory and pin
+        loader = TorchLoader(dataset, order, num_workers=self.num_workers, pin_memory=pin)
+        self._torch_loaders.append(loader)
+        return loader
+
+    def teardown(self, stage: str) -> None:
+        """The end of a fit, validate or test (Lightning calls it): the torch loaders' workers
+        stop now, not at the exit of the process (see ``TorchLoader``)."""
+        for loader in self._torch_loaders:
+            loader.close()
+        self._torch_loaders.clear()
 
     @property
     def has_test(self) -> bool:

@@ -18,6 +18,15 @@ import torch
 from torch.utils.data import Sampler
 
 
+def mix_seed(seed: int, *parts: int) -> int:
+    """One seed from the base seed and integers (epoch, rank, sample index ...), the only
+    formula in alexlab: ``s = s * 1_000_003 + part`` for each part (a prime: distinct
+    ``(seed, part)`` pairs give distinct seeds while parts stay under it), kept below 2**63."""
+    for part in parts:
+        seed = seed * 1_000_003 + part
+    return seed % 2**63
+
+
 class EpochOrder(Sampler):
     """This rank's sample indices per epoch; iterating yields ``(epoch, index)`` keys from the
     first unconsumed batch on (the torch loader's sampler; DALI reads ``indices()``).
@@ -55,7 +64,7 @@ class EpochOrder(Sampler):
         """This rank's samples for the current epoch, in reading order."""
         if not self.train:
             return list(range(self.start, self.stop))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
         perm = torch.randperm(self.size, generator=g)[
             : self.steps * self.batch_size * self.world_size
         ]

@@ -27,7 +27,9 @@ from pathlib import Path
 from PIL import Image
 
 from alexlab.config import ConfigError
-from alexlab.data.sources import Problem, class_folders, image_problem
+from alexlab.data import images
+from alexlab.data.images import image_problem
+from alexlab.data.sources import Problem, class_folders
 
 SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)
 SPLITS = ("train", "val", "test")
@@ -117,31 +119,17 @@ def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-# EXIF orientation -> the transpose that makes the pixels upright (as ImageOps.exif_transpose)
-_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-                 8: Image.Transpose.ROTATE_90}  # fmt: skip
-_QUARTER_TURNS = (Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270,
-                  Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)  # fmt: skip
-
-
-def _conversions(
-    img: Image.Image, want: str, suffix: str
-) -> tuple[list[str], Image.Transpose | None]:
-    """What must change for the output to be an upright RGB ``want`` file: notes for the
-    report, and the EXIF orientation's transpose (DALI applies EXIF orientation, PIL and so
-    the torch loader do not: an upright copy without EXIF reads the same in both)."""
+def _conversions(img: Image.Image, want: str, suffix: str) -> list[str]:
+    """What must change for the output to be an upright RGB ``want`` file (for the report): an
+    upright copy without EXIF reads the same in every decoder."""
     notes = []
     if img.format != want:  # e.g. ImageNet's one PNG named .JPEG
         notes.append(f"{img.format} data in a {suffix} file -> {want}")
     if img.mode != "RGB":  # CMYK, grayscale (L), palette, RGBA ...
         notes.append(f"{img.mode} -> RGB")
-    orientation = img.getexif().get(0x0112, 1)  # 0x0112: EXIF Orientation
-    turn = _ORIENTATIONS.get(orientation)
-    if turn is not None:
+    if (orientation := images.orientation(img)) != 1:
         notes.append(f"EXIF orientation {orientation} -> upright")
-    return notes, turn
+    return notes
 
 
 def _header_size(path: Path) -> tuple[int, int]:
@@ -159,22 +147,18 @@ def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
         result.size_in, result.size_out = _header_size(src), _header_size(dst)
         return result
     try:
-        with Image.open(src) as img:
+        with images.open_image(str(src)) as img:
             result.size_in, want = img.size, _image_format(dst)
-            notes, turn = _conversions(img, want, src.suffix)
-            upright = img.size[::-1] if turn in _QUARTER_TURNS else img.size
-            size, box = settings.plan(*upright)
+            notes = _conversions(img, want, src.suffix)
+            size, box = settings.plan(*images.upright_size(img))
             dst.parent.mkdir(parents=True, exist_ok=True)  # sub-folders within a class
             if size == img.size and box is None and not notes:
                 img.load()  # a verbatim copy must decode completely too
                 _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
                 result.status, result.size_out = "copied", img.size
             else:
-                if img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale where that still
-                    w, h = size[::-1] if turn in _QUARTER_TURNS else size  # leaves 2x: far
-                    img.draft("RGB", (2 * w, 2 * h))  # less work
-                rgb = img.convert("RGB")  # what both loaders make of any mode
-                rgb = rgb.transpose(turn) if turn is not None else rgb
+                images.draft(img, (2 * size[0], 2 * size[1]))  # JPEG: 1/2..1/8 scale, >= 2x left
+                rgb = images.load_rgb(img)  # what both loaders make of it: upright RGB
                 out = rgb.resize(size, Image.Resampling.LANCZOS)
                 out = out.crop(box) if box else out
                 save = dict(quality=settings.quality) if want in ("JPEG", "WEBP") else {}

@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image
 
 from alexlab.config import ConfigError, CorruptImageError, require_dir
+from alexlab.data import images
+from alexlab.data.images import MAX_IMAGE_PIXELS, image_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-# Images above this many pixels are refused before decoding, on both loaders and in `verify`
-# (PIL's decompression-bomb limit; ImageNet's largest image has about 10M pixels).
-MAX_IMAGE_PIXELS = 89_478_485
 
 
 def class_folders(split_dir: Path) -> list[str]:
@@ -193,35 +192,12 @@ def bad_files_error(problems: list[tuple[str, str]]) -> CorruptImageError:
     )
 
 
-def _open_rgb(path: str, max_pixels: int) -> tuple[Image.Image | None, str | None]:
-    """``(RGB image, None)``, or ``(None, why it cannot be used)``; a too-large image is refused
-    from its header, before decoding (against ``max_pixels``: PIL's own process-wide limit, which
-    would refuse anything above twice its default whatever ``max_pixels`` says, is lifted for
-    this open only; DataLoader workers are processes, DALI's checks run in the main thread)."""
-    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with open(path, "rb") as f, Image.open(f) as img:
-            if img.width * img.height > max_pixels:
-                return None, f"too large ({img.width}x{img.height} pixels, limit {max_pixels})"
-            img.load()  # every byte now: truncation shows here, not in a transform
-            return img.convert("RGB"), None
-    except Exception as e:  # PIL raises many types for broken files
-        return None, f"corrupt or truncated ({(str(e) or type(e).__name__).splitlines()[0]})"
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
-
-
 def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """The whole image as RGB, or CorruptImageError naming the file and why."""
-    img, reason = _open_rgb(path, max_pixels)
-    if img is None:
-        raise bad_files_error([(path, reason)])
-    return img
-
-
-def image_problem(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
-    """Why ``path`` cannot be used as an image, or None when it decodes completely."""
-    return _open_rgb(path, max_pixels)[1]
+    """The whole picture, upright RGB (``images.decode``), or CorruptImageError naming the file."""
+    try:
+        return images.decode(path, max_pixels)
+    except images.ImageError as e:
+        raise bad_files_error([(path, str(e))]) from None
 
 
 @dataclass(frozen=True)

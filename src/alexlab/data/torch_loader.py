@@ -7,7 +7,9 @@ The order is ``order.EpochOrder``'s (as DALI's); each sample's augmentation is s
 
 from __future__ import annotations
 
+import atexit
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,14 +17,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from alexlab.config import CorruptImageError
-from alexlab.data.order import EpochOrder
-from alexlab.data.sources import MAX_IMAGE_PIXELS, decode
+from alexlab.data import images
+from alexlab.data.images import MAX_IMAGE_PIXELS
+from alexlab.data.order import EpochOrder, mix_seed
+from alexlab.data.sources import bad_files_error
 
 log = logging.getLogger(__name__)
 
 
 class FileDataset(Dataset):
-    """``(path, label)`` samples -> ``(transform(image), label)``.
+    """``(path, label)`` samples -> ``(transform(opened image), label)``: ``transform`` gets the
+    image with only its header read (see ``crops``).
 
     Keys ``(epoch, index)`` (from ``EpochOrder``) seed the augmentation of that sample from
     ``(seed, epoch, index)`` in a forked RNG. ``skip_corrupt``: an unusable file is skipped,
@@ -42,12 +47,18 @@ class FileDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
+            # the CPU generator only: torch.manual_seed also queues a seed per accelerator
+            # type, formatting a stack trace each time (2-4 ms a sample on a CPU)
+            torch.default_generator.manual_seed(mix_seed(self.seed, epoch, index))
             return self._get(index)
 
     def _load(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        return self.transform(decode(path, self.max_pixels)), label
+        try:
+            with images.open_image(path, self.max_pixels) as img:  # the header only, checked
+                return self.transform(img), label  # decodes what it needs
+        except images.ImageError as e:
+            raise bad_files_error([(path, str(e))]) from None
 
     def _get(self, index: int) -> tuple[Any, int]:
         if not self.skip_corrupt:
@@ -63,28 +74,62 @@ class FileDataset(Dataset):
 
 class TorchLoader:
     """``(images uint8 (B, 3, S, S), labels int64 (B,))`` over ``order``'s slice; ``sampler``
-    (Lightning calls its ``set_epoch``) and the state Lightning saves are the order's."""
+    (Lightning calls its ``set_epoch``) and the state Lightning saves are the order's.
+
+    The worker processes persist across epochs and stop at ``close()`` (the datamodule's
+    ``teardown``, at the end of each stage). Lightning stops the workers of the ``DataLoader``s it
+    is handed, not of a wrapper like this one; left to the garbage collector at exit (DALI's
+    ``atexit`` runs ``gc.collect()``), the DataLoader's queues are finalised before its iterator,
+    so the workers never receive their stop message and each is joined until a 5 s time-out.
+    ``close()`` drops the last reference instead, so the iterator stops them while its queues run.
+    """
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
 
     def __init__(self, dataset: Dataset, order: EpochOrder, *, num_workers: int,
                  pin_memory: bool) -> None:  # fmt: skip
-        self.sampler = order
-        self.loader = DataLoader(
-            dataset, batch_size=order.batch_size, sampler=order, num_workers=num_workers,
-            pin_memory=pin_memory, persistent_workers=num_workers > 0,
+        self.sampler, self.dataset = order, dataset
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self._loader: DataLoader | None = None
+        self._batches: Iterator | None = None  # the epoch's iterator; held here only (`close`)
+        self._at_exit: Callable[[], None] | None = None
+
+    def _build(self) -> DataLoader:
+        workers = self.num_workers
+        loader = DataLoader(
+            self.dataset, batch_size=self.sampler.batch_size, sampler=self.sampler,
+            num_workers=workers, pin_memory=self.pin_memory, persistent_workers=workers > 0,
             # its own generator: starting an epoch never draws from the global RNG (dropout's)
-            generator=torch.Generator().manual_seed(order.seed),
+            generator=torch.Generator().manual_seed(self.sampler.seed),
         )  # fmt: skip
+        if workers:  # an error that skips teardown still stops them before the exit-time GC
+            ref = weakref.ref(self)
+            self._at_exit = lambda: (me := ref()) is not None and me.close()
+            atexit.register(self._at_exit)
+        return loader
 
     def __len__(self) -> int:
         return self.sampler.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler
-        for images, labels in self.loader:
+        if self._loader is None:
+            self._loader = self._build()
+        self._batches = iter(self._loader)
+        while self._batches is not None:  # (not `for`: its frame would hold the iterator too)
+            try:
+                images, labels = next(self._batches)
+            except StopIteration:
+                return
             order.consumed += order.train  # evaluation always reads its whole slice
             yield images, labels
+
+    def close(self) -> None:
+        """Stop the worker processes now; the next ``iter()`` starts new ones."""
+        self._batches = self._loader = None  # the last references: the workers are joined here
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+            self._at_exit = None
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
