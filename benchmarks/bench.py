@@ -37,8 +37,11 @@ def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     cores = usable_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -47,8 +50,10 @@ def machine() -> str:
         import nvidia.dali
 
         dali_version = nvidia.dali.__version__
-    return (f"{cpu}, {cores} cores usable, {gpu}; torch {torch.__version__}, "
-            f"DALI {dali_version}, Python {platform.python_version()}")  # fmt: skip
+    return (
+        f"{cpu}, {cores} cores usable, {gpu}; torch {torch.__version__}, "
+        f"DALI {dali_version}, Python {platform.python_version()}"
+    )
 
 
 class _StepTimer(L.Callback):
@@ -107,21 +112,39 @@ class _BareModule(L.LightningModule):
 
 
 def lightning_rate(
-    datamodule, net, *, warmup: int, batches: int, accelerator: str, precision: str,
+    datamodule,
+    net,
+    *,
+    warmup: int,
+    batches: int,
+    accelerator: str,
+    precision: str,
     bare: bool = False,
-) -> float:  # fmt: skip
+) -> float:
     """images/s of alexlab's module (or the bare one) under Lightning's fit loop (no logger,
     checkpoint or bar)."""
     if bare:
         module = _BareModule(net)
     else:
-        module = ClassificationModule(net, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
-                                      num_classes=datamodule.num_classes)  # fmt: skip
+        module = ClassificationModule(
+            net,
+            functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9),
+            num_classes=datamodule.num_classes,
+        )
     timer = _StepTimer(warmup)
-    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=warmup + batches,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                        callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_steps=warmup + batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
     trainer.fit(module, datamodule=datamodule)
     return timer.rate
 
@@ -158,9 +181,20 @@ def raw_rate(
     return batches * images.shape[0] / (time.perf_counter() - start)
 
 
-def bench_training(root: Path, *, models: list[str], batch_size: int, image_size: int, warmup: int,
-                   batches: int, runs: int, workers: int, precision: str, channels_last: bool,
-                   compile_modes: list[bool]) -> list[dict]:  # fmt: skip
+def bench_training(
+    root: Path,
+    *,
+    models: list[str],
+    batch_size: int,
+    image_size: int,
+    warmup: int,
+    batches: int,
+    runs: int,
+    workers: int,
+    precision: str,
+    channels_last: bool,
+    compile_modes: list[bool],
+) -> list[dict]:
     """Training images/s: synthetic data on the device (the compute ceiling; with and without
     ``torch.compile`` where asked), then each loader end to end; ratios against the ceiling (the
     eager synthetic row)."""
@@ -169,27 +203,61 @@ def bench_training(root: Path, *, models: list[str], batch_size: int, image_size
     for model in models:
         sources = {}
         for compiled in compile_modes:
-            sources[f"synthetic (on device){', compiled' * compiled}"] = (compiled, SyntheticDataModule(
-                num_classes=10, batch_size=batch_size, image_size=image_size,
-                steps_per_epoch=warmup + batches, val_steps=0))  # fmt: skip
+            sources[f"synthetic (on device){', compiled' * compiled}"] = (
+                compiled,
+                SyntheticDataModule(
+                    num_classes=10,
+                    batch_size=batch_size,
+                    image_size=image_size,
+                    steps_per_epoch=warmup + batches,
+                    val_steps=0,
+                ),
+            )
         sized = sized_tree(root, images=batch_size * (warmup + batches))  # one epoch: no restart
         for loader in ["dali"] * dali.DALI_AVAILABLE + ["torch"]:
-            sources[f"{loader} loader"] = (False, ImageDataModule(
-                root=sized, source=FolderSource, loader=loader, batch_size=batch_size,
-                image_size=image_size, num_workers=workers, dali_threads=workers, pin_memory=True,
-                channels_last=channels_last,
-            ))  # fmt: skip
+            sources[f"{loader} loader"] = (
+                False,
+                ImageDataModule(
+                    root=sized,
+                    source=FolderSource,
+                    loader=loader,
+                    batch_size=batch_size,
+                    image_size=image_size,
+                    num_workers=workers,
+                    dali_threads=workers,
+                    pin_memory=True,
+                    channels_last=channels_last,
+                ),
+            )
         ceiling = None
         for name, (compiled, dm) in sources.items():
-            per_run = [lightning_rate(dm, _tiny_or_full(model, dm.num_classes, tiny=False,
-                                                        channels_last=channels_last, compile=compiled),
-                                      warmup=warmup, batches=batches, accelerator=accelerator,
-                                      precision=precision)
-                       for _ in range(runs)]  # fmt: skip
+            per_run = [
+                lightning_rate(
+                    dm,
+                    _tiny_or_full(
+                        model,
+                        dm.num_classes,
+                        tiny=False,
+                        channels_last=channels_last,
+                        compile=compiled,
+                    ),
+                    warmup=warmup,
+                    batches=batches,
+                    accelerator=accelerator,
+                    precision=precision,
+                )
+                for _ in range(runs)
+            ]
             median = statistics.median(per_run)
             ceiling = ceiling or median
-            rows.append({"what": f"train {model} @{image_size}: {name}", "median": median,
-                         "runs": per_run, "ratio": median / ceiling})  # fmt: skip
+            rows.append(
+                {
+                    "what": f"train {model} @{image_size}: {name}",
+                    "median": median,
+                    "runs": per_run,
+                    "ratio": median / ceiling,
+                }
+            )
     return rows
 
 
@@ -217,34 +285,64 @@ def sized_tree(root: Path, *, images: int) -> Path:
 
 def bench_overhead(
     *, batch_sizes: list[int], warmup: int, batches: int, runs: int, precision: str
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """alexlab's Lightning step and a bare LightningModule against a raw loop: tiny AlexNet-BN,
     64 px, data on the device, at each batch size (a larger batch, a longer step)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for batch_size in batch_sizes:
-        dm = SyntheticDataModule(num_classes=10, batch_size=batch_size, image_size=64,
-                                 steps_per_epoch=warmup + batches, val_steps=0)  # fmt: skip
+        dm = SyntheticDataModule(
+            num_classes=10,
+            batch_size=batch_size,
+            image_size=64,
+            steps_per_epoch=warmup + batches,
+            val_steps=0,
+        )
         batch = next(iter(dm.train_dataloader()))
         rates = {"raw": [], "bare": [], "alexlab": []}
         for run in range(runs):  # interleaved, so drift in the machine hits all alike
             torch.manual_seed(run)
-            rates["raw"].append(raw_rate(_tiny_or_full("alexnet_bn", 10, tiny=True), batch, warmup=warmup,
-                                         batches=batches, device=device, precision=precision))  # fmt: skip
+            rates["raw"].append(
+                raw_rate(
+                    _tiny_or_full("alexnet_bn", 10, tiny=True),
+                    batch,
+                    warmup=warmup,
+                    batches=batches,
+                    device=device,
+                    precision=precision,
+                )
+            )
             for name in ("bare", "alexlab"):
                 torch.manual_seed(run)
-                rates[name].append(lightning_rate(dm, _tiny_or_full("alexnet_bn", 10, tiny=True), warmup=warmup,
-                                                  batches=batches, accelerator=device.type, precision=precision,
-                                                  bare=name == "bare"))  # fmt: skip
+                rates[name].append(
+                    lightning_rate(
+                        dm,
+                        _tiny_or_full("alexnet_bn", 10, tiny=True),
+                        warmup=warmup,
+                        batches=batches,
+                        accelerator=device.type,
+                        precision=precision,
+                        bare=name == "bare",
+                    )
+                )
         medians = {k: statistics.median(v) for k, v in rates.items()}
         step_ms = {k: 1000 * batch_size / v for k, v in medians.items()}
+        step_ms = {k: v - step_ms["raw"] if k != "raw" else v for k, v in step_ms.items()}
+
         labels = {
             "raw": f"raw PyTorch loop, batch {batch_size} ({step_ms['raw']:.1f} ms/step)",
-            "bare": f"bare LightningModule, batch {batch_size} (+{step_ms['bare'] - step_ms['raw']:.2f} ms/step)",
-            "alexlab": f"alexlab module, batch {batch_size} (+{step_ms['alexlab'] - step_ms['raw']:.2f} ms/step)",
-        }  # fmt: skip
-        rows += [{"what": labels[k], "median": medians[k], "runs": rates[k],
-                  "ratio": medians[k] / medians["raw"]} for k in rates]  # fmt: skip
+            "bare": f"bare LightningModule, batch {batch_size} (+{step_ms['bare']:.2f} ms/step)",
+            "alexlab": f"alexlab module, batch {batch_size} (+{step_ms['alexlab']:.2f} ms/step)",
+        }
+        rows += [
+            {
+                "what": labels[k],
+                "median": medians[k],
+                "runs": rates[k],
+                "ratio": medians[k] / medians["raw"],
+            }
+            for k in rates
+        ]
     return rows
 
 
@@ -288,8 +386,16 @@ def images_per_second(loader: Iterable, *, warmup: int, batches: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def bench_prepared(root: Path, *, batch_size: int, workers: int, warmup: int, batches: int,
-                   runs: int, crops: tuple[str, ...] = ("random_resized", "paper")) -> str:  # fmt: skip
+def bench_prepared(
+    root: Path,
+    *,
+    batch_size: int,
+    workers: int,
+    warmup: int,
+    batches: int,
+    runs: int,
+    crops: tuple[str, ...] = ("random_resized", "paper"),
+) -> str:
     """The same images full-size and as a prepared copy (``python -m alexlab.data prepare
     --shorter-side 256``, made next to ``root`` once): the torch and DALI train loaders side
     by side, runs interleaved. Returns a markdown table: DALI / torch per tree, prepared /
@@ -299,16 +405,26 @@ def bench_prepared(root: Path, *, batch_size: int, workers: int, warmup: int, ba
     copy = root.with_name(f"{root.name}-s256")
     summary = prepare_tree(root, copy, Settings(shorter_side=256), progress=False)
     ok = [r for r in summary.results if r.status != "problem"]
-    trees = {"full-size": (root, _describe([r.size_in for r in ok], sum(r.bytes_in for r in ok))),
-             "prepared": (copy, _describe([r.size_out for r in ok], sum(r.bytes_out for r in ok)))}  # fmt: skip
+    trees = {
+        "full-size": (root, _describe([r.size_in for r in ok], sum(r.bytes_in for r in ok))),
+        "prepared": (copy, _describe([r.size_out for r in ok], sum(r.bytes_out for r in ok))),
+    }
     loaders = ["torch"] + (["dali"] if dali.DALI_AVAILABLE else [])
     built = {
         (crop, tree, name): ImageDataModule(
-            root=path, source=FolderSource, loader=name, batch_size=batch_size,
-            num_workers=workers, dali_threads=workers, crop=crop, pin_memory=False,
+            root=path,
+            source=FolderSource,
+            loader=name,
+            batch_size=batch_size,
+            num_workers=workers,
+            dali_threads=workers,
+            crop=crop,
+            pin_memory=False,
         ).train_dataloader()
-        for crop in crops for tree, (path, _) in trees.items() for name in loaders
-    }  # fmt: skip
+        for crop in crops
+        for tree, (path, _) in trees.items()
+        for name in loaders
+    }
     rates: dict[tuple, list[float]] = {cfg: [] for cfg in built}
     for _ in range(runs):
         for cfg, loader in built.items():
@@ -322,8 +438,9 @@ def _describe(sizes: list[tuple[int, int]], nbytes: int) -> str:
     return f"mean {w:.0f}x{h:.0f} px, {nbytes / 1e6:.1f} MB"
 
 
-def _prepared_table(crops, trees: dict[str, str], loaders: list[str], workers: int,
-                    rates: dict[tuple, list[float]]) -> str:  # fmt: skip
+def _prepared_table(
+    crops, trees: dict[str, str], loaders: list[str], workers: int, rates: dict[tuple, list[float]]
+) -> str:
     med = {cfg: statistics.median(r) for cfg, r in rates.items()}
     names = {"torch": f"torch ({workers} workers)", "dali": f"DALI CPU ({workers} threads)"}
     cols = [f"{names[n]} images/s (runs)" for n in loaders]
@@ -331,8 +448,10 @@ def _prepared_table(crops, trees: dict[str, str], loaders: list[str], workers: i
     lines = ["| crop | tree | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for crop in crops:
         for tree, described in trees.items():
-            cells = [f"{med[crop, tree, n]:.0f} ({', '.join(f'{x:.0f}' for x in rates[crop, tree, n])})"
-                     for n in loaders]  # fmt: skip
+            cells = [
+                f"{med[crop, tree, n]:.0f} ({', '.join(f'{x:.0f}' for x in rates[crop, tree, n])})"
+                for n in loaders
+            ]
             if "dali" in loaders:
                 cells.append(f"{med[crop, tree, 'dali'] / med[crop, tree, 'torch']:.2f}x")
             lines.append(f"| {crop} | {tree}: {described} | " + " | ".join(cells) + " |")
@@ -370,17 +489,28 @@ def gpu_defaults(args: argparse.Namespace, *, gpu: bool) -> argparse.Namespace:
 def data_report(root: Path, args: argparse.Namespace) -> str:
     """The loader tables: this code against the baseline, DALI decoding alone, set-up time."""
     baseline = args.baseline_src  # None: this code alone
-    configs = [(name, count, True) for count in args.workers
-               for name in ["torch"] + ["dali"] * dali.DALI_AVAILABLE]  # fmt: skip
+    configs = [
+        (name, count, True)
+        for count in args.workers
+        for name in ["torch"] + ["dali"] * dali.DALI_AVAILABLE
+    ]
     if dali.DALI_AVAILABLE:
         configs.append(("dali", args.workers[0], False))
-    rows = bench_loaders.bench_against(root, baseline, configs=configs, batch_size=args.batch_size,
-                                       warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
+    rows = bench_loaders.bench_against(
+        root,
+        baseline,
+        configs=configs,
+        batch_size=args.batch_size,
+        warmup=args.warmup,
+        batches=args.batches,
+        runs=args.runs,
+    )
     previous = ", ".join(f"{r['baseline']:.0f}" for r in rows) if baseline else ""
     versus = (
         f"this code / the previous code (`{baseline}`; previous medians: {previous})"
-        if baseline else f"against the first row ({rows[0]['what']})"
-    )  # fmt: skip
+        if baseline
+        else f"against the first row ({rows[0]['what']})"
+    )
     text = (
         f"\n**Loaders.** {root.name} (~500x375 JPEGs), train augmentation (random-resized crop "
         f"to 224, flip, normalised where a fit normalises: in the loader on a CPU, on the device "
@@ -392,17 +522,23 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
     )
     print(text, flush=True)  # (the rows so far, should a later part fail)
     if dali.DALI_AVAILABLE:
-        decode = bench_loaders.decode_only(root, threads=args.workers, batch_size=args.batch_size,
-                                           batches=args.batches)  # fmt: skip
-        text += f"\n**DALI decoding alone** (reader + decoder), batch {args.batch_size}.\n\n{table(decode)}\n"
+        decode = bench_loaders.decode_only(
+            root, threads=args.workers, batch_size=args.batch_size, batches=args.batches
+        )
+        text += (
+            f"\n**DALI decoding alone** (reader + decoder), batch {args.batch_size}.\n\n"
+            f"{table(decode)}\n"
+        )
     if args.tree_files:
-        big = bench_loaders.bench_large_tree(baseline, files=args.tree_files,
-                                             batch_size=args.batch_size, runs=args.runs)  # fmt: skip
+        big = bench_loaders.bench_large_tree(
+            baseline, files=args.tree_files, batch_size=args.batch_size, runs=args.runs
+        )
         previous = ", ".join(f"{r['baseline']:.1f}" for r in big) if baseline else ""
         versus = (
             f"this / previous, lower is faster (previous medians: {previous} s)"
-            if baseline else "against the first row"
-        )  # fmt: skip
+            if baseline
+            else "against the first row"
+        )
         text += (
             f"\n**Set-up on a {args.tree_files:,}-file tree** (hard links to one small JPEG): "
             f"seconds from building the datamodule to the first train batch (listing, loader, "
@@ -413,26 +549,42 @@ def data_report(root: Path, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
-    parser.add_argument("--root", type=Path, default=None,
-                        help="an ImageNet-shaped tree; default: a generated one in the cache")  # fmt: skip
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="an ImageNet-shaped tree; default: a generated one in the cache",
+    )
     parser.add_argument(
         "--cache", type=Path, default=Path(os.environ.get("ALEXLAB_CACHE", ".cache"))
     )
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="DataLoader workers / DALI threads to try (GPU: cores, 2 x cores; "
-                        "CPU: cores)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="DataLoader workers / DALI threads to try (GPU: cores, 2 x cores; CPU: cores)",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=None, help="GPU 5, CPU 3")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
-    parser.add_argument("--baseline-src", type=Path, default=None,
-                        help="the previous code's src/ (e.g. `git archive <commit> src`) for the "
-                        "loader ratios; default: this code against itself")  # fmt: skip
-    parser.add_argument("--tree-files", type=int, default=100_000,
-                        help="entries of the generated tree for the set-up time row (0: skip)")  # fmt: skip
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="the previous code's src/ (e.g. `git archive <commit> src`) for the "
+        "loader ratios; default: this code against itself",
+    )
+    parser.add_argument(
+        "--tree-files",
+        type=int,
+        default=100_000,
+        help="entries of the generated tree for the set-up time row (0: skip)",
+    )
     parts = ["data", "prepared", "train", "overhead", "peers"]
     parser.add_argument(
         "--what",
@@ -449,17 +601,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-warmup", type=int, default=None, help="GPU 20, CPU 2")
     parser.add_argument("--train-batches", type=int, default=None, help="timed; GPU 200, CPU 4")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--precision", default=None,
-                        help="GPU bf16-mixed (16-mixed before Ampere), CPU 32-true")  # fmt: skip
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="NHWC weights and batches; GPU on, CPU off")  # fmt: skip
-    parser.add_argument("--compile", nargs="+", choices=["off", "on"], default=None,
-                        help="synthetic ceiling rows; GPU: off on, CPU: off")  # fmt: skip
-    parser.add_argument("--overhead-batch-sizes", type=int, nargs="+", default=[32, 256],
-                        help="batch sizes of the overhead runs (tiny AlexNet-BN at 64 px)")  # fmt: skip
+    parser.add_argument(
+        "--precision", default=None, help="GPU bf16-mixed (16-mixed before Ampere), CPU 32-true"
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC weights and batches; GPU on, CPU off",
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=["off", "on"],
+        default=None,
+        help="synthetic ceiling rows; GPU: off on, CPU: off",
+    )
+    parser.add_argument(
+        "--overhead-batch-sizes",
+        type=int,
+        nargs="+",
+        default=[32, 256],
+        help="batch sizes of the overhead runs (tiny AlexNet-BN at 64 px)",
+    )
     parser.add_argument("--overhead-warmup", type=int, default=None, help="GPU 20, CPU 5")
-    parser.add_argument("--overhead-steps", type=int, default=None,
-                        help="timed steps per overhead run; GPU 200, CPU 60")  # fmt: skip
+    parser.add_argument(
+        "--overhead-steps",
+        type=int,
+        default=None,
+        help="timed steps per overhead run; GPU 200, CPU 60",
+    )
     args = gpu_defaults(parser.parse_args(argv), gpu=torch.cuda.is_available())
     began = time.perf_counter()
 
@@ -486,10 +657,17 @@ def main(argv: list[str] | None = None) -> None:
         sized = args.root or args.cache / name
         if not sized.exists():
             print(f"writing {sized} ...")
-            write_fake_imagenet(sized, classes=args.classes, per_class=args.per_class,
-                                sizes="imagenet")  # fmt: skip
-        text = bench_prepared(sized, batch_size=args.batch_size, workers=args.workers[0],
-                              warmup=args.warmup, batches=args.batches, runs=args.runs)  # fmt: skip
+            write_fake_imagenet(
+                sized, classes=args.classes, per_class=args.per_class, sizes="imagenet"
+            )
+        text = bench_prepared(
+            sized,
+            batch_size=args.batch_size,
+            workers=args.workers[0],
+            warmup=args.warmup,
+            batches=args.batches,
+            runs=args.runs,
+        )
         report += (
             f"\n**Prepared copy.** {sized.name} (`fake-imagenet --sizes imagenet`"
             f"{'' if args.root else ': ~400x350 on average, 3% at 1-5 MP'}) against its copy "
@@ -501,12 +679,19 @@ def main(argv: list[str] | None = None) -> None:
         )
         took("prepared")
     if "train" in args.what:
-        rows = bench_training(root, models=args.models, batch_size=args.train_batch_size,
-                              image_size=args.image_size, warmup=args.train_warmup,
-                              batches=args.train_batches, runs=args.runs,
-                              workers=args.workers[0], precision=args.precision,
-                              channels_last=args.channels_last,
-                              compile_modes=[m == "on" for m in args.compile])  # fmt: skip
+        rows = bench_training(
+            root,
+            models=args.models,
+            batch_size=args.train_batch_size,
+            image_size=args.image_size,
+            warmup=args.train_warmup,
+            batches=args.train_batches,
+            runs=args.runs,
+            workers=args.workers[0],
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile_modes=[m == "on" for m in args.compile],
+        )
         report += (
             f"\n**Training** (forward, backward, SGD step under Lightning), batch "
             f"{args.train_batch_size}, precision {args.precision}, channels-last "
@@ -517,9 +702,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         took("train")
     if "overhead" in args.what:
-        rows = bench_overhead(batch_sizes=args.overhead_batch_sizes, warmup=args.overhead_warmup,
-                              batches=args.overhead_steps, runs=args.runs,
-                              precision=args.precision)  # fmt: skip
+        rows = bench_overhead(
+            batch_sizes=args.overhead_batch_sizes,
+            warmup=args.overhead_warmup,
+            batches=args.overhead_steps,
+            runs=args.runs,
+            precision=args.precision,
+        )
         report += (
             f"\n**Framework overhead**: a step under Lightning's fit loop against a minimal "
             f"PyTorch loop (forward, loss, backward, SGD), tiny AlexNet-BN at 64 px, data on "

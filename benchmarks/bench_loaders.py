@@ -71,21 +71,40 @@ print(json.dumps(out))
 
 def _run(src: Path, args: dict) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(args)], env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         raise RuntimeError(f"measuring with {src} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_against(root: Path, baseline: Path | None, *, configs: list[tuple[str, int, bool]],
-                  batch_size: int, warmup: int, batches: int, runs: int,
-                  first_batch_only: bool = False) -> list[dict]:  # fmt: skip
+def bench_against(
+    root: Path,
+    baseline: Path | None,
+    *,
+    configs: list[tuple[str, int, bool]],
+    batch_size: int,
+    warmup: int,
+    batches: int,
+    runs: int,
+    first_batch_only: bool = False,
+) -> list[dict]:
     """One row per config: this code's median, the baseline's, ratio this / baseline. Without
     a baseline, this code alone, each row's ratio against the first config's median."""
     src = Path(alexlab.__file__).resolve().parents[1]
-    args = dict(root=str(root), batch=batch_size, warmup=warmup, batches=batches,
-                configs=configs, first_batch_only=first_batch_only)  # fmt: skip
+    args = dict(
+        root=str(root),
+        batch=batch_size,
+        warmup=warmup,
+        batches=batches,
+        configs=configs,
+        first_batch_only=first_batch_only,
+    )
     got: dict[str, list[list[float]]] = {"new": [], "old": []}
     for _ in range(runs):
         got["new"].append(_run(src, args))
@@ -96,14 +115,21 @@ def bench_against(root: Path, baseline: Path | None, *, configs: list[tuple[str,
         new = [r[i] for r in got["new"]]
         kind = "workers" if loader == "torch" else "threads"
         idct = "" if fast or loader == "torch" else ", exact IDCT"
-        row = {"what": f"{loader} ({kind} = {count}{idct})", "median": statistics.median(new),
-               "runs": new}  # fmt: skip
+        row = {
+            "what": f"{loader} ({kind} = {count}{idct})",
+            "median": statistics.median(new),
+            "runs": new,
+        }
         if baseline is None:
             row["ratio"] = row["median"] / first
         else:
             old = [r[i] for r in got["old"]]
-            row.update(what=row["what"] + ": this code / previous", baseline=statistics.median(old),
-                       baseline_runs=old, ratio=row["median"] / statistics.median(old))  # fmt: skip
+            row.update(
+                what=row["what"] + ": this code / previous",
+                baseline=statistics.median(old),
+                baseline_runs=old,
+                ratio=row["median"] / statistics.median(old),
+            )
         rows.append(row)
     return rows
 
@@ -129,8 +155,9 @@ def decode_only(root: Path, *, threads: list[int], batch_size: int, batches: int
     rows = []
     for count in threads:
         for hw in [0.0, 0.65, 0.9] if gpu else [0.0]:
-            pipe = decode(hw=hw, batch_size=batch_size, num_threads=count,
-                          device_id=0 if gpu else None)  # fmt: skip
+            pipe = decode(
+                hw=hw, batch_size=batch_size, num_threads=count, device_id=0 if gpu else None
+            )
             pipe.build()
             pipe.run()  # warm-up
             start = time.perf_counter()
@@ -138,8 +165,15 @@ def decode_only(root: Path, *, threads: list[int], batch_size: int, batches: int
                 pipe.run()
             rate = batches * batch_size / (time.perf_counter() - start)
             label = f", hw_decoder_load={hw}" if gpu else ""
-            rows.append({"what": f"DALI decode only ({'mixed' if gpu else 'cpu'}), "
-                         f"{count} threads{label}", "median": rate, "runs": [rate], "ratio": 1.0})  # fmt: skip
+            rows.append(
+                {
+                    "what": f"DALI decode only ({'mixed' if gpu else 'cpu'}), "
+                    f"{count} threads{label}",
+                    "median": rate,
+                    "runs": [rate],
+                    "ratio": 1.0,
+                }
+            )
     return rows
 
 
@@ -169,9 +203,18 @@ def bench_large_tree(
     with tempfile.TemporaryDirectory() as tmp:
         root = link_tree(Path(tmp) / "tree", files=files)
         configs = [("dali", 2, True), ("torch", 0, True)]
-        rows = bench_against(root, baseline, configs=configs, batch_size=batch_size, warmup=0,
-                             batches=0, runs=runs, first_batch_only=True)  # fmt: skip
+        rows = bench_against(
+            root,
+            baseline,
+            configs=configs,
+            batch_size=batch_size,
+            warmup=0,
+            batches=0,
+            runs=runs,
+            first_batch_only=True,
+        )
     for row in rows:
-        row["what"] = row["what"].replace(" (", f" ({files:,}-file tree, seconds to the first "
-                                          f"batch; ", 1)  # fmt: skip
+        row["what"] = row["what"].replace(
+            " (", f" ({files:,}-file tree, seconds to the first batch; ", 1
+        )
     return rows

@@ -35,16 +35,46 @@ from benchmarks.gpu_parts import write_tree  # noqa: E402
 # Sizes: a GPU (at most 8 minutes on an H100/H200 with 16 cores, budget enforced: a loan ends),
 # the CPU's dry run (every step, tiny), and --tiny (the fast test: one fit, fewest images).
 SIZES = {
-    "gpu": dict(classes=10, per_class=400, val_per_class=40, batch=128, epochs=2, workers=16,
-                model=[], bench_batch=256, bench_warmup=10, bench_batches=100, timeout=300,
-                image_size=224, budget_min=8.0, sizes="imagenet", sync_steps=30, overhead_steps=100),
-    "cpu": dict(classes=2, per_class=32, val_per_class=4, batch=2, epochs=1, workers=2,
-                model=["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.resize_size=72"],
-                bench_batch=4, bench_warmup=1, bench_batches=2, timeout=300, image_size=64,
-                budget_min=None, sizes="typical", sync_steps=30, overhead_steps=20),
-}  # fmt: skip
-SIZES["tiny"] = SIZES["cpu"] | dict(per_class=8, val_per_class=2, workers=1, sync_steps=6,
-                                    overhead_steps=3)  # fmt: skip
+    "gpu": dict(
+        classes=10,
+        per_class=400,
+        val_per_class=40,
+        batch=128,
+        epochs=2,
+        workers=16,
+        model=[],
+        bench_batch=256,
+        bench_warmup=10,
+        bench_batches=100,
+        timeout=300,
+        image_size=224,
+        budget_min=8.0,
+        sizes="imagenet",
+        sync_steps=30,
+        overhead_steps=100,
+    ),
+    "cpu": dict(
+        classes=2,
+        per_class=32,
+        val_per_class=4,
+        batch=2,
+        epochs=1,
+        workers=2,
+        model=["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.resize_size=72"],
+        bench_batch=4,
+        bench_warmup=1,
+        bench_batches=2,
+        timeout=300,
+        image_size=64,
+        budget_min=None,
+        sizes="typical",
+        sync_steps=30,
+        overhead_steps=20,
+    ),
+}
+SIZES["tiny"] = SIZES["cpu"] | dict(
+    per_class=8, val_per_class=2, workers=1, sync_steps=6, overhead_steps=3
+)
 
 
 def has(module: str) -> bool:
@@ -63,8 +93,13 @@ def jpeg_engine() -> str:
     """Whether the GPU has a JPEG engine (what nvJPEG's hardware decoder runs on), as
     ``nvidia-smi -q -d UTILIZATION`` lists it (a ``JPEG`` line on GPUs that have one)."""
     try:
-        out = subprocess.run(["nvidia-smi", "-q", "-d", "UTILIZATION"], capture_output=True,
-                             text=True, timeout=20, check=False).stdout  # fmt: skip
+        out = subprocess.run(
+            ["nvidia-smi", "-q", "-d", "UTILIZATION"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (no nvidia-smi)"
     lines = [ln.strip() for ln in out.splitlines() if ln.strip().upper().startswith("JPEG")]
@@ -76,20 +111,37 @@ def jpeg_engine() -> str:
 def environment(gpu: bool) -> dict:
     from alexlab.gpu import nvidia_driver
 
-    env = {"python": platform.python_version(), "torch": torch.__version__,
-           "cuda": torch.version.cuda, "cores": len(os.sched_getaffinity(0))}  # fmt: skip
-    for dist in ("lightning", "torchmetrics", "hydra-core", "omegaconf", "rich", "onnx",
-                 "onnxruntime", "wandb"):  # fmt: skip
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cores": len(os.sched_getaffinity(0)),
+    }
+    for dist in (
+        "lightning",
+        "torchmetrics",
+        "hydra-core",
+        "omegaconf",
+        "rich",
+        "onnx",
+        "onnxruntime",
+        "wandb",
+    ):
         env[dist] = version(dist)
-    env["dali"] = next(filter(None, (version(d) for d in ("nvidia-dali-cuda130",
-                                                          "nvidia-dali-cuda120"))), None)  # fmt: skip
+    env["dali"] = next(
+        filter(None, (version(d) for d in ("nvidia-dali-cuda130", "nvidia-dali-cuda120"))), None
+    )
     env["dali"] = env["dali"] or (version("nvidia-dali") if has("nvidia.dali") else None)
     if gpu:
         props = torch.cuda.get_device_properties(0)
-        env |= {"gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
-                "compute_capability": f"{props.major}.{props.minor}",
-                "memory_gib": round(props.total_memory / 2**30, 1), "driver": nvidia_driver(),
-                "nvjpeg_hardware_decoder": jpeg_engine()}  # fmt: skip
+        env |= {
+            "gpu": torch.cuda.get_device_name(0),
+            "gpus": torch.cuda.device_count(),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "driver": nvidia_driver(),
+            "nvjpeg_hardware_decoder": jpeg_engine(),
+        }
     return env
 
 
@@ -101,8 +153,12 @@ class Check:
         self.size = SIZES["gpu" if gpu else "tiny" if args.tiny else "cpu"]
         self.began = time.perf_counter()
         self.budget = 60 * self.size["budget_min"] if self.size["budget_min"] else float("inf")
-        self.report: dict = {"device": "GPU" if gpu else "CPU (dry run: no GPU)", "steps": {},
-                             "skipped": {}, "seconds": {}}  # fmt: skip
+        self.report: dict = {
+            "device": "GPU" if gpu else "CPU (dry run: no GPU)",
+            "steps": {},
+            "skipped": {},
+            "seconds": {},
+        }
         self.tables: list[tuple[str, list[dict]]] = []  # (title, bench rows) for BENCHMARKS.md
 
     def elapsed(self) -> float:
@@ -129,22 +185,44 @@ class Check:
 
     def run(self, name: str, cmd: list[str]) -> subprocess.CompletedProcess:
         """A command as a user types it, output kept in <work>/<name>.log."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-        done = subprocess.run([sys.executable, *cmd], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=self.size["timeout"], check=False)  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
+        done = subprocess.run(
+            [sys.executable, *cmd],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=self.size["timeout"],
+            check=False,
+        )
         (self.args.out / f"{name}.log").write_text(done.stdout + done.stderr)
         return done
 
 
 def fit_args(check: Check, tree: Path, name: str) -> list[str]:
     s, logger = check.size, "wandb" if has("wandb") else "csv"
-    return ["train.py", "data=folder", f"data.root={tree}", f"data.batch_size={s['batch']}",
-            f"trainer.max_epochs={s['epochs']}", f"logger={logger}",
-            f"trainer={'gpu' if check.gpu else 'cpu'}", "data.channels_last=true",
-            "model.channels_last=true", f"data.image_size={s['image_size']}",
-            "trainer.log_every_n_steps=10", f"paths.runs_dir={check.args.out / 'runs'}",
-            f"paths.cache_dir={check.args.out / 'cache'}", f"run_name={name}", *s["model"]]  # fmt: skip
+    return [
+        "train.py",
+        "data=folder",
+        f"data.root={tree}",
+        f"data.batch_size={s['batch']}",
+        f"trainer.max_epochs={s['epochs']}",
+        f"logger={logger}",
+        f"trainer={'gpu' if check.gpu else 'cpu'}",
+        "data.channels_last=true",
+        "model.channels_last=true",
+        f"data.image_size={s['image_size']}",
+        "trainer.log_every_n_steps=10",
+        f"paths.runs_dir={check.args.out / 'runs'}",
+        f"paths.cache_dir={check.args.out / 'cache'}",
+        f"run_name={name}",
+        *s["model"],
+    ]
 
 
 def fit(check: Check, tree: Path, name: str, extra: list[str]) -> dict:
@@ -157,9 +235,14 @@ def fit(check: Check, tree: Path, name: str, extra: list[str]) -> dict:
             "tail": (done.stderr or done.stdout)[-1500:],
         }
     m = json.loads(metrics.read_text())
-    return {"status": "pass", "images_per_sec": m["images_per_sec"], "fit_seconds": m["fit_seconds"],
-            "val_top1": m["metrics"].get("val/acc1"), "steps": m["global_step"],
-            "checkpoint": m["best_ckpt"] or m["last_ckpt"]}  # fmt: skip
+    return {
+        "status": "pass",
+        "images_per_sec": m["images_per_sec"],
+        "fit_seconds": m["fit_seconds"],
+        "val_top1": m["metrics"].get("val/acc1"),
+        "steps": m["global_step"],
+        "checkpoint": m["best_ckpt"] or m["last_ckpt"],
+    }
 
 
 def fits(check: Check, tree: Path) -> dict | None:
@@ -167,12 +250,21 @@ def fits(check: Check, tree: Path) -> dict | None:
     dali = check.report["environment"].get("dali") is not None
     sync_file = check.args.out / "sync.json"
     plan = {
-        "fit: DALI mixed, compile off": (["data.loader=dali", "model.compile=false",
-                                          "+callbacks.sync_check._target_=benchmarks.gpu_parts.SyncCheck",
-                                          f"+callbacks.sync_check.out={sync_file}"], dali),
+        "fit: DALI mixed, compile off": (
+            [
+                "data.loader=dali",
+                "model.compile=false",
+                "+callbacks.sync_check._target_=benchmarks.gpu_parts.SyncCheck",
+                f"+callbacks.sync_check.out={sync_file}",
+            ],
+            dali,
+        ),
         "fit: DALI mixed, compile on": (["data.loader=dali", "model.compile=true"], dali),
-        "fit: torch loader": (["data.loader=torch", f"data.num_workers={check.size['workers']}"], True),
-    }  # fmt: skip
+        "fit: torch loader": (
+            ["data.loader=torch", f"data.num_workers={check.size['workers']}"],
+            True,
+        ),
+    }
     first = None
     for i, (name, (extra, possible)) in enumerate(plan.items()):
         if not possible:
@@ -180,14 +272,20 @@ def fits(check: Check, tree: Path) -> dict | None:
         elif "torch" in name and check.args.tiny:
             check.skip(name, "--tiny: one fit only (the dry run without --tiny runs it)")
         elif "compile on" in name and not (check.gpu or check.args.compile_on_cpu):
-            check.skip(name, "dry run: inductor builds C++ for a CPU, a minute or more per graph "
-                       "(--compile-on-cpu runs it)")  # fmt: skip
+            check.skip(
+                name,
+                "dry run: inductor builds C++ for a CPU, a minute or more per graph "
+                "(--compile-on-cpu runs it)",
+            )
         else:
             result = check.step(name, fit, check, tree, f"fit{i}", extra)
             first = first or (result if result and result.get("status") == "pass" else None)
     devices = torch.cuda.device_count()
-    check.skip("fit: 2-process DDP", f"needs 2 GPUs in one run; gpu-check runs on one "
-               f"({devices} visible); `make train-ddp` on a multi-GPU machine")  # fmt: skip
+    check.skip(
+        "fit: 2-process DDP",
+        f"needs 2 GPUs in one run; gpu-check runs on one "
+        f"({devices} visible); `make train-ddp` on a multi-GPU machine",
+    )
     if dali:
         check.step("no host sync on quiet steps", sync_result, sync_file, check.size["sync_steps"])
     else:
@@ -198,8 +296,11 @@ def fits(check: Check, tree: Path) -> dict | None:
 def sync_result(path: Path, min_steps: int) -> dict:
     s = json.loads(path.read_text())
     ok = s["syncs_on_quiet_steps"] == 0 and s["steps"] >= min_steps
-    return {"status": "pass" if ok else "fail", **{k: v for k, v in s.items() if k != "windows"},
-            "expected": f"0 syncs on quiet steps, over >= {min_steps} steps"}  # fmt: skip
+    return {
+        "status": "pass" if ok else "fail",
+        **{k: v for k, v in s.items() if k != "windows"},
+        "expected": f"0 syncs on quiet steps, over >= {min_steps} steps",
+    }
 
 
 def tasks(check: Check, tree: Path, first: dict) -> None:
@@ -208,9 +309,18 @@ def tasks(check: Check, tree: Path, first: dict) -> None:
 
     def evaluate() -> dict:
         out = check.args.out / "eval"
-        done = check.run("eval", ["eval.py", f"ckpt_path={ckpt}", "data=folder",
-                                  f"data.root={tree}", f"trainer={dev}", *size,
-                                  f"hydra.run.dir={out}"])  # fmt: skip
+        done = check.run(
+            "eval",
+            [
+                "eval.py",
+                f"ckpt_path={ckpt}",
+                "data=folder",
+                f"data.root={tree}",
+                f"trainer={dev}",
+                *size,
+                f"hydra.run.dir={out}",
+            ],
+        )
         if done.returncode or not (out / "eval.json").is_file():
             return {"status": "fail", "tail": done.stderr[-1500:]}
         metrics = json.loads((out / "eval.json").read_text())["metrics"]
@@ -219,20 +329,34 @@ def tasks(check: Check, tree: Path, first: dict) -> None:
 
     def predict() -> dict:
         folder = sorted((tree / "val").iterdir())[0]
-        done = check.run("predict", ["-m", "alexlab.predict", f"ckpt_path={ckpt}",
-                                     f"input={folder}", "format=json", f"device={'cuda' if check.gpu else 'cpu'}"])  # fmt: skip
+        done = check.run(
+            "predict",
+            [
+                "-m",
+                "alexlab.predict",
+                f"ckpt_path={ckpt}",
+                f"input={folder}",
+                "format=json",
+                f"device={'cuda' if check.gpu else 'cpu'}",
+            ],
+        )
         if done.returncode:
             return {"status": "fail", "tail": done.stderr[-1500:]}
         out = json.loads(done.stdout[done.stdout.index("{") :])
         n, top1 = len(list(folder.iterdir())), [r["top"][0] for r in out["results"] if r.get("top")]
-        return {"status": "pass" if len(out["results"]) == n else "fail", "images": n,
-                "first": top1[:1]}  # fmt: skip
+        return {
+            "status": "pass" if len(out["results"]) == n else "fail",
+            "images": n,
+            "first": top1[:1],
+        }
 
     def export() -> dict:
         onnx = check.args.out / "model.onnx"
         done = check.run("export", ["-m", "alexlab.export", f"ckpt_path={ckpt}", f"output={onnx}"])
-        return {"status": "pass" if not done.returncode and onnx.is_file() else "fail",
-                "said": (done.stdout or done.stderr).strip()[-400:]}  # fmt: skip
+        return {
+            "status": "pass" if not done.returncode and onnx.is_file() else "fail",
+            "said": (done.stdout or done.stderr).strip()[-400:],
+        }
 
     todo = {"eval": evaluate, "predict": predict}
     if has("onnx") and has("onnxscript"):
@@ -252,18 +376,29 @@ def main(argv: list[str] | None = None) -> Path:
         "--root", type=Path, help="an ImageNet-shaped tree instead of a generated one"
     )
     parser.add_argument("--out", type=Path, help="work folder (default .cache/gpu-check/<time>)")
-    parser.add_argument("--benchmarks", type=Path, default=ROOT / "BENCHMARKS.md",
-                        help="the file the dated section is appended to")  # fmt: skip
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=ROOT / "BENCHMARKS.md",
+        help="the file the dated section is appended to",
+    )
     parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--tiny", action="store_true",
-                        help="dry run: fewest images, one fit (the fast test)")  # fmt: skip
-    parser.add_argument("--compile-on-cpu", action="store_true",
-                        help="dry run: also the compiled fit and ceiling (minutes on a CPU)")  # fmt: skip
+    parser.add_argument(
+        "--tiny", action="store_true", help="dry run: fewest images, one fit (the fast test)"
+    )
+    parser.add_argument(
+        "--compile-on-cpu",
+        action="store_true",
+        help="dry run: also the compiled fit and ceiling (minutes on a CPU)",
+    )
     args = parser.parse_args(argv)
     gpu = torch.cuda.is_available()
     if not gpu:
-        print("[gpu-check] No CUDA GPU here: this is a DRY RUN of every step at a tiny size on "
-              "the CPU. Its figures are not GPU figures.", flush=True)  # fmt: skip
+        print(
+            "[gpu-check] No CUDA GPU here: this is a DRY RUN of every step at a tiny size on "
+            "the CPU. Its figures are not GPU figures.",
+            flush=True,
+        )
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     args.out = (args.out or ROOT / ".cache" / "gpu-check" / stamp).resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -273,10 +408,24 @@ def main(argv: list[str] | None = None) -> Path:
     tree = args.root
     if tree is None:
         tree = args.out / "data"
-        check.step("data", lambda: {"status": "pass", "root": str(write_tree(
-            tree, classes=s["classes"], per_class=s["per_class"], val_per_class=s["val_per_class"],
-            jobs=args.jobs, sizes=s["sizes"])), "sizes": s["sizes"],
-            "images": s["classes"] * (s["per_class"] + s["val_per_class"])})  # fmt: skip
+        check.step(
+            "data",
+            lambda: {
+                "status": "pass",
+                "root": str(
+                    write_tree(
+                        tree,
+                        classes=s["classes"],
+                        per_class=s["per_class"],
+                        val_per_class=s["val_per_class"],
+                        jobs=args.jobs,
+                        sizes=s["sizes"],
+                    )
+                ),
+                "sizes": s["sizes"],
+                "images": s["classes"] * (s["per_class"] + s["val_per_class"]),
+            },
+        )
     first = fits(check, tree)
     if first is None:
         check.skip("eval, predict, export", "no fit passed: no checkpoint")

@@ -74,8 +74,11 @@ class SyncCheck(L.Callback):
         if self.open is not None:
             self.open["syncs"] = self._count() - self.open["syncs"]
             self.windows.append(self.open)
-        self.open = {"step": trainer.global_step + 1, "logs": logger_step(trainer, done=False),
-                     "syncs": self._count()}  # fmt: skip
+        self.open = {
+            "step": trainer.global_step + 1,
+            "logs": logger_step(trainer, done=False),
+            "syncs": self._count(),
+        }
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.cuda:
@@ -85,13 +88,15 @@ class SyncCheck(L.Callback):
         self._catch.__exit__(None, None, None)
         quiet = [w for w in self.windows if not w["logs"]]
         summary = {
-            "how": "torch.cuda.set_sync_debug_mode('warn')" if self.cuda
+            "how": "torch.cuda.set_sync_debug_mode('warn')"
+            if self.cuda
             else "host reads of tensor values (aten._local_scalar_dense), the CPU's stand-in",
-            "steps": len(self.windows), "quiet_steps": len(quiet),
+            "steps": len(self.windows),
+            "quiet_steps": len(quiet),
             "syncs_on_quiet_steps": sum(w["syncs"] for w in quiet),
             "syncs_on_logging_steps": sum(w["syncs"] for w in self.windows if w["logs"]),
             "windows": self.windows,
-        }  # fmt: skip
+        }
         if trainer.global_rank == 0:
             self.out.write_text(json.dumps(summary, indent=1))
 
@@ -107,15 +112,27 @@ def _write_images(args: tuple) -> None:
         )
 
 
-def write_tree(root: Path, *, classes: int, per_class: int, val_per_class: int,
-               sizes: str = "imagenet", jobs: int = 1, seed: int = 0, chunk: int = 25) -> Path:  # fmt: skip
+def write_tree(
+    root: Path,
+    *,
+    classes: int,
+    per_class: int,
+    val_per_class: int,
+    sizes: str = "imagenet",
+    jobs: int = 1,
+    seed: int = 0,
+    chunk: int = 25,
+) -> Path:
     """``fake-imagenet``'s images (``alexlab.data.fake_imagenet``), ``chunk`` images per task over
     ``jobs`` processes; written beside ``root`` and renamed into place."""
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    work = [(tmp, split, c, start, min(start + chunk, count), classes, seed, sizes)
-            for split, count in (("train", per_class), ("val", val_per_class))
-            for c in range(classes) for start in range(0, count, chunk)]  # fmt: skip
+    work = [
+        (tmp, split, c, start, min(start + chunk, count), classes, seed, sizes)
+        for split, count in (("train", per_class), ("val", val_per_class))
+        for c in range(classes)
+        for start in range(0, count, chunk)
+    ]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
             list(pool.map(_write_images, work))

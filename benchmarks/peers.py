@@ -358,7 +358,8 @@ def report(
         f"backend), {workers} workers or threads, batch {batch_size}, train augmentation, float "
         f"normalised batches; median of {rounds} interleaved rounds of {batches} batches, "
         f"prefetched batches drained before each. Whole job: one epoch of "
-        f"{(job_root or root).name}, AlexNet (torchvision layout), batch {job_batch_size}, CPU, processes timed from start to exit.\n\n"
+        f"{(job_root or root).name}, AlexNet (torchvision layout), batch {job_batch_size}, CPU, "
+        "processes timed from start to exit.\n\n"
         f"{table(loaders, jobs)}\n"
     )
 

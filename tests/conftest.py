@@ -87,7 +87,8 @@ def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
 
 @pytest.fixture
 def eval_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
-    """``eval_cfg(ckpt, "data=folder", ...)``: the real eval config with TINY's data/trainer keys."""
+    """``eval_cfg(ckpt, "data=folder", ...)``: the real eval config with TINY's data and trainer
+    keys."""
     tiny = [o for o in TINY if o.startswith(("data.", "trainer."))]
 
     def make(ckpt_path: str | None, *overrides: str) -> DictConfig:

@@ -15,11 +15,46 @@ def rows(report: str, heading: str) -> list[tuple[str, float, float]]:
 def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
     out = tmp_path / "BENCH.md"
     out.write_text("# kept\n")
-    main(["--what", "data", "train", "overhead", "--runs", "1", "--warmup", "1", "--batches", "2",
-          "--classes", "2", "--per-class", "3", "--cache", str(tmp_path), "--batch-size", "4",
-          "--workers", "1", "--models", "alexnet_bn", "--image-size", "64", "--train-batches", "1",
-          "--train-batch-size", "4", "--overhead-batch-sizes", "4", "--overhead-steps", "10",
-          "--tree-files", "200", "--out", str(out)])  # fmt: skip
+    main(
+        [
+            "--what",
+            "data",
+            "train",
+            "overhead",
+            "--runs",
+            "1",
+            "--warmup",
+            "1",
+            "--batches",
+            "2",
+            "--classes",
+            "2",
+            "--per-class",
+            "3",
+            "--cache",
+            str(tmp_path),
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+            "--models",
+            "alexnet_bn",
+            "--image-size",
+            "64",
+            "--train-batches",
+            "1",
+            "--train-batch-size",
+            "4",
+            "--overhead-batch-sizes",
+            "4",
+            "--overhead-steps",
+            "10",
+            "--tree-files",
+            "200",
+            "--out",
+            str(out),
+        ]
+    )
     report = out.read_text()
     assert report.startswith("# kept\n")  # appended, never overwritten
     assert "cores usable" in report  # the machine is named
@@ -65,14 +100,27 @@ def test_raw_loop_runs_the_precision_asked_for():
         net = _tiny_or_full("alexnet_bn", 10, tiny=True)
         net.classifier.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
         batch = (torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,)))
-        assert raw_rate(net, batch, warmup=0, batches=1, device=torch.device("cpu"),
-                        precision=precision) > 0  # fmt: skip
+        assert (
+            raw_rate(
+                net, batch, warmup=0, batches=1, device=torch.device("cpu"), precision=precision
+            )
+            > 0
+        )
     assert seen == [torch.float32, torch.bfloat16]  # autocast, as Lightning's bf16-mixed
 
     # GPU-sized defaults on a GPU, CPU-sized here; what is given stays
-    unset = dict(train_batch_size=None, train_warmup=None, train_batches=None, precision=None,
-                 channels_last=None, compile=None, overhead_warmup=None, overhead_steps=None,
-                 runs=None, workers=None)  # fmt: skip
+    unset = dict(
+        train_batch_size=None,
+        train_warmup=None,
+        train_batches=None,
+        precision=None,
+        channels_last=None,
+        compile=None,
+        overhead_warmup=None,
+        overhead_steps=None,
+        runs=None,
+        workers=None,
+    )
     cpu = gpu_defaults(argparse.Namespace(**unset), gpu=False)
     assert (cpu.train_batch_size, cpu.train_batches, cpu.precision) == (8, 4, "32-true")
     assert cpu.runs == 3 and len(cpu.workers) == 1  # `make bench` in minutes on a CPU
@@ -98,8 +146,15 @@ def test_loaders_against_a_baseline_copy_of_the_code(tmp_path, monkeypatch):
         return [next(rates[version])]
 
     monkeypatch.setattr(bench_loaders, "_run", fake_run)
-    (row,) = bench_loaders.bench_against(tmp_path, tmp_path / "old-src", configs=[("torch", 0, True)],
-                                         batch_size=2, warmup=0, batches=2, runs=3)  # fmt: skip
+    (row,) = bench_loaders.bench_against(
+        tmp_path,
+        tmp_path / "old-src",
+        configs=[("torch", 0, True)],
+        batch_size=2,
+        warmup=0,
+        batches=2,
+        runs=3,
+    )
     assert calls == ["new", "old"] * 3  # interleaved
     assert row["what"] == "torch (workers = 0): this code / previous"
     assert (row["median"], row["baseline"], row["ratio"]) == (20.0, 5.0, 4.0)
@@ -122,6 +177,13 @@ def test_loader_rows_get_a_tree_whose_epoch_covers_the_timed_steps(tmp_path):
     assert len(train) == 18 and len(list((sized / "val").rglob("*.JPEG"))) == 2
     originals = {f.stat().st_ino for f in (root / "train").rglob("*.JPEG")}
     assert {f.stat().st_ino for f in train} == originals  # the same bytes, no copies
-    dm = ImageDataModule(root=sized, source=FolderSource, loader="torch", batch_size=4,
-                         num_workers=0, image_size=64, resize_size=64)  # fmt: skip
+    dm = ImageDataModule(
+        root=sized,
+        source=FolderSource,
+        loader="torch",
+        batch_size=4,
+        num_workers=0,
+        image_size=64,
+        resize_size=64,
+    )
     assert len(dm.train_dataloader()) == 4 and dm.num_classes == 2  # 16 images: 4 steps

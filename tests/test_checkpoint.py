@@ -23,8 +23,9 @@ def trained(tmp_path_factory):
     from conftest import TINY, compose_config
 
     out = tmp_path_factory.mktemp("ckpt")
-    cfg = compose_config("train", [*TINY, "logger=none"], output_dir=out / "run",
-                         cache_dir=out / "cache")  # fmt: skip
+    cfg = compose_config(
+        "train", [*TINY, "logger=none"], output_dir=out / "run", cache_dir=out / "cache"
+    )
     cfg.data.num_workers = 0
     return train(cfg), cfg
 
@@ -72,7 +73,7 @@ def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
                     "max_image_pixels": 10**8,
                 }
             )
-        ),  # fmt: skip
+        ),
         "export": lambda: export_onnx(str(bad), tmp_path / "m.onnx"),
     }
     for name, task in runs.items():
@@ -85,8 +86,14 @@ def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
 
 # every payload against all three is the in-process test above; here each real command, two of
 # them in the slow run (12 s each)
-@pytest.mark.parametrize("cli", ["predict", pytest.param("eval", marks=pytest.mark.slow),
-                                 pytest.param("export", marks=pytest.mark.slow)])  # fmt: skip
+@pytest.mark.parametrize(
+    "cli",
+    [
+        "predict",
+        pytest.param("eval", marks=pytest.mark.slow),
+        pytest.param("export", marks=pytest.mark.slow),
+    ],
+)
 def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(trained, tmp_path, cli):
     summary, _ = trained
     victim = tmp_path / "victim.txt"
@@ -108,8 +115,12 @@ def test_the_typed_interface_reads_what_train_wrote(trained):
     summary, cfg = trained
     ckpt = open_checkpoint(summary["best_ckpt"])
     assert ckpt.num_classes == 10 and ckpt.class_names == [str(d) for d in range(10)]
-    assert ckpt.image_settings() == {"image_size": 64, "resize_size": 64,
-                                     "mean": [0.5] * 3, "std": [0.5] * 3}  # fmt: skip
+    assert ckpt.image_settings() == {
+        "image_size": 64,
+        "resize_size": 64,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+    }
     assert ckpt.model_kwargs()["widths"] == [8, 16, 16, 16, 16]
     net = ckpt.build_net()
     stored = torch.load(summary["best_ckpt"], weights_only=True)["state_dict"]

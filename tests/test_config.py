@@ -90,10 +90,20 @@ def test_help_lists_groups_and_options():
 
 
 # You et al. 2017, Table 3: (global batch, lr) per recipe; (a) AlexNet warmup 2, (b) AlexNet-BN 5.
-YOU2017 = {"512": (512, 2), "4k": (4096, 10), "8k": (8192, 10), "16k": (16384, 14),
-           "32k": (32768, 14)}  # fmt: skip
-YOU2017_BN = {"512": (512, 2), "4k": (4096, 10), "8k": (8192, 14), "16k": (16384, 23),
-              "32k": (32768, 22)}  # fmt: skip
+YOU2017 = {
+    "512": (512, 2),
+    "4k": (4096, 10),
+    "8k": (8192, 10),
+    "16k": (16384, 14),
+    "32k": (32768, 14),
+}
+YOU2017_BN = {
+    "512": (512, 2),
+    "4k": (4096, 10),
+    "8k": (8192, 14),
+    "16k": (16384, 23),
+    "32k": (32768, 22),
+}
 
 
 @pytest.mark.parametrize(
@@ -107,8 +117,14 @@ def test_you2017_recipes_compose_to_the_paper_settings(
     cfg = train_cfg(f"experiment={experiment}", "data.root=/unused", tiny=False)
     assert cfg.model.norm == norm
     assert (cfg.schedule.warmup_epochs, cfg.data.global_batch_size, cfg.optimizer.lr) == (
-        warmup, batch, lr)  # fmt: skip
+        warmup,
+        batch,
+        lr,
+    )
     assert cfg.optimizer._target_ == "alexlab.optim.lars.LARS"
     assert (cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.9, 5e-4)
     assert (cfg.optimizer.trust_coefficient, cfg.schedule.power, cfg.trainer.max_epochs) == (
-        0.001, 2.0, 100)  # fmt: skip
+        0.001,
+        2.0,
+        100,
+    )

@@ -116,8 +116,11 @@ def _with(args: list[str]) -> DictConfig:
     """``args`` applied as the CLI would: group choices composed, values parsed by Hydra's own
     override parser and set (``+key`` adds a key)."""
     overrides = OverridesParser.create().parse_overrides(args)
-    groups = tuple(o.input_line for o in overrides
-                   if "." not in o.key_or_group and (CONF_DIR / o.key_or_group).is_dir())  # fmt: skip
+    groups = tuple(
+        o.input_line
+        for o in overrides
+        if "." not in o.key_or_group and (CONF_DIR / o.key_or_group).is_dir()
+    )
     cfg = _composed(groups).copy()
     for o in overrides:
         if o.input_line in groups:
@@ -142,10 +145,13 @@ def _cli_batch(cases: list, tmp_path: Path) -> None:
     """Every case through ``alexlab.cli.train`` (what ``python train.py`` runs), all in one
     process: exit 2, a message naming the key, no traceback, at most 6 lines, no run folder."""
     result = run(
-        [sys.executable, str(ROOT / "tests" / "helpers" / "cli_batch.py"),
-         json.dumps([args for args, _ in cases])],
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "cli_batch.py"),
+            json.dumps([args for args, _ in cases]),
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for (args, key), got in zip(cases, report["results"], strict=True):
@@ -187,10 +193,13 @@ def test_python_train_py_refuses_in_a_moment(tmp_path, args, key):
 
 def test_validation_imports_no_torch(tmp_path):
     result = run(
-        [sys.executable, str(ROOT / "tests" / "helpers" / "cli_batch.py"),
-         json.dumps([["optimizer.lr=-1"], ["data.image_size=10"]])],
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "cli_batch.py"),
+            json.dumps([["optimizer.lr=-1"], ["data.image_size=10"]]),
+        ],
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert [r["code"] for r in report["results"]] == [2, 2]
     assert report["heavy_modules"] == []

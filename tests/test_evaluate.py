@@ -91,8 +91,11 @@ def test_eval_a_torchvision_weight_file(eval_cfg, tmp_path, digits_root):
     reference = torchvision.models.alexnet(num_classes=10).eval()
     weights = tmp_path / "alexnet.pth"
     torch.save(reference.state_dict(), weights)
-    summary = evaluate(eval_cfg(None, "model=alexnet_tv", f"model.weights={weights}",
-                                "trainer.limit_test_batches=null"))  # fmt: skip
+    summary = evaluate(
+        eval_cfg(
+            None, "model=alexnet_tv", f"model.weights={weights}", "trainer.limit_test_batches=null"
+        )
+    )
     tf = eval_transform(image_size=64, resize_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
     hits = total = 0
     for label, folder in enumerate(sorted((digits_root / "val").iterdir())):

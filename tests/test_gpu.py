@@ -82,18 +82,30 @@ def test_bf16_true_trains_with_bfloat16_batches(train_cfg, data, request):
 
 
 @pytest.mark.parametrize("for_gpu", [None, True], ids=["normalised-by-loader", "uint8-as-on-gpu"])
-@pytest.mark.parametrize(("precision", "dtype"), [("bf16-true", torch.bfloat16),
-                                                  ("bf16-mixed", torch.float32)])  # fmt: skip
-def test_batches_reach_the_module_in_the_precisions_input_dtype(cache_dir, for_gpu, precision,
-                                                                 dtype):  # fmt: skip
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("bf16-true", torch.bfloat16), ("bf16-mixed", torch.float32)]
+)
+def test_batches_reach_the_module_in_the_precisions_input_dtype(
+    cache_dir, for_gpu, precision, dtype
+):
     """Both paths (the CPU's, normalised by the loader; the GPU's, uint8 normalised after the
     copy) give the dtype Lightning's precision plugin gives inputs, with the float32 values."""
 
     def batches(**trainer):
-        dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", num_workers=0,
-                             batch_size=8, image_size=64, resize_size=64, pin_memory=False,
-                             normalise_on_device=for_gpu, hflip_prob=0.0, scale=(1.0, 1.0),
-                             ratio=(1.0, 1.0))  # fmt: skip
+        dm = ImageDataModule(
+            root=cache_dir,
+            source=DigitsSource,
+            loader="torch",
+            num_workers=0,
+            batch_size=8,
+            image_size=64,
+            resize_size=64,
+            pin_memory=False,
+            normalise_on_device=for_gpu,
+            hflip_prob=0.0,
+            scale=(1.0, 1.0),
+            ratio=(1.0, 1.0),
+        )
         probe = fit(dm, limit_train_batches=2, limit_val_batches=1, **trainer)
         return [x for _, x, _ in probe.train_batches]
 
@@ -148,12 +160,28 @@ def test_ddp_spawn_children_compile_their_own_copy(cache_dir, tmp_path):
     backend = PidLoggingBackend(tmp_path / "compiles")
     net = build(num_classes=10, widths=(8, 16, 16, 16, 16), hidden=32, norm="bn", dropout=0.0)
     module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.01), num_classes=10)
-    dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", num_workers=0,
-                         batch_size=8, image_size=64, resize_size=64, pin_memory=False)  # fmt: skip
-    trainer = L.Trainer(accelerator="cpu", devices=1, strategy="ddp_spawn", max_steps=2,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[PerProcessSettings(compile=True, backend=backend)])  # fmt: skip
+    dm = ImageDataModule(
+        root=cache_dir,
+        source=DigitsSource,
+        loader="torch",
+        num_workers=0,
+        batch_size=8,
+        image_size=64,
+        resize_size=64,
+        pin_memory=False,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        strategy="ddp_spawn",
+        max_steps=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PerProcessSettings(compile=True, backend=backend)],
+    )
     trainer.fit(module, datamodule=dm)
     pids = backend.pids()
     assert pids and os.getpid() not in pids  # compiled where it trained: in the spawned child
@@ -195,16 +223,22 @@ def test_default_dali_threads_share_the_cores_among_the_devices_the_run_uses(cac
     dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch")
     assert dm.dali_threads == default_dali_threads() == cores  # no trainer yet: one process
     for devices in (1, 2):  # (CPU processes here; on a GPU machine: the GPUs used, not visible)
-        dm.trainer = L.Trainer(accelerator="cpu", devices=devices, logger=False,
-                               strategy="ddp" if devices > 1 else "auto")  # fmt: skip
+        dm.trainer = L.Trainer(
+            accelerator="cpu",
+            devices=devices,
+            logger=False,
+            strategy="ddp" if devices > 1 else "auto",
+        )
         assert dm.dali_threads == max(1, cores // devices)
     given = ImageDataModule(root=cache_dir, source=DigitsSource, loader="torch", dali_threads=3)
     given.trainer = dm.trainer
     assert given.dali_threads == 3
 
 
-@pytest.mark.parametrize(("name", "bf16", "tf32"), [("NVIDIA H200", 989.5e12, 494.5e12),
-                                                    ("NVIDIA H200 NVL", 835.5e12, 417.5e12)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "bf16", "tf32"),
+    [("NVIDIA H200", 989.5e12, 494.5e12), ("NVIDIA H200 NVL", 835.5e12, 417.5e12)],
+)
 def test_mfu_has_a_peak_on_an_h200(monkeypatch, name, bf16, tf32):
     """Lightning 2.6 looks for "sxm1"/"nvl1" in the name torch gives (simulated here): no MFU
     on an H200. alexlab's peaks: NVIDIA's datasheet, dense (half the sparse tensor figures)."""

@@ -35,7 +35,10 @@ def check_report(out: Path, bench: Path, printed: str) -> dict:
     rows = {r["what"] for r in steps["bench: training (ceiling, DALI, torch loader)"]["rows"]}
     assert any("synthetic" in w for w in rows) and any("torch loader" in w for w in rows)
     assert [r["what"].split(",")[0] for r in steps["bench: Lightning vs raw loop"]["rows"]] == [
-        "raw PyTorch loop", "bare LightningModule", "alexlab module"]  # fmt: skip
+        "raw PyTorch loop",
+        "bare LightningModule",
+        "alexlab module",
+    ]
     text = bench.read_text()
     assert text.startswith("# kept\n")  # appended, never overwritten
     assert "### `make gpu-check`" in text and "no GPU: dry run on the CPU" in text
@@ -57,8 +60,18 @@ def test_tiny_dry_run_runs_every_kind_of_step_and_reports(tmp_path, capsys):
 def test_the_full_dry_run_starts_as_a_plain_script(tmp_path):
     bench = tmp_path / "BENCH.md"
     bench.write_text("# kept\n")
-    done = run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out",
-                str(tmp_path / "out"), "--benchmarks", str(bench)], cwd=tmp_path, timeout=900)  # fmt: skip
+    done = run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check.py"),
+            "--out",
+            str(tmp_path / "out"),
+            "--benchmarks",
+            str(bench),
+        ],
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = check_report(tmp_path / "out", bench, done.stdout)
     torch_fit = report["steps"]["fit: torch loader"]
@@ -69,11 +82,20 @@ def test_the_full_dry_run_starts_as_a_plain_script(tmp_path):
 def test_nothing_it_imports_pulls_in_wandb():
     """The GPU machine has no wandb (logger=csv there): the check, the bench and the training
     code import it only when logger=wandb is used."""
-    code = ("import sys; sys.argv = ['x']; import benchmarks.gpu_check, benchmarks.gpu_report, "
-            "alexlab.train, alexlab.evaluate, alexlab.predict, alexlab.export; "
-            "print('wandb' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; sys.argv = ['x']; import benchmarks.gpu_check, benchmarks.gpu_report, "
+        "alexlab.train, alexlab.evaluate, alexlab.predict, alexlab.export; "
+        "print('wandb' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"

@@ -27,9 +27,15 @@ class Counter(L.LightningModule):
 
 def _fit(logger, module, steps):
     data = DataLoader(TensorDataset(torch.ones(8, 1)), batch_size=1)
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", log_every_n_steps=1, logger=logger,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=data)
 
 

@@ -51,14 +51,21 @@ def test_train_epoch_metrics_match_torchmetrics_over_the_same_batches(tmp_path):
     """lr 0 and no dropout: the logits seen in training are net(batch) in train mode (batch
     statistics), so torchmetrics over the same batches is the reference."""
     torch.manual_seed(0)
-    net = AlexNet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1,
-                  dropout=0.0)  # fmt: skip
+    net = AlexNet(
+        num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1, dropout=0.0
+    )
     module = ClassificationModule(net, partial(torch.optim.SGD, lr=0.0), num_classes=10)
     batches = [(torch.randn(6, 3, 64, 64), torch.randint(0, 10, (6,))) for _ in range(4)]
     batches.append((torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))))  # a short last batch
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", log_every_n_steps=2, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False,
-                        logger=CSVLogger(tmp_path, name="log", version=0))  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=CSVLogger(tmp_path, name="log", version=0),
+    )
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))  # as they are
 
     net.train()

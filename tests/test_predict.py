@@ -25,8 +25,12 @@ def trained(tmp_path_factory):
     from conftest import TINY, compose_config  # noqa: PLC0415 (module-scoped: compose directly)
 
     out = tmp_path_factory.mktemp("predict")
-    cfg = compose_config("train", [*TINY, "trainer.max_epochs=2", "logger=none"],
-                         output_dir=out / "run", cache_dir=out / "cache")  # fmt: skip
+    cfg = compose_config(
+        "train",
+        [*TINY, "trainer.max_epochs=2", "logger=none"],
+        output_dir=out / "run",
+        cache_dir=out / "cache",
+    )
     cfg.data.num_workers = 0
     return train(cfg), cfg
 
@@ -58,8 +62,15 @@ def folder_run(trained, tmp_path_factory):
     exif[ExifTags.Base.Orientation] = 6  # "rotate 90 clockwise to view"
     digit.transpose(Image.Transpose.ROTATE_90).save(folder / "rot6.jpg", quality=95, exif=exif)
     digit.save(folder / "upright.jpg", quality=95)
-    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", f"input={folder}", "format=json",
-                         "topk=3", "show_all_probs=true", "max_image_pixels=2000", cwd=tmp)  # fmt: skip
+    result = predict_cli(
+        f"ckpt_path={summary['best_ckpt']}",
+        f"input={folder}",
+        "format=json",
+        "topk=3",
+        "show_all_probs=true",
+        "max_image_pixels=2000",
+        cwd=tmp,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return images, json.loads(result.stdout)
 
@@ -76,8 +87,12 @@ def test_predict_a_folder_as_json(trained, folder_run):
 
     # the same numbers by hand: the checkpoint's network on the run's eval transform
     module = open_checkpoint(summary["best_ckpt"]).build_module().eval()
-    tf = eval_transform(image_size=cfg.data.image_size, resize_size=cfg.data.resize_size,
-                        mean=cfg.data.mean, std=cfg.data.std)  # fmt: skip
+    tf = eval_transform(
+        image_size=cfg.data.image_size,
+        resize_size=cfg.data.resize_size,
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+    )
     with torch.no_grad():
         probs = torch.softmax(module(tf(Image.open(images[0]).convert("RGB"))[None]), dim=1)[0]
     assert first["top"][0]["index"] == int(probs.argmax())
@@ -131,8 +146,9 @@ def test_16_bit_png_is_classified_like_its_8_bit_twin(folder_run):
 
 def test_urls_and_absent_devices_are_refused_in_one_line(trained, tmp_path):
     summary, _ = trained
-    result = predict_cli(f"ckpt_path={summary['best_ckpt']}", "input=https://example.com/cat.jpg",
-                         cwd=tmp_path)  # fmt: skip
+    result = predict_cli(
+        f"ckpt_path={summary['best_ckpt']}", "input=https://example.com/cat.jpg", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "alexlab: config error: input=https://example.com/cat.jpg: predict reads local files "

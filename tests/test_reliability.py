@@ -45,12 +45,25 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
 
 
 def _cmd(cache_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "data.loader=torch", "data.num_workers=0",
-           "data.batch_size=64", "model.widths=[8,16,16,16,16]", "model.hidden=32",
-           "trainer.max_epochs=2", "trainer.deterministic=true", "logger=none",
-           "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
-           "callbacks.last_checkpoint.every_n_train_steps=1", "logger=csv", "run_name=r",
-           f"paths.cache_dir={cache_dir}", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "data.loader=torch",
+        "data.num_workers=0",
+        "data.batch_size=64",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+        "logger=csv",
+        "run_name=r",
+        f"paths.cache_dir={cache_dir}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow  # 65 s; the fast run: exact mid-epoch resume in-process, a killed save's files
@@ -105,12 +118,23 @@ def test_sigkill_mid_epoch_then_the_same_command_gives_the_uninterrupted_result(
 @pytest.mark.parametrize("loader", ["dali", "torch"])
 def test_mid_epoch_resume_is_exact_for_both_loaders(train_cfg, tmp_path, loader):
     """Killed at step 6 (mid-epoch 2 of 4 steps each), resumed: bit-identical weights."""
-    same = [f"data.loader={loader}", "trainer.limit_train_batches=4", "trainer.max_epochs=2",
-            "trainer.deterministic=true", "callbacks.last_checkpoint.every_n_train_steps=1"]  # fmt: skip
+    same = [
+        f"data.loader={loader}",
+        "trainer.limit_train_batches=4",
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+    ]
     whole = train(train_cfg(*same, output_dir=tmp_path / "whole"))
     with pytest.raises(RuntimeError, match="simulated kill at step 6"):
-        train(train_cfg(*same, "+callbacks.die._target_=helper_callbacks.DieAtStep",
-                        "+callbacks.die.step=6", output_dir=tmp_path / "killed"))  # fmt: skip
+        train(
+            train_cfg(
+                *same,
+                "+callbacks.die._target_=helper_callbacks.DieAtStep",
+                "+callbacks.die.step=6",
+                output_dir=tmp_path / "killed",
+            )
+        )
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 6
     with warnings.catch_warnings(record=True) as caught:
@@ -130,12 +154,26 @@ def test_mid_epoch_resume_is_exact_under_two_process_ddp(tmp_path, cache_dir, lo
     interrupted, bit for bit; each rank continues its own slice from the loader state."""
     from subproc import train_cli
 
-    same = ["strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"data.loader={loader}",
-            "data.num_workers=0", "data.batch_size=8", "model.widths=[8,16,16,16,16]",
-            "model.hidden=32", "data.image_size=64", "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=2", "trainer.max_epochs=2", "trainer.deterministic=true",
-            "logger=none", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
-            "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    same = [
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        f"data.loader={loader}",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "data.image_size=64",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "trainer.max_epochs=2",
+        "trainer.deterministic=true",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+        f"paths.cache_dir={cache_dir}",
+    ]
     helpers = [str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")]
     env = {"PYTHONPATH": os.pathsep.join(helpers)}  # (keeps a PYTHONPATH=src of the caller)
     runs = {name: tmp_path / name for name in ("whole", "killed")}
@@ -143,8 +181,13 @@ def test_mid_epoch_resume_is_exact_under_two_process_ddp(tmp_path, cache_dir, lo
         path.mkdir()
     same.append("run_name=r")
     assert train_cli(*same, cwd=runs["whole"], env=env).returncode == 0
-    killed = train_cli(*same, "+callbacks.die._target_=helper_callbacks.DieAtStep",
-                       "+callbacks.die.step=6", cwd=runs["killed"], env=env)  # fmt: skip
+    killed = train_cli(
+        *same,
+        "+callbacks.die._target_=helper_callbacks.DieAtStep",
+        "+callbacks.die.step=6",
+        cwd=runs["killed"],
+        env=env,
+    )
     assert killed.returncode != 0 and "simulated kill at step 6" in killed.stderr
     last = runs["killed"] / "runs" / "r" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 6

@@ -16,10 +16,18 @@ from alexlab.config import ConfigError
 from alexlab.runs.identity import run_id
 from alexlab.train import train
 
-TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.image_size=64",
-            "data.batch_size=16", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-            "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
-            "data.loader=torch", "data.num_workers=0"]  # fmt: skip
+TINY_CLI = [
+    "model.widths=[8,16,16,16,16]",
+    "model.hidden=32",
+    "data.image_size=64",
+    "data.batch_size=16",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",
+    "data.loader=torch",
+    "data.num_workers=0",
+]
 
 
 def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):
@@ -43,9 +51,15 @@ def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(t
     """The same command under a simulated SLURM job: 1 epoch, then the requeued job (restart
     count 1) asked for 2. One directory, one W&B run id, metrics.csv continued, the second
     epoch trained at a non-zero lr (the cosine schedule re-planned, not restored at its end)."""
-    env = {"SLURM_JOB_ID": "4242", "SLURM_ARRAY_JOB_ID": "4240", "SLURM_ARRAY_TASK_ID": "2",
-           "SLURM_RESTART_COUNT": "0", "HOME": str(tmp_path), "WANDB_API_KEY": "",
-           "WANDB_MODE": ""}  # fmt: skip
+    env = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_ARRAY_JOB_ID": "4240",
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURM_RESTART_COUNT": "0",
+        "HOME": str(tmp_path),
+        "WANDB_API_KEY": "",
+        "WANDB_MODE": "",
+    }
     args = [*TINY_CLI, "logger=many", "trainer.log_every_n_steps=1", f"paths.cache_dir={cache_dir}"]
     first = train_cli(*args, "trainer.max_epochs=1", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -82,9 +96,18 @@ def test_a_requeued_slurm_job_resumes_in_its_directory_with_the_same_wandb_run(t
 
 @pytest.mark.slow  # 35 s; the fast run: sweep job directories, resume=auto in place
 def test_a_relaunched_sweep_job_resumes_its_own_checkpoint(tmp_path, cache_dir):
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "run_name=sw", "optimizer.lr=0.01,0.02",
-           *TINY_CLI, "trainer.max_epochs=10", "logger=none",
-           "callbacks.last_checkpoint.every_n_train_steps=1", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "run_name=sw",
+        "optimizer.lr=0.01,0.02",
+        *TINY_CLI,
+        "trainer.max_epochs=10",
+        "logger=none",
+        "callbacks.last_checkpoint.every_n_train_steps=1",
+        f"paths.cache_dir={cache_dir}",
+    ]
     sweep = tmp_path / "runs" / "multirun" / "sw"
     with started(cmd, cwd=tmp_path) as proc:
         step, deadline = 0, time.time() + 240
@@ -130,8 +153,14 @@ def test_a_finished_run_extended_trains_the_added_epoch_at_a_nonzero_lr(train_cf
     out = tmp_path / "run"
     first = train(train_cfg(output_dir=out))
     assert first["global_step"] == 3
-    second = train(train_cfg("trainer.max_epochs=2", "+callbacks.lrs._target_=helper_callbacks"
-                             ".RecordLr", f"+callbacks.lrs.path={out}/lrs.pt", output_dir=out))  # fmt: skip
+    second = train(
+        train_cfg(
+            "trainer.max_epochs=2",
+            "+callbacks.lrs._target_=helper_callbacks.RecordLr",
+            f"+callbacks.lrs.path={out}/lrs.pt",
+            output_dir=out,
+        )
+    )
     assert second["global_step"] == 6 and second["resumed_from_step"] == 3
     lrs = torch.load(out / "lrs.pt", weights_only=True)
     # cosine over 6 steps from 0.01, evaluated at steps 3, 4, 5: the new plan, never 0
@@ -198,8 +227,16 @@ def test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit(tmp_path, cac
     """The SLURM time-limit path: USR2 -> stop at the next step -> last.ckpt -> submitit's own
     handler (here a stand-in installed before alexlab, as submitit does) requeues and exits."""
     (tmp_path / "fake_submitit.py").write_text(FAKE_SUBMITIT)
-    cmd = [sys.executable, "fake_submitit.py", str(ROOT / "train.py"), *TINY_CLI, "logger=none",
-           "run_name=q", "trainer.max_epochs=500", f"paths.cache_dir={cache_dir}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "fake_submitit.py",
+        str(ROOT / "train.py"),
+        *TINY_CLI,
+        "logger=none",
+        "run_name=q",
+        "trainer.max_epochs=500",
+        f"paths.cache_dir={cache_dir}",
+    ]
     last = tmp_path / "runs" / "q" / "checkpoints" / "last.ckpt"
     with started(cmd, cwd=tmp_path) as proc:
         deadline = time.time() + 120

@@ -13,10 +13,18 @@ from alexlab.report import main as report_main
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CLI = ["model.widths=[8,16,16,16,16]", "model.hidden=32", "data.batch_size=16",
-            "data.image_size=64", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-            "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
-            "++callbacks.progress_bar=null"]  # fmt: skip
+TINY_CLI = [
+    "model.widths=[8,16,16,16,16]",
+    "model.hidden=32",
+    "data.batch_size=16",
+    "data.image_size=64",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,35 +35,65 @@ def tree(tmp_path_factory):
     )
 
 
-# torch: slow (45 s); the torch loader's rank slices are checked in-process (tests/data/test_order.py)
+# torch: slow (45 s); the torch loader's rank slices are checked in-process
+# (tests/data/test_order.py)
 @pytest.mark.parametrize("loader", ["dali", pytest.param("torch", marks=pytest.mark.slow)])
 def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
     tree, tmp_path, train_cfg, loader
 ):
     """2 gloo ranks x 16 vs 1 process x 32, deterministic data, no dropout, no BatchNorm:
     the same full-batch gradient each step, so the same weights and val metrics."""
-    same = ["model=alexnet_tv", "model.widths=[8,16,16,16,16]", "model.hidden=32",
-            "model.dropout=0", "data=folder", f"data.root={tree}", "data.crop=paper",
-            "data.resize_size=64", "data.image_size=64", "data.hflip_prob=0",
-            "data.global_batch_size=32", "trainer.max_epochs=3", "optimizer.lr=0.05",
-            f"data.loader={loader}", "data.num_workers=2"]  # fmt: skip
-    ddp = train_cli(*same, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-              "data.batch_size=16", "logger=none", "trainer.enable_progress_bar=false",
-              "++callbacks.progress_bar=null", "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
-              f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
-              env={"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"),
-                                                  os.environ.get("PYTHONPATH", "")])},
-    )  # fmt: skip
+    same = [
+        "model=alexnet_tv",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "model.dropout=0",
+        "data=folder",
+        f"data.root={tree}",
+        "data.crop=paper",
+        "data.resize_size=64",
+        "data.image_size=64",
+        "data.hflip_prob=0",
+        "data.global_batch_size=32",
+        "trainer.max_epochs=3",
+        "optimizer.lr=0.05",
+        f"data.loader={loader}",
+        "data.num_workers=2",
+    ]
+    ddp = train_cli(
+        *same,
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "data.batch_size=16",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
+        f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}",
+        cwd=tmp_path,
+        env={
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")]
+            )
+        },
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (ddp_metrics,) = (tmp_path / "runs").glob("*/metrics.json")
     ddp_summary = json.loads(ddp_metrics.read_text())
     assert ddp_summary["world_size"] == 2 and ddp_summary["global_step"] == 3
     ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]  # metrics are reduced over ranks: every rank logs the same
-    single = train(train_cfg(*same, "data.batch_size=32", "trainer.limit_train_batches=null",
-                             "trainer.limit_val_batches=null", "+callbacks.rank_dump._target_="
-                             "helper_callbacks.RankMetricsDump",
-                             f"+callbacks.rank_dump.dirpath={tmp_path / 'single'}"))  # fmt: skip
+    single = train(
+        train_cfg(
+            *same,
+            "data.batch_size=32",
+            "trainer.limit_train_batches=null",
+            "trainer.limit_val_batches=null",
+            "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
+            f"+callbacks.rank_dump.dirpath={tmp_path / 'single'}",
+        )
+    )
     assert single["global_step"] == 3
     for key in ("val/loss", "val/acc1"):
         assert ddp_summary["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-4)
@@ -86,9 +124,17 @@ def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path,
 def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
     loggers = [a if a != "logger=csv" else "logger=many" for a in TINY_CLI]  # W&B offline too
     env = {"HOME": str(tmp_path / "home"), "WANDB_API_KEY": "", "WANDB_MODE": ""}
-    result = train_cli("-m", "strategy=ddp_spawn", "trainer.devices=2", "trainer.accelerator=cpu",
-                 "optimizer=sgd", *loggers, f"paths.cache_dir={cache_dir}", cwd=tmp_path,
-                 env=env)  # fmt: skip
+    result = train_cli(
+        "-m",
+        "strategy=ddp_spawn",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "optimizer=sgd",
+        *loggers,
+        f"paths.cache_dir={cache_dir}",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == ["0"]  # nothing extra
@@ -103,15 +149,28 @@ def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
 
 
 def test_multirun_with_subprocess_ddp_is_refused_clearly(tmp_path, cache_dir):
-    result = train_cli("-m", "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                 *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+    result = train_cli(
+        "-m",
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        *TINY_CLI,
+        f"paths.cache_dir={cache_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Use strategy=ddp_spawn" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
-    result = train_cli("-m", "sweep=optuna", "hydra.sweeper.n_trials=2", *TINY_CLI,
-                 f"paths.cache_dir={cache_dir}", cwd=tmp_path)  # fmt: skip
+    result = train_cli(
+        "-m",
+        "sweep=optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY_CLI,
+        f"paths.cache_dir={cache_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
     best = (sweep / "optimization_results.yaml").read_text()
@@ -123,8 +182,13 @@ def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache
     assert (
         cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
     )
-    result = train_cli("-m", "hydra/launcher=submitit_local", *TINY_CLI, f"paths.cache_dir={cache_dir}",
-                 cwd=tmp_path)  # fmt: skip
+    result = train_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        *TINY_CLI,
+        f"paths.cache_dir={cache_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = (tmp_path / "runs" / "multirun").glob("*/0/metrics.json")
     assert json.loads(metrics.read_text())["global_step"] == 3
@@ -138,10 +202,20 @@ def test_wandb_goes_offline_without_a_key_and_resume_keeps_the_run_id(
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
     first = train(train_cfg("logger=wandb", output_dir=tmp_path / "first"))
     assert list((tmp_path / "first" / "wandb").glob("offline-run-*"))
-    run_id = torch.load(first["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"]["WandbLogger"]
-    resumed = train(train_cfg("logger=wandb", f"ckpt_path={first['last_ckpt']}",
-                              "trainer.max_epochs=2", output_dir=tmp_path / "second"))  # fmt: skip
-    again = torch.load(resumed["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"]["WandbLogger"]
+    run_id = torch.load(first["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"][
+        "WandbLogger"
+    ]
+    resumed = train(
+        train_cfg(
+            "logger=wandb",
+            f"ckpt_path={first['last_ckpt']}",
+            "trainer.max_epochs=2",
+            output_dir=tmp_path / "second",
+        )
+    )
+    again = torch.load(resumed["last_ckpt"], weights_only=True)["alexlab"]["logger_versions"][
+        "WandbLogger"
+    ]
     assert again == run_id
     assert list((tmp_path / "second" / "wandb").glob(f"offline-run-*-{run_id}"))
 
@@ -165,10 +239,17 @@ def test_logger_many_writes_csv_tensorboard_wandb_and_filter_images(
 @pytest.mark.slow  # two gloo processes: about a minute on 2 cores
 def test_checkpoints_hold_each_ranks_rng_state_and_each_rank_restores_its_own(tmp_path):
     helpers = os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])
-    ddp = train_cli(*TINY_CLI, "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                    "logger=none", "+callbacks.rank_rng._target_=rng_dump.RankRng",
-                    f"+callbacks.rank_rng.dirpath={tmp_path / 'ranks'}", cwd=tmp_path,
-                    env={"PYTHONPATH": helpers})  # fmt: skip
+    ddp = train_cli(
+        *TINY_CLI,
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "logger=none",
+        "+callbacks.rank_rng._target_=rng_dump.RankRng",
+        f"+callbacks.rank_rng.dirpath={tmp_path / 'ranks'}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": helpers},
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     (last,) = (tmp_path / "runs").glob("*/checkpoints/last.ckpt")
     saved = torch.load(last, weights_only=True)["alexlab"]["rng"]["per_rank"]

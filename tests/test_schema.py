@@ -15,9 +15,18 @@ from alexlab.config.schema import CALLBACKS, SCHEMAS, Top
 
 # The option that lists every key of its schema, with the schema's default as its value (the
 # others extend it or, for optimizers and schedules, set a published recipe's values).
-BASES = {("model", "alexnet"), ("data", "folder"), ("data", "cifar10"), ("data", "synthetic"),
-         ("data.source", "folder"), ("data.source", "digits"), ("module", "classification"),
-         ("trainer", "default"), ("strategy", "ddp"), ("strategy", "single")}  # fmt: skip
+BASES = {
+    ("model", "alexnet"),
+    ("data", "folder"),
+    ("data", "cifar10"),
+    ("data", "synthetic"),
+    ("data.source", "folder"),
+    ("data.source", "digits"),
+    ("module", "classification"),
+    ("trainer", "default"),
+    ("strategy", "ddp"),
+    ("strategy", "single"),
+}
 
 
 def options(group: str) -> list[str]:
@@ -49,8 +58,10 @@ def parameters(target: str) -> dict[str, object]:
     if target == "alexlab.data.datamodule.ImageDataModule":  # **augment: Augment's fields
         from alexlab.data.augment import Augment
 
-        found |= {f.name: f.default if f.default is not MISSING else inspect.Parameter.empty
-                  for f in fields(Augment)}  # fmt: skip
+        found |= {
+            f.name: f.default if f.default is not MISSING else inspect.Parameter.empty
+            for f in fields(Augment)
+        }
     return found
 
 

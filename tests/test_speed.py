@@ -59,8 +59,12 @@ def test_foreach_and_fused_sgd_take_the_same_steps(train_cfg, kind):
 def test_debug_profile_runs_and_writes_a_trace(train_cfg, tmp_path):
     from alexlab.train import train
 
-    cfg = train_cfg("debug=profile", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-                    output_dir=tmp_path / "run")  # fmt: skip
+    cfg = train_cfg(
+        "debug=profile",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        output_dir=tmp_path / "run",
+    )
     train(cfg)
     assert list((tmp_path / "run" / "profile").glob("*.json")) or list(
         (tmp_path / "run" / "profile").glob("*.txt")

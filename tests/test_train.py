@@ -79,10 +79,13 @@ def test_non_finite_loss_stops_with_the_steps_and_keeps_the_last_good_checkpoint
     # lr x 1e12 from epoch 1 (step 5) on: the loss turns NaN/Inf within a few steps. The guard
     # reads its device flag on logging steps (every 2) or, at 50, only before the epoch-end save.
     cfg = train_cfg(
-        "schedule=step", "schedule.milestones_epochs=[1]", "schedule.gamma=1e12",
-        "trainer.max_epochs=3", "trainer.limit_train_batches=5",
+        "schedule=step",
+        "schedule.milestones_epochs=[1]",
+        "schedule.gamma=1e12",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=5",
         f"trainer.log_every_n_steps={log_every}",
-    )  # fmt: skip
+    )
     with pytest.raises(NonFiniteLossError) as err:
         train(cfg)
     pattern = (
@@ -155,8 +158,10 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
     result = train_cli("optimizer.lr=-1", f"paths.cache_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("alexlab:")]
-    assert errors == ["alexlab: config error: optimizer.lr=-1 is not allowed: optimizer.lr takes "
-                      "a number > 0. Set e.g. optimizer.lr=0.01."]  # fmt: skip
+    assert errors == [
+        "alexlab: config error: optimizer.lr=-1 is not allowed: optimizer.lr takes "
+        "a number > 0. Set e.g. optimizer.lr=0.01."
+    ]
     assert "Traceback" not in result.stderr
 
 
@@ -176,8 +181,13 @@ def test_the_default_run_reaches_95_percent(tmp_path):
 def test_plateau_schedule_reacts_to_validation_through_training(train_cfg):
     # threshold 10: no epoch counts as an improvement, so with patience 1 the lr drops by 10
     # after every epoch but the first: 3 epochs -> 2 reductions
-    cfg = train_cfg("schedule=plateau", "schedule.patience=1", "schedule.threshold=10",
-                    "trainer.max_epochs=3", "optimizer.lr=0.1")  # fmt: skip
+    cfg = train_cfg(
+        "schedule=plateau",
+        "schedule.patience=1",
+        "schedule.threshold=10",
+        "trainer.max_epochs=3",
+        "optimizer.lr=0.1",
+    )
     summary = train(cfg)
     ckpt = torch.load(summary["last_ckpt"], weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == 9  # last.ckpt is the final epoch's
@@ -188,8 +198,13 @@ def test_plateau_schedule_reacts_to_validation_through_training(train_cfg):
 
 
 def test_lars_with_accumulation_trains(train_cfg):
-    cfg = train_cfg("optimizer=lars", "data.global_batch_size=32", "trainer.limit_train_batches=4",
-                    "optimizer.lr=1.0", "trainer.max_epochs=2")  # fmt: skip
+    cfg = train_cfg(
+        "optimizer=lars",
+        "data.global_batch_size=32",
+        "trainer.limit_train_batches=4",
+        "optimizer.lr=1.0",
+        "trainer.max_epochs=2",
+    )
     summary = train(cfg)
     assert summary["accumulation"] == 2 and summary["global_step"] == 4  # 2 x (4 batches / 2)
     assert summary["metrics"]["val/loss"] < 10
@@ -206,11 +221,21 @@ def test_lars_under_bf16_mixed_precision(train_cfg):
 def test_lars_under_two_process_ddp_on_cpu(tmp_path):
     """`strategy=ddp` with 2 gloo processes: one run dir, world size 2 in the derived batch."""
     result = train_cli(
-        "strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "optimizer=lars",
-        "data.global_batch_size=64", "data.batch_size=16", "model.widths=[8,16,16,16,16]",
-        "model.hidden=32", "logger=none", f"paths.cache_dir={tmp_path}", cwd=tmp_path,
-    )  # fmt: skip
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "optimizer=lars",
+        "data.global_batch_size=64",
+        "data.batch_size=16",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "logger=none",
+        f"paths.cache_dir={tmp_path}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics_file,) = (tmp_path / "runs").glob("*/metrics.json")  # both ranks share one dir
     metrics = json.loads(metrics_file.read_text())
@@ -218,17 +243,26 @@ def test_lars_under_two_process_ddp_on_cpu(tmp_path):
     assert metrics["global_step"] == 2  # 4 batches per rank / accumulation 2
 
 
-@pytest.mark.slow  # 16 s; the fast run: a prepared tree through `train.py data=folder`, every recipe
+# 16 s; the fast run: a prepared tree through `train.py data=folder`, every recipe
+@pytest.mark.slow
 def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     """`python train.py data=imagenet data.root=...` on a fake-imagenet tree, end to end."""
     from alexlab.data.fake_imagenet import write_fake_imagenet
 
     root = write_fake_imagenet(tmp_path / "imagenet", classes=3, per_class=8, val_per_class=2)
     result = train_cli(
-        "data=imagenet", f"data.root={root}", "data.num_classes=3", "data.batch_size=4",
-        "data.num_workers=0", "data.image_size=64", "model.widths=[8,16,16,16,16]",
-        "model.hidden=32", "trainer.max_epochs=1", "logger=csv", cwd=tmp_path,
-    )  # fmt: skip
+        "data=imagenet",
+        f"data.root={root}",
+        "data.num_classes=3",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.image_size=64",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -238,11 +272,20 @@ def test_cli_trains_on_a_generated_imagenet_tree(tmp_path):
     output = result.stdout + result.stderr
     (start,) = [line for line in output.splitlines() if "[alexlab] run dir" in line]
     assert f"run dir {run_dir} | data {root}: 24 train, 6 val images | loader " in start
-    assert re.search(r"loader (DALI, CPU backend, \d+ threads|torch DataLoader, 0 workers) \| 1 "
-                     r"CPU device\(s\), precision 32-true \| global batch 4 = 4 per device x 1 "
-                     r"x 1 accumulation \| lr 0.01$", start), start  # fmt: skip
-    for chatter in ("GPU available", "TPU available", "litlogger", "LeafSpec",
-                    "to estimate number of stepping batches", "anonymous setting"):  # fmt: skip
+    assert re.search(
+        r"loader (DALI, CPU backend, \d+ threads|torch DataLoader, 0 workers) \| 1 "
+        r"CPU device\(s\), precision 32-true \| global batch 4 = 4 per device x 1 "
+        r"x 1 accumulation \| lr 0.01$",
+        start,
+    ), start
+    for chatter in (
+        "GPU available",
+        "TPU available",
+        "litlogger",
+        "LeafSpec",
+        "to estimate number of stepping batches",
+        "anonymous setting",
+    ):
         assert chatter not in output, chatter
     assert "[alexlab] run dir" in (run_dir / "train.log").read_text()
 

@@ -21,14 +21,26 @@ def help_text(config_name: str) -> str:
     """Hydra's help layout (its header and footer from conf/hydra/default.yaml): the groups
     with their options, then the top-level keys of ``config_name``.yaml."""
     about = OmegaConf.load(CONF_DIR / "hydra" / "default.yaml").help
-    lines = [about.header.rstrip(), "", "== Configuration groups ==",
-             "Compose your configuration from those groups (group=option)", ""]  # fmt: skip
+    lines = [
+        about.header.rstrip(),
+        "",
+        "== Configuration groups ==",
+        "Compose your configuration from those groups (group=option)",
+        "",
+    ]
     for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
         lines.append(f"{group.name}: {', '.join(sorted(f.stem for f in group.glob('*.yaml')))}")
     top = OmegaConf.load(CONF_DIR / f"{config_name}.yaml")
     top.pop("defaults", None)
-    lines += ["", "== Top-level keys ==", "Override any key: foo.bar=value", "",
-              OmegaConf.to_yaml(top).rstrip(), "", about.footer.rstrip()]  # fmt: skip
+    lines += [
+        "",
+        "== Top-level keys ==",
+        "Override any key: foo.bar=value",
+        "",
+        OmegaConf.to_yaml(top).rstrip(),
+        "",
+        about.footer.rstrip(),
+    ]
     return "\n".join(lines)
 
 

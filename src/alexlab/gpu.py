@@ -46,8 +46,11 @@ def nvidia_driver() -> str | None:
         try:
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return "of unknown version (nvidia-smi did not answer)"
         return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "of unknown version"
@@ -96,9 +99,12 @@ class PerProcessSettings(L.Callback):
     """
 
     def __init__(
-        self, *, compile: bool = False, matmul_precision: str | None = None,
+        self,
+        *,
+        compile: bool = False,
+        matmul_precision: str | None = None,
         backend: Any = "inductor",
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.compile, self.matmul_precision, self.backend = compile, matmul_precision, backend
         # (process, network) pairs compiled: once per process (validate/test after fit call
         # setup again); a spawned child has its own process id, so it compiles its copy

@@ -116,8 +116,14 @@ class ClassificationModule(L.LightningModule):
         with torch.no_grad():  # no host value is copied to the device here (that would sync)
             hit = logits.topk(self.top5, dim=1).indices == labels[:, None]  # (B, k), <= 1 per row
             n = labels.numel()
-            step = torch.stack([loss.detach().float() * n, hit[:, 0].sum().float(),
-                                hit.sum().float(), torch.full_like(loss, n, dtype=torch.float32)])  # fmt: skip
+            step = torch.stack(
+                [
+                    loss.detach().float() * n,
+                    hit[:, 0].sum().float(),
+                    hit.sum().float(),
+                    torch.full_like(loss, n, dtype=torch.float32),
+                ]
+            )
             self._train_sums = step if self._train_sums is None else self._train_sums + step
         if logger_step(self.trainer, done=False):
             self.log(metric_name("train", "loss"), loss.detach())

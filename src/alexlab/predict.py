@@ -89,9 +89,11 @@ def predict(cfg: DictConfig) -> Predictions:
     names = ckpt.class_names
     image_size = data.get("image_size", 224)
     transform = eval_transform(
-        image_size=image_size, resize_size=data.get("resize_size") or image_size,
-        mean=data.get("mean") or IMAGENET_MEAN, std=data.get("std") or IMAGENET_STD,
-    )  # fmt: skip
+        image_size=image_size,
+        resize_size=data.get("resize_size") or image_size,
+        mean=data.get("mean") or IMAGENET_MEAN,
+        std=data.get("std") or IMAGENET_STD,
+    )
     module.to(device)
     out = Predictions()
     for start in range(0, len(files), cfg.batch_size):
@@ -109,9 +111,13 @@ def predict(cfg: DictConfig) -> Predictions:
         for path, p in zip(kept, probs, strict=True):
             top = torch.topk(p, k)
             label = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
-            result = {"file": str(path),
-                      "top": [{"index": int(i), "class": label(int(i)), "prob": round(float(v), 6)}
-                              for v, i in zip(top.values, top.indices, strict=True)]}  # fmt: skip
+            result = {
+                "file": str(path),
+                "top": [
+                    {"index": int(i), "class": label(int(i)), "prob": round(float(v), 6)}
+                    for v, i in zip(top.values, top.indices, strict=True)
+                ],
+            }
             if cfg.show_all_probs:
                 result["probs"] = {label(i): round(float(v), 6) for i, v in enumerate(p)}
             out.results.append(result)

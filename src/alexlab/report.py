@@ -101,8 +101,12 @@ def figure(swept: list[str], rows: list[dict]):
     if _numeric(rows, x_key):
         for s in series:
             group = sorted((r for r in rows if pick(r, s)), key=lambda r: float(r[x_key]))
-            ax.plot([float(r[x_key]) for r in group], [r["val top-1"] for r in group],
-                    marker="o", label=label(s))  # fmt: skip
+            ax.plot(
+                [float(r[x_key]) for r in group],
+                [r["val top-1"] for r in group],
+                marker="o",
+                label=label(s),
+            )
         if x_key.split(".")[-1] in LOG_KEYS and all(float(r[x_key]) > 0 for r in rows):
             ax.set_xscale("log")
     else:

@@ -16,6 +16,6 @@ def test_cli_prints_one_paragraph_and_exits_2(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert (
-        err
-        == "alexlab: training stopped: non-finite loss (NaN or Inf) in step 7, found after step 8.\n"
+        err == "alexlab: training stopped: non-finite loss (NaN or Inf) in step 7, "
+        "found after step 8.\n"
     )

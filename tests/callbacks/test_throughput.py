@@ -35,11 +35,19 @@ def fit(
         module.flops_per_batch = flops
     batches = [(torch.randn(3, 3, 64, 64), torch.randint(0, 10, (3,))) for _ in range(steps)]
     loader = DataLoader(batches, batch_size=None)  # the batches as they are
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", log_every_n_steps=every,
-                        accumulate_grad_batches=accumulate, num_sanity_val_steps=0, limit_val_batches=2,
-                        callbacks=[sleep or Sleep(), TrainThroughput()],  # sleeps count in the step
-                        logger=CSVLogger(tmp_path, name="log", version=0), enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        log_every_n_steps=every,
+        accumulate_grad_batches=accumulate,
+        num_sanity_val_steps=0,
+        limit_val_batches=2,
+        callbacks=[sleep or Sleep(), TrainThroughput()],  # sleeps count in the step
+        logger=CSVLogger(tmp_path, name="log", version=0),
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader if sleep else None)
     rows = csv.DictReader((tmp_path / "log" / "version_0" / "metrics.csv").open())
     return [r for r in rows if r.get("train/samples")]

@@ -26,8 +26,17 @@ def write_tree(root, pixels: np.ndarray, *, per_class: int = 4, classes: int = 2
 
 
 def module(root, loader, **kwargs):
-    settings = dict(root=root, source=FolderSource, loader=loader, batch_size=4, num_workers=0,
-                    pin_memory=False, dali_threads=1, hflip_prob=0.0, **RAW)  # fmt: skip
+    settings = dict(
+        root=root,
+        source=FolderSource,
+        loader=loader,
+        batch_size=4,
+        num_workers=0,
+        pin_memory=False,
+        dali_threads=1,
+        hflip_prob=0.0,
+        **RAW,
+    )
     return ImageDataModule(**{**settings, **kwargs})
 
 
@@ -41,8 +50,9 @@ def test_paper_crop_never_leaves_the_central_square(tmp_path, loader):
     images, _ = paper.epoch(1)
     assert images.shape == (8, 3, 48, 48) and images.dtype == torch.float32
     assert images[:, 0].max() < 0.05 and images[:, 1].min() > 0.95  # all green
-    whole = fit(module(root, loader, crop="random_resized", scale=(1, 1), ratio=(1.5, 1.5),
-                       image_size=48))  # fmt: skip
+    whole = fit(
+        module(root, loader, crop="random_resized", scale=(1, 1), ratio=(1.5, 1.5), image_size=48)
+    )
     assert whole.epoch(0)[0][:, 0].max() > 0.95  # control: the full image shows its red sides
 
 
@@ -51,8 +61,18 @@ def test_paper_crop_never_leaves_the_central_square(tmp_path, loader):
 def test_lighting_gives_identical_images_different_colour_offsets(tmp_path, loader, on_device):
     """On float batches the loader normalised (a CPU fit) and on uint8 ones (a GPU fit)."""
     root = write_tree(tmp_path, np.full((32, 32, 3), 128, np.uint8))
-    probe = fit(module(root, loader, crop="paper", resize_size=32, image_size=32,
-                       lighting_std=0.5, normalise_on_device=on_device), limit_val_batches=1)  # fmt: skip
+    probe = fit(
+        module(
+            root,
+            loader,
+            crop="paper",
+            resize_size=32,
+            image_size=32,
+            lighting_std=0.5,
+            normalise_on_device=on_device,
+        ),
+        limit_val_batches=1,
+    )
     images, _ = probe.epoch(0)
     offsets = images * 255 - 128  # (8, 3, 32, 32)
     per_image = offsets.mean(dim=(2, 3))  # (8, 3)
@@ -73,8 +93,15 @@ def test_flip_probability(tmp_path, loader, hflip_prob):
     pixels = np.zeros((32, 32, 3), np.uint8)
     pixels[:, :16] = 255  # left half white
     root = write_tree(tmp_path, pixels)
-    dm = module(root, loader, crop="random_resized", scale=(1, 1), ratio=(1, 1), image_size=32,
-                hflip_prob=hflip_prob)  # fmt: skip
+    dm = module(
+        root,
+        loader,
+        crop="random_resized",
+        scale=(1, 1),
+        ratio=(1, 1),
+        image_size=32,
+        hflip_prob=hflip_prob,
+    )
     images, _ = fit(dm).epoch(0)
     left, right = images[..., :8].mean(dim=(1, 2, 3)), images[..., -8:].mean(dim=(1, 2, 3))
     flipped = (right > left).tolist()

@@ -25,8 +25,15 @@ def bad_tree(tmp_path):
 
 
 def module(root, **kwargs):
-    settings = dict(root=root, source=FolderSource, batch_size=2, image_size=64, num_workers=0,
-                    pin_memory=False, dali_threads=1)  # fmt: skip
+    settings = dict(
+        root=root,
+        source=FolderSource,
+        batch_size=2,
+        image_size=64,
+        num_workers=0,
+        pin_memory=False,
+        dali_threads=1,
+    )
     return ImageDataModule(**{**settings, **kwargs})
 
 
@@ -59,9 +66,14 @@ def test_training_runs_through_skipped_images(bad_tree, train_cfg):
     from alexlab.train import train
 
     root, _ = bad_tree
-    cfg = train_cfg("data=folder", f"data.root={root}", "data.skip_corrupt=true",
-                    "data.batch_size=2", "trainer.limit_train_batches=null",
-                    "trainer.limit_val_batches=null")  # fmt: skip
+    cfg = train_cfg(
+        "data=folder",
+        f"data.root={root}",
+        "data.skip_corrupt=true",
+        "data.batch_size=2",
+        "trainer.limit_train_batches=null",
+        "trainer.limit_val_batches=null",
+    )
     summary = train(cfg)
     assert summary["global_step"] == 6  # 13 train files // batch 2, the garbage one replaced
     assert 0 <= summary["metrics"]["val/acc1"] <= 1
@@ -71,11 +83,20 @@ def test_training_runs_through_skipped_images(bad_tree, train_cfg):
 def test_cli_stops_with_one_line_naming_the_file_from_a_worker_process(bad_tree, tmp_path):
     root, bad = bad_tree
     result = train_cli(
-        "data=folder", f"data.root={root}", "data.loader=torch", "data.num_workers=1", "data.batch_size=2",
-        "data.image_size=64", "model.widths=[8,16,16,16,16]", "model.hidden=32", "logger=none",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        "data=folder",
+        f"data.root={root}",
+        "data.loader=torch",
+        "data.num_workers=1",
+        "data.batch_size=2",
+        "data.image_size=64",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "logger=none",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("alexlab: data error:")]
     assert len(errors) == 1 and str(bad["garbage"]) in errors[0]

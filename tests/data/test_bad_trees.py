@@ -25,9 +25,18 @@ def tree(root, *, per_class=3):
 
 
 def module(root, loader, **kwargs):
-    return ImageDataModule(root=root, source=FolderSource, loader=loader, batch_size=3,
-                           num_workers=0, pin_memory=False, dali_threads=1, image_size=16,
-                           resize_size=16, **kwargs)  # fmt: skip
+    return ImageDataModule(
+        root=root,
+        source=FolderSource,
+        loader=loader,
+        batch_size=3,
+        num_workers=0,
+        pin_memory=False,
+        dali_threads=1,
+        image_size=16,
+        resize_size=16,
+        **kwargs,
+    )
 
 
 def outcome(root, loader, **kwargs):
@@ -137,10 +146,19 @@ def test_dali_never_decodes_an_image_its_header_says_is_too_large(tmp_path, pipe
     files = [str(root / "train" / "a" / "0.jpg"), str(bomb)]
     extra = dict(fast_idct=True) if pipeline == "train_pipeline" else {}
     pipe = getattr(dali, pipeline)(
-        files=files, labels=[0, 1], gpu=False, uint8=True, augment=Augment(image_size=16, resize_size=16),
-        hw_decoder_load=0.0, channels_last=False, max_pixels=sources.MAX_IMAGE_PIXELS,
-        batch_size=2, num_threads=1, device_id=None, **extra,
-    )  # fmt: skip
+        files=files,
+        labels=[0, 1],
+        gpu=False,
+        uint8=True,
+        augment=Augment(image_size=16, resize_size=16),
+        hw_decoder_load=0.0,
+        channels_last=False,
+        max_pixels=sources.MAX_IMAGE_PIXELS,
+        batch_size=2,
+        num_threads=1,
+        device_id=None,
+        **extra,
+    )
     pipe.build()
     images, _, too_large = (out.as_array() for out in pipe.run())
     assert too_large.reshape(-1).tolist() == [False, True]

@@ -28,14 +28,14 @@ def test_augmentation_by_hand():
     images = torch.full((2, 3, 32, 32), 51, dtype=torch.uint8)  # 51 / 255 = 0.2
     images[1, :, :, :16] = 255  # left half white
     normalize = OnDevice(Augment(mean=CIFAR_MEAN, std=CIFAR_STD))
-    out = augment_on_device(images, image_size=227, train=True, hflip_prob=1.0,
-                            normalize=normalize)  # fmt: skip
+    out = augment_on_device(images, image_size=227, train=True, hflip_prob=1.0, normalize=normalize)
     assert out.shape == (2, 3, 227, 227)
     expected = (0.2 - torch.tensor(CIFAR_MEAN)) / torch.tensor(CIFAR_STD)
     torch.testing.assert_close(out[0, :, 100, 100], expected, rtol=0, atol=1e-5)
     assert out[1, 0, 100, 0] < out[1, 0, 100, -1]  # flipped: white now on the right
-    kept = augment_on_device(images, image_size=227, train=False, hflip_prob=1.0,
-                             normalize=normalize)  # fmt: skip
+    kept = augment_on_device(
+        images, image_size=227, train=False, hflip_prob=1.0, normalize=normalize
+    )
     assert kept[1, 0, 100, 0] > kept[1, 0, 100, -1]  # no flip outside training
 
 

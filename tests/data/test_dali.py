@@ -14,13 +14,23 @@ pytestmark = pytest.mark.skipif(not dali.DALI_AVAILABLE, reason="NVIDIA DALI is 
 def fake_root(tmp_path_factory):
     from alexlab.data.fake_imagenet import write_fake_imagenet
 
-    return write_fake_imagenet(tmp_path_factory.mktemp("fake") / "imagenet", classes=4,
-                               per_class=12, val_per_class=5)  # fmt: skip
+    return write_fake_imagenet(
+        tmp_path_factory.mktemp("fake") / "imagenet", classes=4, per_class=12, val_per_class=5
+    )
 
 
 def module(root, **kwargs):
-    settings = dict(root=root, source=FolderSource, batch_size=4, image_size=64, resize_size=73,
-                    num_workers=0, pin_memory=False, dali_threads=1, loader="dali")  # fmt: skip
+    settings = dict(
+        root=root,
+        source=FolderSource,
+        batch_size=4,
+        image_size=64,
+        resize_size=73,
+        num_workers=0,
+        pin_memory=False,
+        dali_threads=1,
+        loader="dali",
+    )
     return ImageDataModule(**{**settings, **kwargs})
 
 

@@ -11,8 +11,16 @@ LOADERS = ["torch", "dali"]
 
 
 def digits_module(cache_dir, **kwargs):
-    settings = dict(root=cache_dir, source=DigitsSource, num_workers=0, batch_size=8,
-                    image_size=64, resize_size=64, pin_memory=False, dali_threads=1)  # fmt: skip
+    settings = dict(
+        root=cache_dir,
+        source=DigitsSource,
+        num_workers=0,
+        batch_size=8,
+        image_size=64,
+        resize_size=64,
+        pin_memory=False,
+        dali_threads=1,
+    )
     return ImageDataModule(**{**settings, **kwargs})
 
 
@@ -42,8 +50,10 @@ def test_uint8_for_a_gpu_normalised_by_the_loader_on_a_cpu_the_module_sees_the_s
 
 def test_both_loaders_read_the_same_list(cache_dir):
     """The same files in the same order: eval labels are equal batch for batch."""
-    labels = {loader: torch.cat([y for _, y in digits_module(cache_dir, loader=loader).val_dataloader()])
-              for loader in LOADERS}  # fmt: skip
+    labels = {
+        loader: torch.cat([y for _, y in digits_module(cache_dir, loader=loader).val_dataloader()])
+        for loader in LOADERS
+    }
     assert torch.equal(labels["torch"], labels["dali"])
     dm = digits_module(cache_dir)
     per_folder = [len(list((dm.source.split_dir("val") / c).iterdir())) for c in dm.classes]

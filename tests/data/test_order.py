@@ -13,8 +13,10 @@ LOADERS = ["torch"] + (["dali"] if dali.DALI_AVAILABLE else [])
 
 
 def test_two_ranks_cover_every_sample_once_per_epoch_with_changing_subsets():
-    ranks = [EpochOrder(103, batch_size=5, seed=3, rank=r, world_size=2, accumulation=2)
-             for r in range(2)]  # fmt: skip
+    ranks = [
+        EpochOrder(103, batch_size=5, seed=3, rank=r, world_size=2, accumulation=2)
+        for r in range(2)
+    ]
     assert [o.steps for o in ranks] == [10, 10]  # 103 // (2 ranks x 5 x 2) = 5 steps of 2 batches
     assert ranks[0].dropped == 3
     subsets = []
@@ -50,9 +52,20 @@ def test_state_resumes_at_the_next_unseen_batch():
 
 @pytest.mark.parametrize("loader", LOADERS)
 def test_consecutive_epochs_read_different_orders(cache_dir, loader):
-    dm = ImageDataModule(root=cache_dir, source=DigitsSource, loader=loader, batch_size=8,
-                         num_workers=0, pin_memory=False, dali_threads=1, image_size=32,
-                         resize_size=32, scale=(1, 1), ratio=(1, 1), hflip_prob=0.0)  # fmt: skip
+    dm = ImageDataModule(
+        root=cache_dir,
+        source=DigitsSource,
+        loader=loader,
+        batch_size=8,
+        num_workers=0,
+        pin_memory=False,
+        dali_threads=1,
+        image_size=32,
+        resize_size=32,
+        scale=(1, 1),
+        ratio=(1, 1),
+        hflip_prob=0.0,
+    )
     probe = fit(dm, epochs=2, limit_train_batches=6, limit_val_batches=0)
     (_, y0), (_, y1) = probe.epoch(0), probe.epoch(1)
     assert y0.numel() == y1.numel() == 48 and not torch.equal(y0, y1)
@@ -67,8 +80,13 @@ def test_consecutive_epochs_read_different_orders(cache_dir, loader):
 def test_digits_with_accumulation_4_makes_44_whole_optimizer_steps(train_cfg):
     from alexlab.train import train
 
-    cfg = train_cfg("data.batch_size=8", "data.global_batch_size=32", "schedule=cosine",
-                    "trainer.limit_train_batches=null", "trainer.limit_val_batches=1")  # fmt: skip
+    cfg = train_cfg(
+        "data.batch_size=8",
+        "data.global_batch_size=32",
+        "schedule=cosine",
+        "trainer.limit_train_batches=null",
+        "trainer.limit_val_batches=1",
+    )
     summary = train(cfg)
     assert summary["accumulation"] == 4
     assert summary["global_step"] == 44  # 1,438 images // 32 = 44 steps; 30 left out, counted

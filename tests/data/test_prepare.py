@@ -39,8 +39,11 @@ def tiny_tree(root: Path) -> Path:
 
 
 def images(root: Path) -> dict[str, Path]:
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*.JPEG"))
-            if not p.name.startswith(".")}  # fmt: skip
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*.JPEG"))
+        if not p.name.startswith(".")
+    }
 
 
 def rgb(img: Image.Image) -> np.ndarray:
@@ -49,8 +52,12 @@ def rgb(img: Image.Image) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "options",
-    [["--shorter-side", "32"], ["--shorter-side", "32", "--max-side", "40"], ["--paper", "--shorter-side", "32"]],
-)  # fmt: skip
+    [
+        ["--shorter-side", "32"],
+        ["--shorter-side", "32", "--max-side", "40"],
+        ["--paper", "--shorter-side", "32"],
+    ],
+)
 def test_prepare_keeps_names_labels_counts_and_resizes_as_asked(tmp_path, options, capsys):
     src, dst = tiny_tree(tmp_path / "src"), tmp_path / "dst"
     assert main(["prepare", str(src), str(dst), "--workers", "2", *options]) == 0
@@ -85,8 +92,19 @@ def test_prepare_keeps_names_labels_counts_and_resizes_as_asked(tmp_path, option
 def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path, capsys):
     src = write_fake_imagenet(tmp_path / "src", classes=4, per_class=25, val_per_class=5)
     dst = tmp_path / "dst"
-    cmd = [sys.executable, "-m", "alexlab.data", "prepare", str(src), str(dst), "--workers", "2",
-           "--shorter-side", "200", "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "alexlab.data",
+        "prepare",
+        str(src),
+        str(dst),
+        "--workers",
+        "2",
+        "--shorter-side",
+        "200",
+        "--no-progress",
+    ]
     proc = start(cmd)
     try:
         deadline = time.monotonic() + 120
@@ -107,7 +125,10 @@ def test_a_killed_prepare_resumes_without_rewriting_finished_files(tmp_path, cap
     for rel, stat in finished.items():  # the earlier run's files were not touched
         now = after[rel].stat()
         assert (now.st_ino, now.st_mtime_ns, now.st_size) == (
-            stat.st_ino, stat.st_mtime_ns, stat.st_size)  # fmt: skip
+            stat.st_ino,
+            stat.st_mtime_ns,
+            stat.st_size,
+        )
     assert all(
         image_problem(str(p)) is None for p in after.values()
     )  # every file decodes completely
@@ -142,8 +163,11 @@ def test_bad_inputs_are_converted_or_reported(tmp_path, capsys):
         assert f"not written: {bad}: {image_problem(str(bad))}" in out  # verify's reason
         assert not (dst / bad.relative_to(src)).exists()
     assert "3 problem(s)" in out
-    for name, source in (("cmyk", gradient(64, 48, 1).convert("CMYK")),
-                         ("gray", gradient(64, 48, 2).convert("L")), ("png_inside", None)):  # fmt: skip
+    for name, source in (
+        ("cmyk", gradient(64, 48, 1).convert("CMYK")),
+        ("gray", gradient(64, 48, 2).convert("L")),
+        ("png_inside", None),
+    ):
         folder = "dog" if name == "png_inside" else "cat"
         made = Image.open(dst / "train" / folder / f"{name}.JPEG")
         assert made.format == "JPEG" and made.mode == "RGB" and min(made.size) == 32
@@ -160,7 +184,18 @@ def test_flat_ilsvrc_val_via_prepare_imagenet(tmp_path):
     for i in range(3):
         gradient(90, 60, i).save(flat / f"ILSVRC2012_val_{i + 1:08d}.JPEG")
     (tmp_path / "val.txt").write_text("n01440764\nn01443537\nn01440764\n")
-    assert main(["prepare-imagenet", str(flat), str(root / "val"), "--labels", str(tmp_path / "val.txt")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare-imagenet",
+                str(flat),
+                str(root / "val"),
+                "--labels",
+                str(tmp_path / "val.txt"),
+            ]
+        )
+        == 0
+    )
     for wnid in ("n01440764", "n01443537"):
         (root / "train" / wnid).mkdir(parents=True)
         gradient(80, 80, 0).save(root / "train" / wnid / f"{wnid}_1.JPEG")
@@ -185,12 +220,23 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
     src = write_fake_imagenet(tmp_path / "src", classes=3, per_class=6, val_per_class=2)
     dst = tmp_path / "prepared"
     assert main(["prepare", str(src), str(dst), "--shorter-side", "72", "--no-progress"]) == 0
-    run = train_cli("data=folder", f"data.root={dst}", "model.widths=[8,16,16,16,16]",
-                    "model.hidden=32", "data.image_size=64", "data.resize_size=72",
-                    "data.batch_size=6", "data.num_workers=1", "data.dali_threads=1",
-                    "trainer.accelerator=cpu", "trainer.max_epochs=1", "logger=none",
-                    "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
-                    cwd=tmp_path)  # fmt: skip
+    run = train_cli(
+        "data=folder",
+        f"data.root={dst}",
+        "model.widths=[8,16,16,16,16]",
+        "model.hidden=32",
+        "data.image_size=64",
+        "data.resize_size=72",
+        "data.batch_size=6",
+        "data.num_workers=1",
+        "data.dali_threads=1",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     (metrics,) = (tmp_path / "runs").glob("*/metrics.json")
     summary = json.loads(metrics.read_text())
@@ -200,24 +246,55 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
 
 def test_bench_data_compares_the_full_size_tree_with_its_prepared_copy(tmp_path, capsys):
     out = tmp_path / "BENCH.md"
-    bench_main(["--what", "prepared", "--runs", "1", "--warmup", "1", "--batches", "2",
-                "--classes", "2", "--per-class", "6", "--cache", str(tmp_path),
-                "--batch-size", "2", "--workers", "1", "--out", str(out)])  # fmt: skip
+    bench_main(
+        [
+            "--what",
+            "prepared",
+            "--runs",
+            "1",
+            "--warmup",
+            "1",
+            "--batches",
+            "2",
+            "--classes",
+            "2",
+            "--per-class",
+            "6",
+            "--cache",
+            str(tmp_path),
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     report = out.read_text()
     assert "**Prepared copy.**" in report and "**Loaders.**" not in report
     copy = tmp_path / "fake-imagenet-c2-p6-imagenet-sizes-s256"
     assert all(min(Image.open(p).size) <= 256 for p in images(copy).values())
-    rows = re.findall(r"^\| (\w+) \| (full-size|prepared): mean (\d+)x(\d+) px.*? \| (\d+) \(\d+\) "
-                      r"\| (\d+) \(\d+\) \| ([\d.]+)x \|$", report, flags=re.M)  # fmt: skip
+    rows = re.findall(
+        r"^\| (\w+) \| (full-size|prepared): mean (\d+)x(\d+) px.*? \| (\d+) \(\d+\) "
+        r"\| (\d+) \(\d+\) \| ([\d.]+)x \|$",
+        report,
+        flags=re.M,
+    )
     assert [(crop, tree) for crop, tree, *_ in rows] == [
-        ("random_resized", "full-size"), ("random_resized", "prepared"),
-        ("paper", "full-size"), ("paper", "prepared")]  # fmt: skip
+        ("random_resized", "full-size"),
+        ("random_resized", "prepared"),
+        ("paper", "full-size"),
+        ("paper", "prepared"),
+    ]
     for _, _, _, _, torch_rate, dali_rate, ratio in rows:  # DALI / torch, 2 decimals
         assert float(ratio) == ratio_of(dali_rate, torch_rate)
     (full_w, full_h), (prep_w, prep_h) = ((int(r[2]), int(r[3])) for r in rows[:2])
     assert prep_w * prep_h < full_w * full_h  # the copy is smaller
-    gains = re.findall(r"^\| (\w+) \| prepared / full-size \| \*\*([\d.]+)x\*\* \| \*\*([\d.]+)x",
-                       report, flags=re.M)  # fmt: skip
+    gains = re.findall(
+        r"^\| (\w+) \| prepared / full-size \| \*\*([\d.]+)x\*\* \| \*\*([\d.]+)x",
+        report,
+        flags=re.M,
+    )
     for (crop, torch_gain, dali_gain), full, prep in zip(gains, rows[::2], rows[1::2], strict=True):
         assert crop == full[0] == prep[0]
         assert float(torch_gain) == ratio_of(prep[4], full[4])

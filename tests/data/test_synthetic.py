@@ -17,6 +17,9 @@ def test_same_batch_every_step_on_the_device():
 def test_training_on_synthetic_data(train_cfg):
     from alexlab.train import train
 
-    summary = train(train_cfg("data=synthetic", "data.steps_per_epoch=3", "data.val_steps=1",
-                              "data.num_classes=10"))  # fmt: skip
+    summary = train(
+        train_cfg(
+            "data=synthetic", "data.steps_per_epoch=3", "data.val_steps=1", "data.num_classes=10"
+        )
+    )
     assert summary["global_step"] == 3

@@ -14,8 +14,11 @@ class RankMetricsDump(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The last epoch's train and val metrics as this rank logged them."""
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        values = {k: float(v) for k, v in trainer.callback_metrics.items()
-                  if k.startswith(("val/", "train/"))}  # fmt: skip
+        values = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("val/", "train/"))
+        }
         (self.dirpath / f"rank{trainer.global_rank}.json").write_text(json.dumps(values))
 
 

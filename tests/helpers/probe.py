@@ -33,8 +33,15 @@ class Probe(L.LightningModule):
 def fit(datamodule, *, epochs: int = 1, **trainer_kwargs) -> Probe:
     """Fit a Probe on ``datamodule`` with a real Trainer on the CPU; return it."""
     probe = Probe()
-    settings = dict(accelerator="cpu", devices=1, max_epochs=epochs, logger=False,
-                    enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+    settings = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     L.Trainer(**{**settings, **trainer_kwargs}).fit(probe, datamodule=datamodule)
     return probe

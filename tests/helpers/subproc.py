@@ -39,12 +39,22 @@ def run(
 
 
 def start(
-    cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict | None = None,
     stderr: int = subprocess.STDOUT,
-) -> subprocess.Popen:  # fmt: skip
+) -> subprocess.Popen:
     """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text."""
-    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
-                            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        start_new_session=True,
+    )
 
 
 def group_stacks(pgid: int) -> str:
@@ -59,8 +69,12 @@ def group_stacks(pgid: int) -> str:
             cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
             lines.append(f"--- pid {proc_dir.name}: {cmdline}")
             if py_spy:
-                dump = subprocess.run([py_spy, "dump", "--pid", proc_dir.name],
-                                      capture_output=True, text=True, timeout=30)  # fmt: skip
+                dump = subprocess.run(
+                    [py_spy, "dump", "--pid", proc_dir.name],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
                 lines.append((dump.stdout + dump.stderr)[-3000:])
     return "\n".join(lines) or "(no process of the group left)"
 

@@ -72,7 +72,8 @@ def test_torchvision_macs_figure():
 
 
 def test_lrn_matches_the_paper_formula():
-    """b = a / (k + alpha * sum_{j in window of n} a_j^2) ** beta (Krizhevsky et al. 2012, eq. 1)."""
+    """b = a / (k + alpha * sum_{j in window of n} a_j^2) ** beta
+    (Krizhevsky et al. 2012, §3.3)."""
     net = AlexNet(norm="lrn")
     lrn = next(m for m in net.features if isinstance(m, nn.LocalResponseNorm))
     a = torch.randn(1, 12, 3, 3)
@@ -114,9 +115,13 @@ def test_tiny_config_forward_backward():
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [(dict(widths=(1, 2, 3)), "widths"), (dict(norm="gn"), "norm"), (dict(groups=3), "groups"),
-     (dict(init="xavier"), "init")],
-)  # fmt: skip
+    [
+        (dict(widths=(1, 2, 3)), "widths"),
+        (dict(norm="gn"), "norm"),
+        (dict(groups=3), "groups"),
+        (dict(init="xavier"), "init"),
+    ],
+)
 def test_bad_arguments_name_the_key(kwargs, key):
     """The config schema is the one gate for the constructor's arguments."""
     with pytest.raises(ConfigError, match=f"model.{key}=.* is not allowed"):

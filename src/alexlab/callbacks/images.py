@@ -57,9 +57,14 @@ class RunImages(L.Callback):
 
     @rank_zero_only
     def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
         if batch_idx != 0 or trainer.sanity_checking or not loggers or not self.num_val_images:
             return
@@ -77,8 +82,9 @@ class RunImages(L.Callback):
         ]
         for logger in loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key="val_predictions", images=shown, caption=captions,
-                                 step=trainer.global_step)  # fmt: skip
+                logger.log_image(
+                    key="val_predictions", images=shown, caption=captions, step=trainer.global_step
+                )
             else:
                 logger.experiment.add_images(
                     "val_predictions", torch.stack(shown), trainer.global_step

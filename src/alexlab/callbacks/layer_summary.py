@@ -35,13 +35,23 @@ class LayerSummary(L.Callback):
     @rank_zero_only
     def _print(self, rows: list[LayerRow], macs: int, title: str) -> None:
         table = Table(title=title)
-        for col, justify in (("layer", "left"), ("type", "left"), ("output", "right"),
-                             ("params", "right"), ("MACs", "right")):  # fmt: skip
+        for col, justify in (
+            ("layer", "left"),
+            ("type", "left"),
+            ("output", "right"),
+            ("params", "right"),
+            ("MACs", "right"),
+        ):
             table.add_column(col, justify=justify)
         for r in rows:
             shape = "x".join(str(d) for d in r.out_shape[1:])
-            table.add_row(r.name, r.kind, shape, f"{r.params:,}" if r.params else "",
-                          f"{r.macs / 1e6:,.1f}M" if r.macs else "")  # fmt: skip
+            table.add_row(
+                r.name,
+                r.kind,
+                shape,
+                f"{r.params:,}" if r.params else "",
+                f"{r.macs / 1e6:,.1f}M" if r.macs else "",
+            )
         params = sum(r.params for r in rows)
         table.add_row("total", "", "", f"{params:,}", f"{macs / 1e9:.3f}G", style="bold")
         Console().print(table)

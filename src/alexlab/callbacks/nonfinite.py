@@ -56,9 +56,13 @@ class NonFiniteLossGuard(L.Callback):
         self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
         if stepped and logger_step(trainer, done=True):  # this step syncs for the logger anyway
             self.check(trainer)

@@ -44,9 +44,13 @@ class LoggedStepsProgressBar(RichProgressBar):
         return self._shown
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
         self._frozen = not (stepped and logger_step(trainer, done=True))
         try:

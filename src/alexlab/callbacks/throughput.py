@@ -23,11 +23,21 @@ PRECISION_DTYPE = {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.floa
 # sparsity; a dense network's peak is half of them (SXM: TF32 989, BF16/FP16 1,979 TFLOPS sparse;
 # NVL: 835 and 1,671). FP32 and FP64 are dense already. Longest name first.
 GPU_PEAKS: dict[str, dict[torch.dtype | str, float]] = {
-    "h200 nvl": {torch.float64: 30e12, torch.float32: 60e12, "tfloat32": 417.5e12,
-                 torch.bfloat16: 835.5e12, torch.float16: 835.5e12},
-    "h200": {torch.float64: 34e12, torch.float32: 67e12, "tfloat32": 494.5e12,
-             torch.bfloat16: 989.5e12, torch.float16: 989.5e12},
-}  # fmt: skip
+    "h200 nvl": {
+        torch.float64: 30e12,
+        torch.float32: 60e12,
+        "tfloat32": 417.5e12,
+        torch.bfloat16: 835.5e12,
+        torch.float16: 835.5e12,
+    },
+    "h200": {
+        torch.float64: 34e12,
+        torch.float32: 67e12,
+        "tfloat32": 494.5e12,
+        torch.bfloat16: 989.5e12,
+        torch.float16: 989.5e12,
+    },
+}
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype | str) -> float | None:
@@ -83,8 +93,9 @@ class TrainThroughput(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         device = trainer.strategy.root_device
         peak = peak_flops(device, peak_dtype(trainer.precision, tf32=_tf32(device)))
-        self.meter = Throughput(available_flops=peak, world_size=trainer.world_size,
-                                window_size=self.window_size)  # fmt: skip
+        self.meter = Throughput(
+            available_flops=peak, world_size=trainer.world_size, window_size=self.window_size
+        )
         self.elapsed, self.samples, self.batches, self.unlogged = 0.0, 0, 0, 0
         self.last_step, self.t0 = trainer.global_step, time.perf_counter()
 
@@ -97,9 +108,13 @@ class TrainThroughput(L.Callback):
         return self.elapsed
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.samples += self.batch_size_fn(batch)
         self.batches += 1
         self.unlogged += 1
@@ -107,8 +122,12 @@ class TrainThroughput(L.Callback):
         if not stepped or not logger_step(trainer, done=True):  # accumulating, or not logging
             return
         flops = getattr(pl_module, "flops_per_batch", None)
-        self.meter.update(time=self._clock(trainer), batches=self.batches, samples=self.samples,
-                          flops=None if flops is None else flops * self.unlogged)  # fmt: skip
+        self.meter.update(
+            time=self._clock(trainer),
+            batches=self.batches,
+            samples=self.samples,
+            flops=None if flops is None else flops * self.unlogged,
+        )
         self.unlogged = 0
         self._log(trainer)
 

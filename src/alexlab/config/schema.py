@@ -22,8 +22,21 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and Lightning's seed
 POOLS = {"why": "AlexNet's three 3/2 max-pools"}  # said in the error message
 ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE, json_schema_extra=POOLS)]
 Limit = Prob | Count | None  # a fraction of the batches (a float) or a count (an int)
-Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
-                    "32", "16", "bf16", "64", 32, 16, 64]  # fmt: skip
+Precision = Literal[
+    "32-true",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "32",
+    "16",
+    "bf16",
+    "64",
+    32,
+    16,
+    64,
+]
 
 
 def Of(n: int, item: Any) -> Any:  # noqa: N802 (reads as a type)
@@ -253,21 +266,43 @@ class Top(Closed):
 
 
 SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (first: default)
-    "data": {"alexlab.data.datamodule.ImageDataModule": ImageData,
-             "alexlab.data.cifar.CIFAR10DataModule": CifarData,
-             "alexlab.data.synthetic.SyntheticDataModule": SyntheticData},
-    "data.source": {"alexlab.data.sources.FolderSource": FolderSource,
-                    "alexlab.data.sources.ImageNetSource": FolderSource,
-                    "alexlab.data.sources.DigitsSource": DigitsSource},
+    "data": {
+        "alexlab.data.datamodule.ImageDataModule": ImageData,
+        "alexlab.data.cifar.CIFAR10DataModule": CifarData,
+        "alexlab.data.synthetic.SyntheticDataModule": SyntheticData,
+    },
+    "data.source": {
+        "alexlab.data.sources.FolderSource": FolderSource,
+        "alexlab.data.sources.ImageNetSource": FolderSource,
+        "alexlab.data.sources.DigitsSource": DigitsSource,
+    },
     "model": {"alexlab.models.alexnet.build": Model},
     "module": {"alexlab.module.ClassificationModule": Module},
-    "optimizer": {"torch.optim.SGD": SGD, "torch.optim.Adam": Adam,
-                  "torch.optim.AdamW": AdamW, "alexlab.optim.lars.LARS": LARS},
+    "optimizer": {
+        "torch.optim.SGD": SGD,
+        "torch.optim.Adam": Adam,
+        "torch.optim.AdamW": AdamW,
+        "alexlab.optim.lars.LARS": LARS,
+    },
     "schedule": {"alexlab.optim.schedules.warmup_lr_scheduler": Schedule},
     "trainer": {"lightning.pytorch.Trainer": Trainer},
     "strategy": {"lightning.pytorch.strategies.DDPStrategy": DDP, "builtins.str": SingleDevice},
-}  # fmt: skip
-CALLBACKS = {"best_checkpoint": BestCheckpoint, "last_checkpoint": LastCheckpoint,
-             "run_images": RunImages}  # fmt: skip
-GROUPS = ("model", "data", "module", "optimizer", "schedule", "trainer", "strategy", "logger",
-          "callbacks", "paths", "hydra")  # fmt: skip
+}
+CALLBACKS = {
+    "best_checkpoint": BestCheckpoint,
+    "last_checkpoint": LastCheckpoint,
+    "run_images": RunImages,
+}
+GROUPS = (
+    "model",
+    "data",
+    "module",
+    "optimizer",
+    "schedule",
+    "trainer",
+    "strategy",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+)

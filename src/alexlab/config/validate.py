@@ -50,8 +50,12 @@ def _allowed(prop: dict) -> str:
     if prop.get("type") == "array":
         n = prop.get("minItems") if prop.get("minItems") == prop.get("maxItems") else None
         return f"a list of {n or 'any number of'} items, each {_allowed(prop.get('items', {}))}"
-    words = {"integer": "an integer", "number": "a number", "boolean": "true or false",
-             "string": "a string"}.get(prop.get("type", ""), "a value")  # fmt: skip
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "true or false",
+        "string": "a string",
+    }.get(prop.get("type", ""), "a value")
     signs = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
     bounds = [f"{sign} {show(prop[key])}" for key, sign in signs.items() if key in prop]
     return f"{words} {' and '.join(bounds)}".strip()

@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
         "empty, too large or non-image files, empty class folders, symlink loops",
     )
     verify.add_argument("root", type=Path, help="dataset root (with train/, val/) or a split")
-    verify.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
-                        help="refuse larger images, as data.max_image_pixels does")  # fmt: skip
+    verify.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help="refuse larger images, as data.max_image_pixels does",
+    )
 
     fake = sub.add_parser("fake-imagenet", help="write an ImageNet-shaped JPEG tree")
     fake.add_argument("out", type=Path)
@@ -29,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--per-class", type=int, default=20, help="train images per class")
     fake.add_argument("--val-per-class", type=int, default=None, help="default: per-class / 5")
     fake.add_argument("--seed", type=int, default=0)
-    fake.add_argument("--sizes", choices=("typical", "imagenet"), default="typical",
-                      help="typical: 400-599 x 300-449; imagenet: ~400x350 mean, 3%% at 1-5 MP")  # fmt: skip
+    fake.add_argument(
+        "--sizes",
+        choices=("typical", "imagenet"),
+        default="typical",
+        help="typical: 400-599 x 300-449; imagenet: ~400x350 mean, 3%% at 1-5 MP",
+    )
 
     prep = sub.add_parser("prepare-imagenet", help="flat ILSVRC-2012 val/ -> class folders (links)")
     prep.add_argument("val_dir", type=Path, help="the official flat val/ folder")
@@ -45,11 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     shrink = sub.add_parser("prepare", help="a copy of a class-folder tree at training resolution")
     shrink.add_argument("src", type=Path, help="dataset root (with train/, val/) or a split")
     shrink.add_argument("dst", type=Path, help="new folder (or an interrupted run's, to continue)")
-    shrink.add_argument("--shorter-side", type=int, default=256,
-                        help="shorter side after resizing; smaller images keep their size")  # fmt: skip
+    shrink.add_argument(
+        "--shorter-side",
+        type=int,
+        default=256,
+        help="shorter side after resizing; smaller images keep their size",
+    )
     shrink.add_argument("--max-side", type=int, default=None, help="cap on the longer side")
-    shrink.add_argument("--paper", action="store_true",
-                        help="Krizhevsky et al. 2012 §2: central square of the shorter-side resize")  # fmt: skip
+    shrink.add_argument(
+        "--paper",
+        action="store_true",
+        help="Krizhevsky et al. 2012 §2: central square of the shorter-side resize",
+    )
     shrink.add_argument("--quality", type=int, default=90, help="JPEG quality")
     shrink.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     shrink.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,18 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fake-imagenet":
             from alexlab.data.fake_imagenet import write_fake_imagenet
 
-            root = write_fake_imagenet(args.out, classes=args.classes, per_class=args.per_class,
-                                       val_per_class=args.val_per_class, seed=args.seed,
-                                       sizes=args.sizes)  # fmt: skip
+            root = write_fake_imagenet(
+                args.out,
+                classes=args.classes,
+                per_class=args.per_class,
+                val_per_class=args.val_per_class,
+                seed=args.seed,
+                sizes=args.sizes,
+            )
             print(f"wrote {root} ({args.classes} classes)")
             return 0
         if args.command == "prepare":
             from alexlab.data.prepare import Settings, prepare_tree, report
 
-            settings = Settings(shorter_side=args.shorter_side, max_side=args.max_side,
-                                paper=args.paper, quality=args.quality)  # fmt: skip
-            summary = prepare_tree(args.src, args.dst, settings, workers=args.workers,
-                                   progress=not args.no_progress)  # fmt: skip
+            settings = Settings(
+                shorter_side=args.shorter_side,
+                max_side=args.max_side,
+                paper=args.paper,
+                quality=args.quality,
+            )
+            summary = prepare_tree(
+                args.src, args.dst, settings, workers=args.workers, progress=not args.no_progress
+            )
             print(report(summary))
             return 1 if summary.problems else 0
         from alexlab.data.prepare_imagenet import prepare_val

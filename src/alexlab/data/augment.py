@@ -84,8 +84,13 @@ class Augment:
 
     def eval_transform(self) -> v2.Compose:
         """PIL image -> uint8 (3, S, S): shorter side to ``resize_size``, centre crop."""
-        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
-                           v2.CenterCrop(self.image_size)])  # fmt: skip
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.Resize(self.resize_size, antialias=True),
+                v2.CenterCrop(self.image_size),
+            ]
+        )
 
     def normalise(self) -> Normalise:
         """uint8 (..., 3, S, S) -> float32 ``(x / 255 - mean) / std``."""
@@ -95,10 +100,15 @@ class Augment:
         """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
         images (Krizhevsky et al. 2012 §4.1 test)."""
         return TenCropViews(
-            v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True),
-                        v2.TenCrop(self.image_size)]),
+            v2.Compose(
+                [
+                    v2.PILToTensor(),
+                    v2.Resize(self.resize_size, antialias=True),
+                    v2.TenCrop(self.image_size),
+                ]
+            ),
             self.normalise(),
-        )  # fmt: skip
+        )
 
 
 class Normalise:
@@ -124,8 +134,13 @@ class TenCropViews:
         return self.normalise(torch.stack(self.crops(img)))  # (10, 3, S, S)
 
 
-def eval_transform(*, image_size: int, resize_size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                   std: Sequence[float] = IMAGENET_STD) -> v2.Compose:  # fmt: skip
+def eval_transform(
+    *,
+    image_size: int,
+    resize_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
     """PIL image -> float (3, S, S), normalised: the eval view for single images (predict)."""
     augment = Augment(image_size=image_size, resize_size=resize_size, mean=mean, std=std)
     return v2.Compose([augment.eval_transform(), augment.normalise()])
@@ -158,8 +173,12 @@ class OnDevice:
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
         self.lighting_std, self.dtype = augment.lighting_std, dtype
         std = torch.tensor(augment.std).view(1, 3, 1, 1) * 255
-        self._host = dict(scale=1 / std, shift=-torch.tensor(augment.mean).view(1, 3, 1, 1) * 255 / std,
-                          eigval=torch.tensor(IMAGENET_EIGVAL), eigvec=torch.tensor(IMAGENET_EIGVEC))  # fmt: skip
+        self._host = dict(
+            scale=1 / std,
+            shift=-torch.tensor(augment.mean).view(1, 3, 1, 1) * 255 / std,
+            eigval=torch.tensor(IMAGENET_EIGVAL),
+            eigvec=torch.tensor(IMAGENET_EIGVEC),
+        )
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     def constants(self, device: torch.device) -> dict[str, torch.Tensor]:
@@ -168,9 +187,13 @@ class OnDevice:
         return self._on[device]
 
     def __call__(
-        self, images: torch.Tensor, *, train: bool, normalised: bool = False,
+        self,
+        images: torch.Tensor,
+        *,
+        train: bool,
+        normalised: bool = False,
         dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """``images``: (B, 3, S, S) in 0..255 (uint8 or float), or ``normalised`` already (by the
         loader: only the lighting is added); memory format kept. Out in ``dtype`` (None: the
         one given at construction)."""

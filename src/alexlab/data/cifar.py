@@ -35,11 +35,16 @@ class _ArrayUnpickler(pickle.Unpickler):
     so a tampered file cannot run code."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "list"), ("builtins", "dict"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "list"),
+        ("builtins", "dict"),
         ("_codecs", "encode"),  # how protocol-2 pickles spell bytes (torch allows it too)
-    }  # fmt: skip
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -69,8 +74,12 @@ def load_cifar10(
         from torchvision.datasets import CIFAR10  # needs network
 
         CIFAR10(str(root), download=True)
-    require_dir(folder, "data.root", f"It must hold {FOLDER}/ (data_batch_1..5, test_batch); "
-                f"set data.download=true to fetch it where there is network.")  # fmt: skip
+    require_dir(
+        folder,
+        "data.root",
+        f"It must hold {FOLDER}/ (data_batch_1..5, test_batch); "
+        f"set data.download=true to fetch it where there is network.",
+    )
     missing = [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]
     if missing:
         raise ConfigError(f"data.root={root}: {FOLDER}/ lacks {', '.join(missing)}.")
@@ -80,15 +89,21 @@ def load_cifar10(
 
 
 def augment_on_device(
-    images: torch.Tensor, *, image_size: int, train: bool, hflip_prob: float,
-    normalize: OnDevice, dtype: torch.dtype | None = None,
-) -> torch.Tensor:  # fmt: skip
+    images: torch.Tensor,
+    *,
+    image_size: int,
+    train: bool,
+    hflip_prob: float,
+    normalize: OnDevice,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise (with
     ``normalize``'s constants, copied to the device once), in ``dtype`` (None: float32)."""
     if images.ndim != 4:
         raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
-    x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
-                      align_corners=False).clamp_(0, 255)  # fmt: skip
+    x = F.interpolate(
+        images.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
+    ).clamp_(0, 255)
     if train and hflip_prob > 0:
         flip = torch.rand(x.shape[0], device=x.device) < hflip_prob
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -115,11 +130,19 @@ class CIFAR10DataModule(L.LightningDataModule):
     class_names = list(CLASSES)
 
     def __init__(
-        self, *, root: str | Path | None, download: bool = False, num_classes: int | None = 10,
-        batch_size: int = 128, global_batch_size: int | None = None, image_size: int = 227,
-        hflip_prob: float = 0.5, mean: tuple[float, ...] = CIFAR_MEAN,
-        std: tuple[float, ...] = CIFAR_STD, num_workers: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        root: str | Path | None,
+        download: bool = False,
+        num_classes: int | None = 10,
+        batch_size: int = 128,
+        global_batch_size: int | None = None,
+        image_size: int = 227,
+        hflip_prob: float = 0.5,
+        mean: tuple[float, ...] = CIFAR_MEAN,
+        std: tuple[float, ...] = CIFAR_STD,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         if root is None:
             raise ConfigError(
@@ -135,8 +158,13 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.num_workers = num_workers
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
-        return DataLoader(TensorDataset(*self.splits[split]), batch_size=self.batch_size,
-                          shuffle=train, drop_last=train, num_workers=self.num_workers)  # fmt: skip
+        return DataLoader(
+            TensorDataset(*self.splits[split]),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -150,13 +178,21 @@ class CIFAR10DataModule(L.LightningDataModule):
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: images per split and the loader."""
         images = {split: len(labels) for split, (_, labels) in self.splits.items()}
-        return {"images": images, "loader": f"torch DataLoader (in memory), {self.num_workers} "
-                "workers; flip and resize on the device"}  # fmt: skip
+        return {
+            "images": images,
+            "loader": f"torch DataLoader (in memory), {self.num_workers} "
+            "workers; flip and resize on the device",
+        }
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        images = augment_on_device(images, image_size=self.image_size, train=training,
-                                   hflip_prob=self.hflip_prob, normalize=self.normalize,
-                                   dtype=input_dtype(self.trainer, torch.float32))  # fmt: skip
+        images = augment_on_device(
+            images,
+            image_size=self.image_size,
+            train=training,
+            hflip_prob=self.hflip_prob,
+            normalize=self.normalize,
+            dtype=input_dtype(self.trainer, torch.float32),
+        )
         return images, labels

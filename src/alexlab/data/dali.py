@@ -54,8 +54,9 @@ def _stand_in() -> np.ndarray:
 
 def _read(files: list[str], labels: list[int], gpu: bool, max_pixels: int):
     """-> encoded images (oversized ones swapped for the stand-in), labels, oversized flags."""
-    jpegs, labels = fn.readers.file(files=files, labels=labels, random_shuffle=False,
-                                    pad_last_batch=True, name=READER)  # fmt: skip
+    jpegs, labels = fn.readers.file(
+        files=files, labels=labels, random_shuffle=False, pad_last_batch=True, name=READER
+    )
     shape = fn.peek_image_shape(jpegs, dtype=types.INT64)  # (H, W, C) from the header alone
     too_large = shape[0] * shape[1] > max_pixels
     if too_large:  # DALI conditional (CPU data only): never decode it
@@ -72,8 +73,10 @@ def memory_padding(threads: int) -> dict[str, int]:
     shared among more threads: a thread that meets a larger image reallocates once.
     """
     share = min(1.0, PADDING_THREADS / max(1, threads))
-    return dict(device_memory_padding=int(DEVICE_MEMORY_PADDING * share),
-                host_memory_padding=int(HOST_MEMORY_PADDING * share))  # fmt: skip
+    return dict(
+        device_memory_padding=int(DEVICE_MEMORY_PADDING * share),
+        host_memory_padding=int(HOST_MEMORY_PADDING * share),
+    )
 
 
 def _decoder(gpu: bool, hw_decoder_load: float, threads: int | None = None) -> dict[str, Any]:
@@ -81,8 +84,12 @@ def _decoder(gpu: bool, hw_decoder_load: float, threads: int | None = None) -> d
     if not gpu:
         return dict(device="cpu", output_type=types.RGB)
     threads = threads or Pipeline.current().num_threads
-    return dict(device="mixed", output_type=types.RGB, hw_decoder_load=hw_decoder_load,
-                **memory_padding(threads))  # fmt: skip
+    return dict(
+        device="mixed",
+        output_type=types.RGB,
+        hw_decoder_load=hw_decoder_load,
+        **memory_padding(threads),
+    )
 
 
 def _output(augment: Augment, uint8: bool, channels_last: bool) -> dict[str, Any]:
@@ -91,25 +98,42 @@ def _output(augment: Augment, uint8: bool, channels_last: bool) -> dict[str, Any
     layout = dict(output_layout="HWC" if channels_last else "CHW")
     if uint8:
         return dict(dtype=types.UINT8, **layout)
-    return dict(dtype=types.FLOAT, mean=[255 * m for m in augment.mean],
-                std=[255 * s for s in augment.std], **layout)  # fmt: skip
+    return dict(
+        dtype=types.FLOAT,
+        mean=[255 * m for m in augment.mean],
+        std=[255 * s for s in augment.std],
+        **layout,
+    )
 
 
 if DALI_AVAILABLE:
     # checkpointing: its state goes into Lightning's checkpoints; conditionals: `_read`'s `if`
     @pipeline_def(enable_checkpointing=True, enable_conditionals=True)
-    def train_pipeline(*, files: list[str], labels: list[int], gpu: bool, uint8: bool,
-                       augment: Augment, fast_idct: bool, hw_decoder_load: float,
-                       channels_last: bool, max_pixels: int):  # fmt: skip
+    def train_pipeline(
+        *,
+        files: list[str],
+        labels: list[int],
+        gpu: bool,
+        uint8: bool,
+        augment: Augment,
+        fast_idct: bool,
+        hw_decoder_load: float,
+        channels_last: bool,
+        max_pixels: int,
+    ):
         jpegs, labels, too_large = _read(files, labels, gpu, max_pixels)
         # use_fast_idct: libjpeg-turbo's integer IDCT on the CPU path (mixed: only for images
         # nvJPEG cannot take); up to 14% faster decoding per libjpeg-turbo's docs
         decoder = dict(_decoder(gpu, hw_decoder_load), use_fast_idct=fast_idct)
         a, crop = augment, {}
         if a.crop == "random_resized":
-            images = fn.decoders.image_random_crop(jpegs, random_area=list(a.scale),
-                                                   random_aspect_ratio=list(a.ratio),
-                                                   num_attempts=100, **decoder)  # fmt: skip
+            images = fn.decoders.image_random_crop(
+                jpegs,
+                random_area=list(a.scale),
+                random_aspect_ratio=list(a.ratio),
+                num_attempts=100,
+                **decoder,
+            )
             images = fn.resize(images, resize_x=a.image_size, resize_y=a.image_size)
         else:  # paper: shorter side to resize_size, central square, random S x S crop
             # = the central min(H, W) square, resized to R x R: only that region is decoded
@@ -118,23 +142,37 @@ if DALI_AVAILABLE:
             side = dali_math.min(shape[0], shape[1])
             images = fn.decoders.image_crop(jpegs, crop_w=side, crop_h=side, **decoder)
             images = fn.resize(images, resize_x=a.resize_size, resize_y=a.resize_size)
-            crop = dict(crop=(a.image_size, a.image_size),
-                        crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
-                        crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))  # fmt: skip
+            crop = dict(
+                crop=(a.image_size, a.image_size),
+                crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
+                crop_pos_y=fn.random.uniform(range=(0.0, 1.0)),
+            )
         mirror = fn.random.coin_flip(probability=a.hflip_prob) if a.hflip_prob > 0 else 0
-        images = fn.crop_mirror_normalize(images, mirror=mirror, **crop,
-                                          **_output(a, uint8, channels_last))  # fmt: skip
+        images = fn.crop_mirror_normalize(
+            images, mirror=mirror, **crop, **_output(a, uint8, channels_last)
+        )
         return images, labels, too_large
 
     @pipeline_def(enable_conditionals=True)
-    def eval_pipeline(*, files: list[str], labels: list[int], gpu: bool, uint8: bool,
-                      augment: Augment, hw_decoder_load: float, channels_last: bool,
-                      max_pixels: int):  # fmt: skip
+    def eval_pipeline(
+        *,
+        files: list[str],
+        labels: list[int],
+        gpu: bool,
+        uint8: bool,
+        augment: Augment,
+        hw_decoder_load: float,
+        channels_last: bool,
+        max_pixels: int,
+    ):
         jpegs, labels, too_large = _read(files, labels, gpu, max_pixels)
         images = fn.decoders.image(jpegs, **_decoder(gpu, hw_decoder_load))
         images = fn.resize(images, resize_shorter=augment.resize_size)
-        images = fn.crop_mirror_normalize(images, crop=(augment.image_size, augment.image_size),
-                                          **_output(augment, uint8, channels_last))  # centred  # fmt: skip
+        images = fn.crop_mirror_normalize(
+            images,
+            crop=(augment.image_size, augment.image_size),
+            **_output(augment, uint8, channels_last),
+        )  # centred
         return images, labels, too_large
 
 
@@ -158,9 +196,16 @@ class DaliLoader:
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
 
-    def __init__(self, build: Callable[..., Pipeline], order: EpochOrder,
-                 samples: list[tuple[str, int]], *, channels_last: bool = False,
-                 max_pixels: int, prefetch: int = 2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        build: Callable[..., Pipeline],
+        order: EpochOrder,
+        samples: list[tuple[str, int]],
+        *,
+        channels_last: bool = False,
+        max_pixels: int,
+        prefetch: int = 2,
+    ) -> None:
         self._build, self.sampler, self.samples = build, order, samples
         self.channels_last, self.max_pixels, self.prefetch = channels_last, max_pixels, prefetch
         self._iterator: Any = None
@@ -182,12 +227,20 @@ class DaliLoader:
         seed = mix_seed(order.seed, order.rank, order.epoch) % 2**31  # (DALI's seed range)
         iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
-            pipe = self._build(files=[self.samples[i][0] for i in chosen],
-                               labels=[self.samples[i][1] for i in chosen],
-                               max_pixels=self.max_pixels, seed=seed, checkpoint=checkpoint)  # fmt: skip
+            pipe = self._build(
+                files=[self.samples[i][0] for i in chosen],
+                labels=[self.samples[i][1] for i in chosen],
+                max_pixels=self.max_pixels,
+                seed=seed,
+                checkpoint=checkpoint,
+            )
             policy = LastBatchPolicy.DROP if order.train else LastBatchPolicy.PARTIAL
-            iterator = DALIGenericIterator([pipe], ["images", "labels", "too_large"],
-                                           reader_name=READER, last_batch_policy=policy)  # fmt: skip
+            iterator = DALIGenericIterator(
+                [pipe],
+                ["images", "labels", "too_large"],
+                reader_name=READER,
+                last_batch_policy=policy,
+            )
             self._iterator = iterator
             for data in iterator:
                 out = data[0]
@@ -213,8 +266,12 @@ class DaliLoader:
         too_large = flags.reshape(-1).nonzero()
         if len(too_large):
             files = self._files(indices, batch, 1)
-            raise bad_files_error([(files[i], image_problem(files[i], self.max_pixels) or
-                                    "too large") for i in too_large.flatten().tolist()])  # fmt: skip
+            raise bad_files_error(
+                [
+                    (files[i], image_problem(files[i], self.max_pixels) or "too large")
+                    for i in too_large.flatten().tolist()
+                ]
+            )
 
     def _decode_error(self, error: RuntimeError, indices: list[int], batch: int) -> Exception:
         """DALI's decoder errors do not say which file: check the batches it may have been

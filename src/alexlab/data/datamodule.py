@@ -77,20 +77,37 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     def __init__(
-        self, *, root: str | Path | None,
+        self,
+        *,
+        root: str | Path | None,
         source: Callable[[str | Path | None], FolderSource] = FolderSource,
-        num_classes: int | None = None, loader: str = "auto", batch_size: int = 128,
-        global_batch_size: int | None = None, num_workers: int = 4, pin_memory: bool = True,
-        dali_threads: int | None = None, dali_prefetch: int = 2, dali_fast_idct: bool = True,
-        dali_hw_decoder_load: float = 0.65, seed: int = 0, skip_corrupt: bool = False,
-        max_image_pixels: int = sources.MAX_IMAGE_PIXELS, channels_last: bool = False,
-        fp16: bool = False, ten_crop: bool = False, normalise_on_device: bool | None = None,
-        image_size: int = _AUGMENT.image_size, resize_size: int = _AUGMENT.resize_size,
-        crop: str = _AUGMENT.crop, scale: Sequence[float] = _AUGMENT.scale,
-        ratio: Sequence[float] = _AUGMENT.ratio, hflip_prob: float = _AUGMENT.hflip_prob,
-        lighting_std: float = _AUGMENT.lighting_std, mean: Sequence[float] = _AUGMENT.mean,
+        num_classes: int | None = None,
+        loader: str = "auto",
+        batch_size: int = 128,
+        global_batch_size: int | None = None,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        dali_threads: int | None = None,
+        dali_prefetch: int = 2,
+        dali_fast_idct: bool = True,
+        dali_hw_decoder_load: float = 0.65,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+        max_image_pixels: int = sources.MAX_IMAGE_PIXELS,
+        channels_last: bool = False,
+        fp16: bool = False,
+        ten_crop: bool = False,
+        normalise_on_device: bool | None = None,
+        image_size: int = _AUGMENT.image_size,
+        resize_size: int = _AUGMENT.resize_size,
+        crop: str = _AUGMENT.crop,
+        scale: Sequence[float] = _AUGMENT.scale,
+        ratio: Sequence[float] = _AUGMENT.ratio,
+        hflip_prob: float = _AUGMENT.hflip_prob,
+        lighting_std: float = _AUGMENT.lighting_std,
+        mean: Sequence[float] = _AUGMENT.mean,
         std: Sequence[float] = _AUGMENT.std,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.augment = Augment(
             image_size=image_size,
@@ -148,8 +165,10 @@ class ImageDataModule(L.LightningDataModule):
             if listing.empty_files and not self.skip_corrupt:
                 raise bad_files_error([(f, "empty file") for f in listing.empty_files])
             if listing.empty_files:
-                rank_zero_warn(f"data.skip_corrupt=true: {len(listing.empty_files)} empty file(s) "
-                               f"left out of {split_dir}")  # fmt: skip
+                rank_zero_warn(
+                    f"data.skip_corrupt=true: {len(listing.empty_files)} empty file(s) "
+                    f"left out of {split_dir}"
+                )
             self._listings[split] = listing.samples
         return self._listings[split]
 
@@ -157,33 +176,58 @@ class ImageDataModule(L.LightningDataModule):
         """Rank, world size, device and accumulation of the trainer served (or 0 of 1, CPU)."""
         if (trainer := getattr(self, "trainer", None)) is None:
             return dict(rank=0, world_size=1, device=torch.device("cpu"), accumulation=1)
-        return dict(rank=trainer.global_rank, world_size=trainer.world_size, device=trainer.strategy.root_device,
-                    accumulation=trainer.accumulate_grad_batches)  # fmt: skip
+        return dict(
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            device=trainer.strategy.root_device,
+            accumulation=trainer.accumulate_grad_batches,
+        )
 
     def _loader(self, split: str, *, train: bool) -> Iterable:
         samples, place = self.samples(split), self._placement()
         gpu = place["device"].type == "cuda"
         uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
-        order = EpochOrder(len(samples), batch_size=self.batch_size, seed=self.seed,
-                           rank=place["rank"], world_size=place["world_size"],
-                           accumulation=place["accumulation"] if train else 1, train=train)  # fmt: skip
+        order = EpochOrder(
+            len(samples),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=place["rank"],
+            world_size=place["world_size"],
+            accumulation=place["accumulation"] if train else 1,
+            train=train,
+        )
         if train:
-            rank_zero_info(f"[alexlab] {split}: {len(samples)} images, {order.steps} batches per "
-                           f"rank per epoch; {order.dropped} left out (under one optimizer step, "
-                           f"a different remainder every epoch)")  # fmt: skip
+            rank_zero_info(
+                f"[alexlab] {split}: {len(samples)} images, {order.steps} batches per "
+                f"rank per epoch; {order.dropped} left out (under one optimizer step, "
+                f"a different remainder every epoch)"
+            )
         if self.loader == "torch":
             tf = self.augment.train_transform() if train else Decoded(self.augment.eval_transform())
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
             return self._torch_loader(samples, tf, order, pin=gpu)
         extra = dict(fast_idct=self.dali_fast_idct) if train else {}
         build = functools.partial(
-            dali.train_pipeline if train else dali.eval_pipeline, batch_size=self.batch_size,
-            num_threads=self.dali_threads, device_id=place["device"].index if gpu else None,
-            prefetch_queue_depth=self.dali_prefetch, gpu=gpu, uint8=uint8, augment=self.augment,
-            hw_decoder_load=self.dali_hw_decoder_load, channels_last=self.channels_last, **extra,
-        )  # fmt: skip
-        return dali.DaliLoader(build, order, samples, channels_last=self.channels_last,
-                               max_pixels=self.max_image_pixels, prefetch=self.dali_prefetch)  # fmt: skip
+            dali.train_pipeline if train else dali.eval_pipeline,
+            batch_size=self.batch_size,
+            num_threads=self.dali_threads,
+            device_id=place["device"].index if gpu else None,
+            prefetch_queue_depth=self.dali_prefetch,
+            gpu=gpu,
+            uint8=uint8,
+            augment=self.augment,
+            hw_decoder_load=self.dali_hw_decoder_load,
+            channels_last=self.channels_last,
+            **extra,
+        )
+        return dali.DaliLoader(
+            build,
+            order,
+            samples,
+            channels_last=self.channels_last,
+            max_pixels=self.max_image_pixels,
+            prefetch=self.dali_prefetch,
+        )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
@@ -193,8 +237,12 @@ class ImageDataModule(L.LightningDataModule):
         training = trainer is not None and trainer.training
         # uint8: for a GPU; float: normalised by the loader (a CPU-only fit; under a *-true
         # precision Lightning has cast it to that dtype already, before the transfer)
-        images = self.on_device(images, train=training, normalised=images.is_floating_point(),
-                                dtype=input_dtype(trainer, self.on_device.dtype))  # fmt: skip
+        images = self.on_device(
+            images,
+            train=training,
+            normalised=images.is_floating_point(),
+            dtype=input_dtype(trainer, self.on_device.dtype),
+        )
         return images, labels
 
     def train_dataloader(self) -> Iterable:
@@ -225,14 +273,24 @@ class ImageDataModule(L.LightningDataModule):
         if not self.ten_crop:
             return self._loader(split, train=False)
         samples, place = self.samples(split), self._placement()  # views: torch transforms
-        order = EpochOrder(len(samples), batch_size=self.batch_size, rank=place["rank"],
-                           world_size=place["world_size"], train=False)  # fmt: skip
+        order = EpochOrder(
+            len(samples),
+            batch_size=self.batch_size,
+            rank=place["rank"],
+            world_size=place["world_size"],
+            train=False,
+        )
         views = Decoded(self.augment.ten_crop_transform())
         return self._torch_loader(samples, views, order, pin=False)
 
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
-        dataset = FileDataset(samples, transform, seed=self.seed, skip_corrupt=self.skip_corrupt,
-                              max_pixels=self.max_image_pixels)  # fmt: skip
+        dataset = FileDataset(
+            samples,
+            transform,
+            seed=self.seed,
+            skip_corrupt=self.skip_corrupt,
+            max_pixels=self.max_image_pixels,
+        )
         pin = self.pin_memory and pin
         loader = TorchLoader(dataset, order, num_workers=self.num_workers, pin_memory=pin)
         self._torch_loaders.append(loader)

@@ -70,9 +70,15 @@ def _image(
 
 
 def write_fake_imagenet(
-    root: Path, *, classes: int = 10, per_class: int = 20, val_per_class: int | None = None,
-    seed: int = 0, quality: int = 90, sizes: str = "typical",
-) -> Path:  # fmt: skip
+    root: Path,
+    *,
+    classes: int = 10,
+    per_class: int = 20,
+    val_per_class: int | None = None,
+    seed: int = 0,
+    quality: int = 90,
+    sizes: str = "typical",
+) -> Path:
     """Write ``root/{train,val}/nXXXXXXXX/*.JPEG`` and return ``root``. Built in a temporary
     folder and renamed into place, so an interrupted run leaves nothing half-written."""
     root = Path(root)

@@ -40,8 +40,17 @@ class EpochOrder(Sampler):
         train: shuffle per epoch and keep whole steps; False: every sample once, in order.
     """
 
-    def __init__(self, size: int, *, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, accumulation: int = 1, train: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        size: int,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulation: int = 1,
+        train: bool = True,
+    ) -> None:
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.rank, self.world_size, self.train = rank, world_size, train
         if train:

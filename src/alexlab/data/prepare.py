@@ -227,8 +227,14 @@ def _progress(enabled: bool):
     from rich import progress as rp
     from rich.console import Console
 
-    columns = [rp.TextColumn("prepare"), rp.BarColumn(), rp.MofNCompleteColumn(),
-               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn()]  # fmt: skip
+    columns = [
+        rp.TextColumn("prepare"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        rp.TimeElapsedColumn(),
+        rp.TextColumn("ETA"),
+        rp.TimeRemainingColumn(),
+    ]
     return rp.Progress(*columns, console=Console(stderr=True), disable=not enabled)
 
 
@@ -265,8 +271,9 @@ def prepare_tree(
             summary.results.append(result)
             bar.advance(task)
     summary.results.sort(key=lambda r: r.rel)
-    summary.problems += [Problem(src / r.rel, r.note) for r in summary.results
-                         if r.status == "problem"]  # fmt: skip
+    summary.problems += [
+        Problem(src / r.rel, r.note) for r in summary.results if r.status == "problem"
+    ]
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -44,9 +44,13 @@ def devkit_labels(devkit: Path, images: list[Path]) -> dict[str, str]:
 
 
 def prepare_val(
-    val_dir: Path, out_dir: Path, *, labels: Path | None = None, devkit: Path | None = None,
+    val_dir: Path,
+    out_dir: Path,
+    *,
+    labels: Path | None = None,
+    devkit: Path | None = None,
     link: str = "symlink",
-) -> int:  # fmt: skip
+) -> int:
     """Create ``out_dir/<wnid>/<file>`` links to every image of the flat ``val_dir``."""
     images = sorted(p for p in Path(val_dir).iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
     if not images:

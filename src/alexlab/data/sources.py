@@ -221,8 +221,11 @@ def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, li
         except ConfigError as e:  # a symlink loop
             problems.append(Problem(split, str(e)))
             continue
-        for paths, reason in ((listing.empty_classes, "empty class folder"), (listing.empty_files, "empty file"),
-                              (listing.other_files, "not an image file (extension)")):  # fmt: skip
+        for paths, reason in (
+            (listing.empty_classes, "empty class folder"),
+            (listing.empty_files, "empty file"),
+            (listing.other_files, "not an image file (extension)"),
+        ):
             problems += [Problem(Path(p), reason) for p in paths]
         checked += len(listing.samples) + len(listing.empty_files)
         for path, _ in listing.samples:

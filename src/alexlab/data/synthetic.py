@@ -13,8 +13,16 @@ class SyntheticLoader:
     """Yields the same ``(images, labels)`` batch ``steps`` times; made on ``device`` at the
     first ``iter()``, so nothing is decoded, copied or transferred per step."""
 
-    def __init__(self, *, steps: int, batch_size: int, image_size: int, num_classes: int,
-                 device: torch.device, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        steps: int,
+        batch_size: int,
+        image_size: int,
+        num_classes: int,
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
         self.steps, self.batch_size, self.image_size = steps, batch_size, image_size
         self.num_classes, self.device, self.seed = num_classes, device, seed
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -46,9 +54,17 @@ class SyntheticDataModule(L.LightningDataModule):
 
     has_test = False
 
-    def __init__(self, *, num_classes: int = 1000, batch_size: int = 256,
-                 global_batch_size: int | None = None, image_size: int = 224,
-                 steps_per_epoch: int = 100, val_steps: int = 10, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1000,
+        batch_size: int = 256,
+        global_batch_size: int | None = None,
+        image_size: int = 224,
+        steps_per_epoch: int = 100,
+        val_steps: int = 10,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.num_classes, self.batch_size = num_classes, batch_size
         self.global_batch_size, self.image_size = global_batch_size, image_size
@@ -58,15 +74,26 @@ class SyntheticDataModule(L.LightningDataModule):
     def _loader(self, steps: int) -> SyntheticLoader:
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        return SyntheticLoader(steps=steps, batch_size=self.batch_size, image_size=self.image_size,
-                               num_classes=self.num_classes, device=device, seed=self.seed)  # fmt: skip
+        return SyntheticLoader(
+            steps=steps,
+            batch_size=self.batch_size,
+            image_size=self.image_size,
+            num_classes=self.num_classes,
+            device=device,
+            seed=self.seed,
+        )
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: batches made once on the device, re-used every step."""
-        per_device = {"train": self.steps_per_epoch * self.batch_size,
-                      "val": self.val_steps * self.batch_size}  # fmt: skip
-        return {"images": per_device, "steps_per_epoch": self.steps_per_epoch,
-                "loader": "synthetic (one random batch on the device)"}  # fmt: skip
+        per_device = {
+            "train": self.steps_per_epoch * self.batch_size,
+            "val": self.val_steps * self.batch_size,
+        }
+        return {
+            "images": per_device,
+            "steps_per_epoch": self.steps_per_epoch,
+            "loader": "synthetic (one random batch on the device)",
+        }
 
     def train_dataloader(self) -> SyntheticLoader:
         return self._loader(self.steps_per_epoch)

@@ -36,8 +36,15 @@ class FileDataset(Dataset):
 
     skipped = 0
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable, *, seed: int = 0,
-                 skip_corrupt: bool = False, max_pixels: int = MAX_IMAGE_PIXELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        transform: Callable,
+        *,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> None:
         self.samples, self.transform, self.seed = samples, transform, seed
         self.skip_corrupt, self.max_pixels = skip_corrupt, max_pixels
 
@@ -86,8 +93,9 @@ class TorchLoader:
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
 
-    def __init__(self, dataset: Dataset, order: EpochOrder, *, num_workers: int,
-                 pin_memory: bool) -> None:  # fmt: skip
+    def __init__(
+        self, dataset: Dataset, order: EpochOrder, *, num_workers: int, pin_memory: bool
+    ) -> None:
         self.sampler, self.dataset = order, dataset
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self._loader: DataLoader | None = None
@@ -97,11 +105,15 @@ class TorchLoader:
     def _build(self) -> DataLoader:
         workers = self.num_workers
         loader = DataLoader(
-            self.dataset, batch_size=self.sampler.batch_size, sampler=self.sampler,
-            num_workers=workers, pin_memory=self.pin_memory, persistent_workers=workers > 0,
+            self.dataset,
+            batch_size=self.sampler.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=workers > 0,
             # its own generator: starting an epoch never draws from the global RNG (dropout's)
             generator=torch.Generator().manual_seed(self.sampler.seed),
-        )  # fmt: skip
+        )
         if workers:  # an error that skips teardown still stops them before the exit-time GC
             ref = weakref.ref(self)
             self._at_exit = lambda: (me := ref()) is not None and me.close()

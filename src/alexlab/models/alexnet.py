@@ -74,12 +74,17 @@ class AlexNet(nn.Module):
 
         pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731 (overlapping pool, §3.4)
         self.features = nn.Sequential(
-            *conv(3, c1, 11, stride=4, pad=conv1_padding), *lrn(), pool(),  # (B, c1, 27, 27)
-            *conv(c1, c2, 5, pad=2, g=groups), *lrn(), pool(),  # (B, c2, 13, 13)
+            *conv(3, c1, 11, stride=4, pad=conv1_padding),
+            *lrn(),
+            pool(),  # (B, c1, 27, 27)
+            *conv(c1, c2, 5, pad=2, g=groups),
+            *lrn(),
+            pool(),  # (B, c2, 13, 13)
             *conv(c2, c3, 3, pad=1),  # conv3 sees both towers (§3.2)
             *conv(c3, c4, 3, pad=1, g=groups),
-            *conv(c4, c5, 3, pad=1, g=groups), pool(),  # (B, c5, 6, 6)
-        )  # fmt: skip
+            *conv(c4, c5, 3, pad=1, g=groups),
+            pool(),  # (B, c5, 6, 6)
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),

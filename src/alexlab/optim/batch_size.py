@@ -17,7 +17,8 @@ def accumulation_steps(*, global_batch_size: int | None, batch_size: int, world_
         raise ConfigError(
             f"data.global_batch_size={global_batch_size} is not a multiple of data.batch_size="
             f"{batch_size} x {world_size} device(s) = {per_step}. Pick a per-device batch that "
-            f"divides it, e.g. data.batch_size={_largest_divisor(global_batch_size, world_size, batch_size)}."
+            "divides it, e.g. "
+            f"data.batch_size={_largest_divisor(global_batch_size, world_size, batch_size)}."
         )
     return global_batch_size // per_step
 

@@ -37,8 +37,8 @@ from alexlab.config import ConfigError, validate_section
 MODEL_BUILDER = "alexlab.models.alexnet.build"
 
 
-# What a stored model setting may be: the config schema's own rules (``alexlab.config.schema``), so a
-# range is written once. Weights always come from the checkpoint's state_dict (a stored
+# What a stored model setting may be: the config schema's own rules (``alexlab.config.schema``),
+# so a range is written once. Weights always come from the checkpoint's state_dict (a stored
 # `weights` path is never opened) and the network is never compiled when read back.
 IGNORED_WHEN_READ = ("weights", "compile")
 DATA_KEYS = ("image_size", "resize_size", "mean", "std")  # what predict and export read
@@ -57,8 +57,14 @@ def _load(path: Path, key: str) -> dict:
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            pickle.UnpicklingError) as e:  # fmt: skip
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
             f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "

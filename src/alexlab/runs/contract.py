@@ -30,7 +30,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "model.channels_last",
             "optimizer.foreach",
             "optimizer.fused",
-        ),  # fmt: skip
+        ),
         "how the same network is built or stepped: used as given",
     ),
     (
@@ -51,7 +51,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "optimizer._target_",
             "monitor",
             "monitor_mode",
-        ),  # fmt: skip
+        ),
         "refused: the checkpoint's network, data and optimizer state belong to these values",
     ),
     (
@@ -77,7 +77,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "lr_reference_batch",
             "seed",
             "data.seed",
-        ),  # fmt: skip
+        ),
         "used from the resumed step on; the lr schedule is re-planned over the remaining steps",
     ),
     (
@@ -101,7 +101,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "debug",
             "debug.*",
             "derived.*",
-        ),  # fmt: skip
+        ),
         "used as given: where and how the run runs, and what it logs",
     ),
 )

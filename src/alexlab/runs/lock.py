@@ -107,10 +107,11 @@ class RunLock:
                     path.unlink(missing_ok=True)  # its holder died on this host: stale
                     continue
                 raise _refuse(
-                    self.run_dir, info,
+                    self.run_dir,
+                    info,
                     f" (flock is unavailable on this filesystem, so a holder on another host "
                     f"cannot be checked: if that job is gone, delete {path}.)",
-                ) from None  # fmt: skip
+                ) from None
             os.write(fd, json.dumps(holder_info()).encode())
             os.close(fd)
             self.excl = path
