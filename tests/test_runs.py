@@ -10,24 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, started, train_cli
+from subproc import ROOT, TINY_CLI, started, train_cli
 
 from alexlab.config import ConfigError
 from alexlab.runs.identity import run_id
 from alexlab.train import train
-
-TINY_CLI = [
-    "model.widths=[8,16,16,16,16]",
-    "model.hidden=32",
-    "data.image_size=64",
-    "data.batch_size=16",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.enable_progress_bar=false",
-    "++callbacks.progress_bar=null",
-    "data.loader=torch",
-    "data.num_workers=0",
-]
 
 
 def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):

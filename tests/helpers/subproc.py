@@ -100,3 +100,18 @@ def train_cli(
 ) -> subprocess.CompletedProcess:
     """``python train.py ARGS`` from ``cwd``."""
     return run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, timeout=timeout)
+
+
+# a tiny network on the torch loader in-process: the CLI runs of the run-lifecycle tests
+TINY_CLI = [
+    "model.widths=[8,16,16,16,16]",
+    "model.hidden=32",
+    "data.image_size=64",
+    "data.batch_size=16",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",
+    "data.loader=torch",
+    "data.num_workers=0",
+]

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from subproc import ROOT, started, train_cli
+from subproc import TINY_CLI as TINY
 
 from alexlab.runs.lock import EXCL, LOCK, RunLock, RunLockedError
 
@@ -71,20 +72,7 @@ def test_without_flock_a_dead_holder_on_this_host_is_taken_over_another_host_ref
         RunLock(tmp_path, use_flock=False).acquire()
 
 
-TINY_CLI = [
-    "model.widths=[8,16,16,16,16]",
-    "model.hidden=32",
-    "data.image_size=64",
-    "data.batch_size=16",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=2",
-    "trainer.enable_progress_bar=false",
-    "++callbacks.progress_bar=null",
-    "data.loader=torch",
-    "data.num_workers=0",
-    "logger=csv",
-    "run_name=r",
-]
+TINY_CLI = [*TINY, "logger=csv", "run_name=r"]
 
 
 def _wait_for_holder(path, proc, timeout=180):
