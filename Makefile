@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install alexlab with its dev tools (idempotent)
 
-train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~1.5 min); ARGS= for overrides
+train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~2.5 min); ARGS= for overrides
 	$(PY) train.py $(ARGS)
 
 train-ddp: install ## DDP on all local GPUs, or 2 gloo processes on the CPU without one; ARGS= for overrides
@@ -51,7 +51,7 @@ format: install ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix src tests benchmarks train.py eval.py
 	$(VENV)/bin/ruff format src tests benchmarks train.py eval.py
 
-bench: install ## loaders (full-size and prepared), training throughput, framework overhead -> BENCHMARKS.md
+bench: install ## loaders (full-size, prepared, against their peers), training throughput, framework overhead -> BENCHMARKS.md
 	$(PY) -m benchmarks.bench $(ARGS)
 
 bench-data: install ## loaders vs the previous code (ARGS="--baseline-src OLD/src"), DALI decode-only, 100k-file set-up, full-size vs a prepared copy -> BENCHMARKS.md
