@@ -31,7 +31,6 @@ import torch  # noqa: E402
 
 from benchmarks.gpu_parts import write_tree  # noqa: E402
 
-# Sizes: a GPU (at most 8 minutes on an H100/H200 with 16 cores) and the CPU's dry run.
 # Sizes: a GPU (at most 8 minutes on an H100/H200 with 16 cores, budget enforced: a loan ends),
 # the CPU's dry run (every step, tiny), and --tiny (the fast test: one fit, fewest images).
 SIZES = {
