@@ -9,8 +9,9 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexlab.metric_names import all_metric_names, metric_name
 from alexlab.models.alexnet import AlexNet
-from alexlab.module import ClassificationModule, all_metric_names, metric_name
+from alexlab.module import ClassificationModule
 
 
 def tiny_module(**kwargs):

@@ -1,8 +1,5 @@
-"""``ClassificationModule``: the training logic around an injected network.
-
-Metric names are defined here once (``metric_name``) and used by callbacks and configs
-(``monitor: val/acc1``, checked at start-up).
-"""
+"""``ClassificationModule``: the training logic around an injected network (its metric names:
+``alexlab.metric_names``)."""
 
 from __future__ import annotations
 
@@ -20,20 +17,9 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexlab.loggers import logger_step
+from alexlab.metric_names import metric_name
 from alexlab.optim.param_groups import param_groups
 from alexlab.optim.schedules import report_epoch_metrics
-
-STAGES = ("train", "val", "test")
-METRICS = ("loss", "acc1", "acc5")
-
-
-def metric_name(stage: str, metric: str) -> str:
-    """``"val/acc1"``: the one spelling used in logs, checkpoints names and ``metrics.json``."""
-    return f"{stage}/{metric}"
-
-
-def all_metric_names() -> list[str]:
-    return [metric_name(s, m) for s in STAGES for m in METRICS]
 
 
 class ClassificationModule(L.LightningModule):

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
+from alexlab.metric_names import all_metric_names
 
 SIXTEEN_BIT = ("16-mixed", "16-true", "16", 16)
 
@@ -199,8 +200,6 @@ def check_world(cfg: DictConfig, world: int | None) -> None:
 def check_monitor(cfg: DictConfig) -> None:
     if "monitor" not in cfg:
         return
-    from alexlab.module import all_metric_names  # Lightning: imported only here, last
-
     names = all_metric_names()
     for key in ("monitor", "schedule.monitor"):
         metric = _get(cfg, key)
