@@ -32,13 +32,13 @@ def test_each_loader_row_sits_next_to_its_peer_with_the_same_batches(tree):
     assert "| torch loader |" in peers.table(rows, [])
 
 
-@pytest.mark.slow  # three processes, an AlexNet epoch each
-def test_whole_job_rows_time_the_plain_loop_and_train_py(tree):
+@pytest.mark.slow  # four processes, an AlexNet epoch each
+def test_whole_job_rows_time_the_plain_loop_the_reference_script_and_train_py(tree):
     jobs = peers.whole_job_rows(tree, batch_size=4, workers=1, loaders=["torch"])
-    plain, ours = jobs
-    assert plain["steps"] == ours["steps"] == 2  # 8 images, batch 4, one epoch
+    plain, reference, ours = jobs
+    assert plain["steps"] == reference["steps"] == ours["steps"] == 2  # 8 images, batch 4
     for job in jobs:
         assert 0 < job["to_first_step"] < job["wall"] and 0 < job["after_last_step"] < job["wall"]
     assert ours["fit"] < ours["wall"] and ours["ratio"] == pytest.approx(
-        plain["wall"] / ours["wall"]
+        reference["wall"] / ours["wall"]
     )
