@@ -12,6 +12,7 @@ from subproc import train_cli
 
 from alexlab.callbacks.nonfinite import NonFiniteLossError
 from alexlab.config import ConfigError
+from alexlab.evaluate import evaluate
 from alexlab.train import train
 
 
@@ -40,6 +41,38 @@ def test_the_test_switch_runs_or_skips_the_test_stage(train_cfg, digits_root, tm
     assert ("test/acc1" in metrics) == test
     if test:
         assert metrics["test/acc1"] == pytest.approx(metrics["val/acc1"])
+
+
+@pytest.mark.parametrize("epochs, lr", [(1, 0.01), (2, 1e-30)])
+def test_the_best_checkpoints_metrics_without_validating_the_final_weights_twice(
+    train_cfg, eval_cfg, tmp_path, epochs, lr
+):
+    """A best checkpoint saved at the last step holds the weights in memory: metrics.json takes
+    the fit's last validation of them, and nothing is validated again. At lr 1e-30 (below every
+    weight's float32 spacing, no BatchNorm statistics) the epochs tie, the best file stays epoch
+    0's, and it is validated from the file."""
+    passes = tmp_path / "passes.json"
+    cfg = train_cfg(
+        f"trainer.max_epochs={epochs}",
+        f"optimizer.lr={lr}",
+        "model.norm=none",
+        "+callbacks.passes._target_=helper_callbacks.ValidationPasses",
+        f"+callbacks.passes.path={passes}",
+    )
+    summary = train(cfg)
+    ran = json.loads(passes.read_text())
+    best = torch.load(summary["best_ckpt"], weights_only=True)
+    if epochs == 1:  # the best file is the last step's
+        assert best["global_step"] == summary["global_step"] == 3
+        assert [(fn, step) for fn, step, _ in ran] == [("fit", 3)]
+        assert summary["metrics"]["val/acc1"] == pytest.approx(ran[-1][2])
+        # the figure a fresh validation of the best file gives (eval's own path)
+        fresh = evaluate(eval_cfg(summary["best_ckpt"], "trainer.limit_test_batches=2"))
+        assert summary["metrics"]["val/acc1"] == pytest.approx(fresh["metrics"]["val/acc1"])
+    else:
+        assert best["global_step"] == 3 and summary["global_step"] == 6
+        assert [(fn, step) for fn, step, _ in ran[:2]] == [("fit", 3), ("fit", 6)]
+        assert ran[2][0] == "validate" and summary["metrics"]["val/acc1"] == ran[2][2]
 
 
 def test_run_directory_holds_config_checkpoints_and_metrics(train_cfg, tmp_path):

@@ -156,18 +156,31 @@ def _evaluate_best(
     trainer: L.Trainer, module: L.LightningModule, datamodule: Any, *, test: bool
 ) -> dict:
     """Val (and with ``test``, test where the data has a test split) metrics of the best
-    checkpoint."""
+    checkpoint. When it holds the weights the fit ended with (saved at the last step, as in most
+    runs), its val metrics are those the fit's last validation logged and the test stage takes
+    the weights in memory: the checkpoint is not read back nor validated twice."""
     best, _ = best_and_last(trainer)  # None under fast_dev_run: the weights in memory
-    metrics: dict[str, Any] = {}
-    stages = [trainer.validate] + ([trainer.test] if test and datamodule.has_test else [])
-    for stage in stages:
-        for result in stage(module, datamodule=datamodule, ckpt_path=best, weights_only=True):
+    ended_best = best is not None and (
+        open_checkpoint(best, key="best checkpoint").global_step == trainer.global_step
+    )
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if not (ended_best and metrics):
+        metrics = {}
+        for result in trainer.validate(
+            module, datamodule=datamodule, ckpt_path=best, weights_only=True
+        ):
+            metrics.update(result)
+    if test and datamodule.has_test:
+        ckpt = None if ended_best else best
+        for result in trainer.test(
+            module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True
+        ):
             metrics.update(result)
     return metrics
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, re-validate the best checkpoint, write ``metrics.json`` and return its contents.
+    """Fit, take the best checkpoint's metrics, write ``metrics.json`` and return its contents.
 
     Before any work: the config, the run directory (writable; one live run in it: ``run.lock``)
     and the checkpoint it starts from (the resume contract). A start that fails on the user's

@@ -72,3 +72,19 @@ class RngOrderProbe(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._record("on_train_start", trainer, pl_module)
         self.path.write_text(json.dumps(self.events))
+
+
+class ValidationPasses(L.Callback):
+    """Appends ``[trainer.state.fn, global_step, val/acc1]`` for each validation pass (sanity
+    checks aside) to ``path`` (a JSON list): what ran, and on which weights."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        passes = json.loads(self.path.read_text()) if self.path.exists() else []
+        acc = float(trainer.callback_metrics["val/acc1"])
+        passes.append([str(trainer.state.fn.value), trainer.global_step, acc])
+        self.path.write_text(json.dumps(passes))
