@@ -68,15 +68,6 @@ class Augment:
                 f"data.resize_size={self.resize_size} square: set image_size <= resize_size."
             )
 
-    @classmethod
-    def from_settings(cls, settings: dict) -> Augment:
-        """``Augment(**settings)``, an unknown key named as a config error."""
-        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
-        if unknown:
-            valid = ", ".join(f.name for f in fields(cls))
-            raise ConfigError(f"data.{unknown[0]} is not a data setting; augmentation: {valid}.")
-        return cls(**settings)
-
     def train_transform(self) -> TrainCrop:
         """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
         needs (``crops``; the lighting runs on the device)."""
@@ -172,10 +163,10 @@ class OnDevice:
 
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
         self.lighting_std, self.dtype = augment.lighting_std, dtype
-        std = torch.tensor(augment.std).view(1, 3, 1, 1) * 255
+        normalise = augment.normalise()  # its (3, 1, 1) constants broadcast over a batch
         self._host = dict(
-            scale=1 / std,
-            shift=-torch.tensor(augment.mean).view(1, 3, 1, 1) * 255 / std,
+            scale=normalise.scale,
+            shift=normalise.shift,
             eigval=torch.tensor(IMAGENET_EIGVAL),
             eigvec=torch.tensor(IMAGENET_EIGVEC),
         )

@@ -29,10 +29,9 @@ from PIL import Image
 from alexlab.config import ConfigError
 from alexlab.data import images
 from alexlab.data.images import image_problem
-from alexlab.data.sources import Problem, class_folders
+from alexlab.data.sources import Problem, class_folders, split_folders
 
 SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -177,18 +176,11 @@ def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
     return prepare_one(*job)
 
 
-def _splits(root: Path) -> list[Path]:
-    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it
-    holds class folders directly (``verify``'s rule)."""
-    found = [root / s for s in SPLITS if (root / s).is_dir()]
-    return found or [root]
-
-
 def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Path], list[Problem]]:
     """``(jobs, class folders to create (relative), problems)`` for every file of every class
     folder of every split of ``src``."""
     jobs, folders, problems = [], [], []
-    for split in _splits(src):
+    for split in split_folders(src):
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))

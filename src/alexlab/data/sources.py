@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from alexlab.config import ConfigError, CorruptImageError, require_dir
-from alexlab.data import images
 from alexlab.data.images import MAX_IMAGE_PIXELS, image_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -192,26 +191,23 @@ def bad_files_error(problems: list[tuple[str, str]]) -> CorruptImageError:
     )
 
 
-def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """The whole picture, upright RGB (``images.decode``), or CorruptImageError naming the file."""
-    try:
-        return images.decode(path, max_pixels)
-    except images.ImageError as e:
-        raise bad_files_error([(path, str(e))]) from None
-
-
 @dataclass(frozen=True)
 class Problem:
     path: Path
     reason: str
 
 
+def split_folders(root: Path) -> list[Path]:
+    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it holds
+    class folders directly."""
+    found = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
+    return found or [root]
+
+
 def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, list[Problem]]:
-    """``(images checked, problems)`` for every split folder under ``root`` (or ``root`` itself
-    when it holds class folders directly)."""
-    splits = [d for d in sorted(Path(root).iterdir()) if d.name in ("train", "val", "test")]
+    """``(images checked, problems)`` for every split folder of ``root`` (``split_folders``)."""
     problems, checked = [], 0
-    for split in [d for d in splits if d.is_dir()] or [Path(root)]:
+    for split in split_folders(Path(root)):
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))

@@ -21,14 +21,9 @@ from alexlab.runs import contract
 from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
 from alexlab.runs.files import candidates, clean_temp_files
 
-RESUME_MODES = ("auto", "never")
-
 
 def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:
     """The checkpoint this run starts from, or None for a fresh start."""
-    mode = cfg.get("resume", "auto")
-    if mode not in RESUME_MODES:
-        raise ConfigError(f"resume={mode} is unknown; valid: {', '.join(RESUME_MODES)}.")
     checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
     clean_temp_files(checkpoints)
     files = candidates(checkpoints)
@@ -51,7 +46,7 @@ def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:
         return open_checkpoint(path)
     if not files:
         return None
-    if mode == "never":
+    if cfg.get("resume") == "never":
         raise ConfigError(
             f"resume=never, but {checkpoints} already holds checkpoints of an earlier run. "
             f"Pick another run_name, or use resume=auto to continue that run."
