@@ -19,12 +19,9 @@ class LayerSummary(L.Callback):
     FLOP/s.
     """
 
-    def __init__(self, input_size: int | None = None) -> None:
-        self.input_size = input_size
-
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
-        size = self.input_size or getattr(net, "input_size", 224)
+        size = getattr(net, "input_size", 224)
         rows = layer_summary(net, size)
         macs = sum(r.macs for r in rows)
         batch = getattr(trainer.datamodule, "batch_size", None)
