@@ -32,14 +32,8 @@ class LayerSummary(L.Callback):
     @rank_zero_only
     def _print(self, rows: list[LayerRow], macs: int, title: str) -> None:
         table = Table(title=title)
-        for col, justify in (
-            ("layer", "left"),
-            ("type", "left"),
-            ("output", "right"),
-            ("params", "right"),
-            ("MACs", "right"),
-        ):
-            table.add_column(col, justify=justify)
+        for col in ("layer", "type", "output", "params", "MACs"):
+            table.add_column(col, justify="left" if col in ("layer", "type") else "right")
         for r in rows:
             shape = "x".join(str(d) for d in r.out_shape[1:])
             table.add_row(

@@ -23,19 +23,8 @@ POOLS = {"why": "AlexNet's three 3/2 max-pools"}  # said in the error message
 ImageSize = Annotated[int, Field(ge=MIN_IMAGE_SIZE, json_schema_extra=POOLS)]
 Limit = Prob | Count | None  # a fraction of the batches (a float) or a count (an int)
 Precision = Literal[
-    "32-true",
-    "16-mixed",
-    "bf16-mixed",
-    "16-true",
-    "bf16-true",
-    "64-true",
-    "32",
-    "16",
-    "bf16",
-    "64",
-    32,
-    16,
-    64,
+    Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"],
+    Literal["32", "16", "bf16", "64", 32, 16, 64],  # the short forms Lightning also takes
 ]
 
 

@@ -79,14 +79,10 @@ def _newest_loadable(files: list[Path], checkpoints: Path) -> Checkpoint:
     )
 
 
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
 def check_resume(ckpt: Checkpoint, cfg: DictConfig) -> list[tuple[str, Any, Any]]:
     """Refuse an identity change or a run with nothing left to train (one paragraph each);
     return the plan changes (key, checkpoint's value, this command's value)."""
-    stored, current = ckpt.run_config, _plain(cfg)
+    stored, current = ckpt.run_config, OmegaConf.to_container(cfg, resolve=True)
     source = f"{ckpt.key}={ckpt.path}" if ckpt.key == "ckpt_path" else f"the run's {ckpt.path}"
     contract.check_identity(stored, current, source=source, run_dir=str(ckpt.path.parent.parent))
     done, asked = ckpt.epochs_trained, cfg.trainer.max_epochs
