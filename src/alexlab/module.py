@@ -45,9 +45,7 @@ class ClassificationModule(L.LightningModule):
             evaluate only).
         schedule: ``_partial_`` schedule, called with the optimizer, ``total_steps`` and
             ``steps_per_epoch``; stepped after every optimizer step. None for a constant lr.
-        num_classes: classifier outputs.
-        label_smoothing: cross-entropy label smoothing (0 = off).
-        exclude_bias_and_norm: no weight decay (or LARS adaptation) on biases and norm params.
+        num_classes, label_smoothing, exclude_bias_and_norm: ``alexlab.config.schema.Module``.
     """
 
     def __init__(

@@ -1,10 +1,8 @@
 """``python -m alexlab.report RUNS_DIR``: a sweep's jobs side by side.
 
-Reads every ``metrics.json`` under RUNS_DIR and the overrides Hydra recorded beside it
-(``.hydra/overrides.yaml``); the swept keys are those whose values differ between jobs. Writes
-``report.md``, ``report.csv`` and ``report.png`` (val top-1 against the swept value(s)) into
-RUNS_DIR and prints the table.
-"""
+Reads every ``metrics.json`` under RUNS_DIR and the overrides Hydra recorded beside it; the
+swept keys are those whose values differ between jobs. Writes ``report.md``, ``report.csv`` and
+``report.png`` (val top-1 against the swept value(s)) into RUNS_DIR and prints the table."""
 
 from __future__ import annotations
 

@@ -11,13 +11,9 @@ from alexlab.models.summary import LayerRow, layer_summary
 
 
 class LayerSummary(L.Callback):
-    """Replaces Lightning's model summary with one that also gives forward MACs (counted by
-    torch's ``FlopCounterMode``, see ``alexlab.models.summary``).
-
-    It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: a forward FLOP is 2 x
-    MACs, and the backward costs about twice the forward) so ``TrainThroughput`` can report
-    FLOP/s.
-    """
+    """Replaces Lightning's model summary with one that also gives forward MACs (torch's
+    ``FlopCounterMode``), and sets ``pl_module.flops_per_batch`` for ``TrainThroughput``: 3 x 2 x
+    MACs x batch (a forward FLOP is 2 x MACs; the backward costs about twice the forward)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net

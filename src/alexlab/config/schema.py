@@ -1,9 +1,7 @@
 """Every setting of every config group, declared once: type, range or choices, default, doc.
 
 One strict pydantic model per ``_target_`` a group option names (``SCHEMAS``); the YAML selects
-and overrides. ``tests/test_schema.py`` holds each group's YAML, model and constructor to the
-same keys and defaults; ``docs/config.md`` says how to add a setting. No torch imported here.
-"""
+and overrides (docs/config.md). No torch imported here."""
 
 from typing import Annotated, Any, Literal
 

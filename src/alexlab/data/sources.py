@@ -1,12 +1,9 @@
 """Where samples come from: class-folder trees (ImageNet, any ImageFolder) and the embedded
 ``digits`` dataset, written once as a JPEG tree so the default run takes ImageNet's JPEG path.
 
-A source checks its paths when it is built, i.e. before training starts, and exposes one
-directory per split with one sub-folder per class. ``scan_split`` lists a split's files once,
-with one set of rules, for DALI, the torch loader and ``verify`` alike: hidden entries (a name
-starting with ".") are skipped, symlinks are followed but a folder reached twice (a loop) is
-refused, files without an image extension and empty files are set aside and reported.
-"""
+A source checks its paths when it is built, before training starts. ``scan_split`` lists a
+split once, with one set of rules for DALI, the torch loader and ``verify`` (docs/data.md,
+"Two loaders")."""
 
 from __future__ import annotations
 
@@ -29,13 +26,8 @@ def class_folders(split_dir: Path) -> list[str]:
 
 
 class FolderSource:
-    """A root with ``train/`` and ``val/`` (and optionally ``test/``) class-folder trees.
-
-    Args:
-        root: dataset root. For ImageNet, the folder holding ``train/`` and ``val/`` with one
-            sub-folder per WNID.
-        train_split, val_split, test_split: sub-folder names; ``test_split=None`` means none.
-    """
+    """A root with ``train/`` and ``val/`` (and optionally ``test/``) class-folder trees; the
+    split names are the ``data.source.*`` settings (``alexlab.config.schema.FolderSource``)."""
 
     def __init__(
         self,
@@ -93,16 +85,11 @@ class ImageNetSource(FolderSource):
 
 
 class DigitsSource(FolderSource):
-    """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs.
+    """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs under
+    ``<root>/digits-s<seed>-v<val%>-<size>px`` (settings: ``alexlab.config.schema.DigitsSource``).
 
     The split is stratified and fixed by ``seed``; the tree is built in a temporary folder and
     renamed into place, so a crash never leaves half a cache and parallel ranks agree.
-
-    Args:
-        root: the cache folder the tree goes into (``<root>/digits-s<seed>-v<val%>-<size>px``).
-        seed: split seed. Default 0.
-        val_fraction: share of each class held out for validation. Default 0.2.
-        size: side of the written JPEGs (upsampled bicubically from 8x8). Default 32.
     """
 
     def __init__(

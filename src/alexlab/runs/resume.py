@@ -1,12 +1,7 @@
-"""Which checkpoint a run starts from, and whether this command may start from it.
-
-A run lives in one directory, ``runs/<run id>/`` (``alexlab.runs.identity``), for its whole life,
-however many jobs it takes. ``resume=auto`` (the default) continues from the directory's newest
-loadable checkpoint: ``last.ckpt``, else (damaged: named, and set aside as ``*.damaged``) the
-previous one, else the others newest first. ``ckpt_path`` inside the run's own
-``checkpoints/`` continues the run from that file; elsewhere it starts a new run from it.
-``resume=never`` refuses a directory that already holds checkpoints.
-"""
+"""Which checkpoint a run starts from, and whether this command may start from it: ``resume=auto``
+takes the run directory's newest loadable checkpoint (a damaged one is set aside as
+``*.damaged``); ``ckpt_path`` elsewhere starts a new run (docs/runs.md, "Checkpoints that
+survive")."""
 
 from __future__ import annotations
 
