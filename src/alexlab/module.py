@@ -6,7 +6,6 @@ Metric names are defined here once (``metric_name``) and used by callbacks and c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from alexlab.loggers import logger_step
 from alexlab.optim.param_groups import param_groups
-from alexlab.optim.schedules import report_epoch_metrics
+from alexlab.optim.schedules import report_epoch_metrics, steps_per_epoch
 
 STAGES = ("train", "val", "test")
 METRICS = ("loss", "acc1", "acc5")
@@ -164,11 +163,8 @@ class ClassificationModule(L.LightningModule):
         if self.schedule_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)  # sets num_training_batches
-        steps_per_epoch = max(
-            1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        )
         scheduler = self.schedule_factory(
-            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch(self.trainer)
         )
         return {
             "optimizer": optimizer,
