@@ -174,8 +174,7 @@ class ValidateOnStart(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _validate_or_exit(config)
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _validate_or_exit(config)
+    on_multirun_start = on_run_start
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:  # a single run was validated in on_run_start
