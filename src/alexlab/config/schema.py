@@ -103,11 +103,11 @@ class CifarData(Batches):
     root: str | None = F(None, "folder holding cifar-10-batches-py/", examples=["/data/cifar10"])
     download: bool = F(False, "fetch the files when missing")
     num_classes: Literal[10] | None = F(10, "CIFAR-10 has 10")
-    image_size: ImageSize = F(227, "upsampled side")
+    image_size: ImageSize = F(227, "upsampled side (seed 003's AlexNet input)")
     hflip_prob: Prob = F(0.5, "horizontal flip probability")
     mean: Of(3, Prob) = F([0.4914, 0.4822, 0.4465], "per-channel mean in [0, 1]")
     std: Of(3, PosFloat) = F([0.2470, 0.2435, 0.2616], "per-channel std in [0, 1]")
-    num_workers: Count = F(0, "loader worker processes")
+    num_workers: Count = F(0, "loader worker processes (in memory: 0 is usually fastest)")
 
 
 class SyntheticData(Batches):
