@@ -160,7 +160,8 @@ class ImageDataModule(L.LightningDataModule):
             accumulation=trainer.accumulate_grad_batches,
         )
 
-    def _loader(self, split: str, *, train: bool) -> Iterable:
+    def _loader(self, split: str, *, train: bool, views: bool = False) -> Iterable:
+        """``views``: the 2012 paper's 10 test views per image (torch transforms, normalised)."""
         samples, place = self.samples(split), self._placement()
         gpu = place["device"].type == "cuda"
         uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
@@ -179,6 +180,9 @@ class ImageDataModule(L.LightningDataModule):
                 f"rank per epoch; {order.dropped} left out (under one optimizer step, "
                 f"a different remainder every epoch)"
             )
+        if views:
+            tf = Decoded(self.augment.ten_crop_transform())
+            return self._torch_loader(samples, tf, order, pin=False)
         if self.loader == "torch":
             tf = self.augment.train_transform() if train else Decoded(self.augment.eval_transform())
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
@@ -246,19 +250,7 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> Iterable:
-        split = "test" if self.has_test else "val"
-        if not self.ten_crop:
-            return self._loader(split, train=False)
-        samples, place = self.samples(split), self._placement()  # views: torch transforms
-        order = EpochOrder(
-            len(samples),
-            batch_size=self.batch_size,
-            rank=place["rank"],
-            world_size=place["world_size"],
-            train=False,
-        )
-        views = Decoded(self.augment.ten_crop_transform())
-        return self._torch_loader(samples, views, order, pin=False)
+        return self._loader("test" if self.has_test else "val", train=False, views=self.ten_crop)
 
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
         dataset = FileDataset(
