@@ -1,10 +1,8 @@
 """Console entry points (``train.py``, ``eval.py``, ``alexlab-train``, ``alexlab-eval``).
 
-Only Hydra and alexlab's config modules are imported before Hydra composes the config, so a
-bad value is refused (``alexlab.config.validate.ValidateOnStart``) before torch and Lightning load;
-the task modules are imported once the config is valid. ``--help`` is answered from the
-config files themselves: Hydra's own help re-reads every group of every option (seconds).
-"""
+Only Hydra and alexlab's config modules load before Hydra composes the config, so a bad value is
+refused (``ValidateOnStart``) before torch and Lightning load. ``--help`` is answered from the
+config files themselves: Hydra's own help re-reads every group of every option (seconds)."""
 
 from __future__ import annotations
 

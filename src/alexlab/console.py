@@ -1,15 +1,8 @@
-"""Everything a run prints for people, and what it keeps from printing.
-
-- ``start_line``: the one line a training run starts with (run dir, data, loader, devices,
-  batch, lr);
-- ``print_metrics``: the closing results table;
-- ``DropLightningChatter`` (named in ``conf/hydra/job_logging/alexlab.yaml``) and
-  ``quiet_known_warnings``: Lightning's start-up chatter and one torch deprecation, dropped by
-  exact message (no blanket filter: every other record, warnings included, still prints).
+"""Everything a run prints for people, and what it keeps from printing (Lightning's start-up
+chatter and one torch deprecation, dropped by exact message: every other record still prints).
 
 The CLI imports this module before Hydra composes the config, so torch, Lightning and rich are
-imported inside the functions that use them: a bad value is still refused before they load.
-"""
+imported inside the functions that use them: a bad value is still refused before they load."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
 
-A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings
-stored in it (``alexlab.runs.checkpoint``; nothing it names is ever instantiated), so model
-overrides are not needed and are refused; the data comes from this command's config.
-"""
+A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings it
+stores (``alexlab.runs.checkpoint``), so a model override is refused; the data comes from this
+command's config."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
 """``python -m alexlab.export ckpt_path=... format=onnx``: the trained network as ONNX.
 
-Uses torch's dynamo-based ONNX exporter with a dynamic batch dimension; input ``images``
-(B, 3, S, S) normalised as in training, output ``logits`` (B, classes). One self-contained file:
-the weights are stored inside it (``external_data=False``; AlexNet is far below ONNX's 2 GB
-limit), never in a ``.onnx.data`` file beside it. When onnxruntime is installed, the file is
-loaded on its own and run once against PyTorch. Needs the ``export`` extra:
-``pip install -e '.[export]'``.
-"""
+torch's dynamo-based exporter, a dynamic batch dimension; input ``images`` (B, 3, S, S)
+normalised as in training, output ``logits``. One self-contained file (``external_data=False``:
+AlexNet is far below ONNX's 2 GB limit). Where onnxruntime is installed the file is run once
+against PyTorch. Needs the ``export`` extra: ``pip install -e '.[export]'``."""
 
 from __future__ import annotations
 

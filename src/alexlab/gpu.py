@@ -1,18 +1,12 @@
 """GPU settings applied once when a run starts, and the warning when a GPU goes unused.
 
-- ``float32_matmul_precision`` (``high``: float32 matrix multiplies on TF32 tensor cores, as
-  cuDNN already runs float32 convolutions by default, ``torch.backends.cudnn.allow_tf32``) is set
-  when the run's device is a CUDA GPU; the CPU keeps full float32.
-- ``trainer.accelerator=auto`` picks the CPU when torch cannot use CUDA. On a machine that has
-  NVIDIA devices that is almost always a driver older than the CUDA torch was built for, so the
-  run says so, naming the driver, instead of training on the CPU in silence.
-- SyncBatchNorm and ``torch.compile``: the BatchNorm layers are converted first and the network
-  compiled after (``sync_then_compile``), so the compiled graph is the one that runs.
-- ``PerProcessSettings`` compiles and sets the matmul precision in every training process as it
-  sets up: under ``strategy=ddp_spawn`` the children get a pickled copy of the module, without
-  its compiled call (``nn.Module.__getstate__`` drops it), in a new interpreter that has the
-  default matmul precision.
-"""
+- ``float32_matmul_precision`` is set only where the run's device is a CUDA GPU (``high``: TF32
+  matmuls, as cuDNN already runs float32 convolutions); the CPU keeps full float32.
+- ``trainer.accelerator=auto`` on a machine with an NVIDIA driver that torch cannot use (almost
+  always a driver older than torch's CUDA) warns, naming the driver, instead of training on the
+  CPU in silence.
+- ``PerProcessSettings`` compiles and sets the matmul precision in every training process: under
+  ``ddp_spawn`` a child gets a pickled module without its compiled call, in a new interpreter."""
 
 from __future__ import annotations
 
@@ -89,14 +83,8 @@ def sync_then_compile(
 
 
 class PerProcessSettings(L.Callback):
-    """``model.compile`` and ``float32_matmul_precision``, applied by each process that trains
-    (Lightning's ``setup`` hook runs in each, before the first batch).
-
-    Args:
-        compile: ``torch.compile`` the module's ``net`` (after its SyncBatchNorm conversion).
-        matmul_precision: ``torch.set_float32_matmul_precision``'s value (on CUDA only), or None.
-        backend: ``torch.compile``'s backend.
-    """
+    """``model.compile`` (with ``backend``) and ``float32_matmul_precision`` (CUDA only), applied
+    by each process that trains (Lightning's ``setup`` runs in each, before the first batch)."""
 
     def __init__(
         self,

@@ -1,9 +1,7 @@
 """Logger set-up that needs more than YAML: W&B online/offline choice, sweep grouping, resume,
-and a CSV logger that continues a resumed run's ``metrics.csv``.
-
-W&B goes offline by itself (never hanging, never crashing) when there is no API key or its
-server cannot be reached in a few seconds, and says how to upload the run later.
-"""
+and a CSV logger that continues a resumed run's ``metrics.csv``. W&B goes offline by itself
+(never hanging, never crashing) without an API key or a reachable server, and says how to
+upload the run later."""
 
 from __future__ import annotations
 
@@ -89,11 +87,9 @@ def logger_step(trainer: Any, *, done: bool) -> bool:
 class ResumableCSVLogger(CSVLogger):
     """``CSVLogger`` whose ``metrics.csv`` continues when a run resumes in its own directory.
 
-    Lightning's writer deletes an existing ``metrics.csv`` when it starts (lightning 2.6 has
-    no switch for it). The rows it would delete are read first, in the process that starts the
-    writer (a ``ddp_spawn`` child, too), handed to the new writer through its public
-    ``log_metrics`` and saved at once: the new rows follow them (a new column rewrites the
-    header; the old rows keep their values)."""
+    Lightning 2.6's writer deletes an existing ``metrics.csv`` when it starts, with no switch for
+    it: the rows are read first (in the process that starts the writer, a ``ddp_spawn`` child
+    too) and handed to the new writer through its public ``log_metrics``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from alexlab.loggers import logger_step
 from alexlab.metric_names import metric_name
 from alexlab.optim.param_groups import param_groups
-from alexlab.optim.schedules import report_epoch_metrics
+from alexlab.optim.schedules import report_epoch_metrics, steps_per_epoch
 
 
 class ClassificationModule(L.LightningModule):
@@ -31,9 +30,7 @@ class ClassificationModule(L.LightningModule):
             evaluate only).
         schedule: ``_partial_`` schedule, called with the optimizer, ``total_steps`` and
             ``steps_per_epoch``; stepped after every optimizer step. None for a constant lr.
-        num_classes: classifier outputs.
-        label_smoothing: cross-entropy label smoothing (0 = off).
-        exclude_bias_and_norm: no weight decay (or LARS adaptation) on biases and norm params.
+        num_classes, label_smoothing, exclude_bias_and_norm: ``alexlab.config.schema.Module``.
     """
 
     def __init__(
@@ -152,11 +149,8 @@ class ClassificationModule(L.LightningModule):
         if self.schedule_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)  # sets num_training_batches
-        steps_per_epoch = max(
-            1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
-        )
         scheduler = self.schedule_factory(
-            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+            optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch(self.trainer)
         )
         return {
             "optimizer": optimizer,

@@ -1,10 +1,8 @@
 """``python -m alexlab.predict ckpt_path=... input=IMAGE_OR_DIR``: classify images.
 
-Prints the top-k classes with names and probabilities per image (``format=json`` for
-machines, ``show_all_probs=true`` for every class). A directory is read recursively and run in
-batches. Files that cannot be read, are not images, or are decompression bombs (more pixels than
-``max_image_pixels``) are reported and skipped.
-"""
+Prints the top-k classes with names and probabilities per image (``format=json``,
+``show_all_probs=true``); a directory is read recursively, in batches. Files that cannot be
+read, are not images or exceed ``max_image_pixels`` are reported and skipped."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """``python -m alexlab.report RUNS_DIR``: a sweep's jobs side by side.
 
-Reads every ``metrics.json`` under RUNS_DIR and the overrides Hydra recorded beside it
-(``.hydra/overrides.yaml``); the swept keys are those whose values differ between jobs. Writes
-``report.md``, ``report.csv`` and ``report.png`` (val top-1 against the swept value(s)) into
-RUNS_DIR and prints the table.
-"""
+Reads every ``metrics.json`` under RUNS_DIR and the overrides Hydra recorded beside it; the
+swept keys are those whose values differ between jobs. Writes ``report.md``, ``report.csv`` and
+``report.png`` (val top-1 against the swept value(s)) into RUNS_DIR and prints the table."""
 
 from __future__ import annotations
 
@@ -79,10 +77,6 @@ def markdown(swept: list[str], rows: list[dict]) -> str:
 LOG_KEYS = ("lr", "weight_decay")  # swept over decades: a log axis
 
 
-def _numeric(rows: list[dict], key: str) -> bool:
-    return all(_sort_key(r[key])[0] == 0 for r in rows)
-
-
 def figure(swept: list[str], rows: list[dict]):
     """val top-1 against the first swept key: bars for categorical values (optimizer names),
     grouped by the second swept key when there is one; a line per value of the second key for
@@ -98,7 +92,7 @@ def figure(swept: list[str], rows: list[dict]):
     series = sorted({str(r[series_key]) for r in rows} if series_key else {""}, key=_sort_key)
     pick = lambda r, s: not series_key or str(r[series_key]) == s  # noqa: E731
     label = lambda s: f"{series_key}={s}" if series_key else None  # noqa: E731
-    if _numeric(rows, x_key):
+    if all(_sort_key(r[x_key])[0] == 0 for r in rows):  # numeric values
         for s in series:
             group = sorted((r for r in rows if pick(r, s)), key=lambda r: float(r[x_key]))
             ax.plot(

@@ -127,8 +127,8 @@ def test_scale_range_sets_the_crop_area(tmp_path, loader):
 def test_an_unknown_setting_is_named():
     from alexlab.config import ConfigError, validate_section
 
-    with pytest.raises(ConfigError, match="data.crops is not a data setting"):
-        Augment.from_settings({"crops": "paper"})
+    with pytest.raises(ConfigError, match="data.crops is not a key of this data option"):
+        validate_section("data", {"crops": "paper"})
     with pytest.raises(ConfigError, match="data.crop=ten is not allowed: .* random_resized, paper"):
         validate_section("data", {"crop": "ten"})  # the config schema: the one gate
 

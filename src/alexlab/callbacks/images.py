@@ -19,22 +19,16 @@ from torch import nn
 from torchvision.utils import make_grid, save_image
 
 
-def conv1_grid(net: nn.Module, *, nrow: int = 16, upscale: int = 4) -> torch.Tensor:
+def conv1_grid(net: nn.Module) -> torch.Tensor:
     """(3, H, W) image in [0, 1] of the first conv layer's filters, each scaled to its own range."""
     conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
     w = conv.weight.detach().float().cpu()  # (out, 3, k, k)
-    lo = w.amin(dim=(1, 2, 3), keepdim=True)
-    hi = w.amax(dim=(1, 2, 3), keepdim=True)
-    w = (w - lo) / (hi - lo).clamp_min(1e-12)
-    w = torch.nn.functional.interpolate(w, scale_factor=upscale, mode="nearest")
-    return make_grid(w, nrow=nrow, padding=2, pad_value=1.0)
+    w = torch.nn.functional.interpolate(w, scale_factor=4, mode="nearest")
+    return make_grid(w, nrow=16, padding=2, pad_value=1.0, normalize=True, scale_each=True)
 
 
 class RunImages(L.Callback):
-    """Args:
-    every_n_epochs: how often the filter grid is drawn. Default 1.
-    num_val_images: validation images sent with their labels (W&B / TensorBoard). Default 8.
-    """
+    """Settings: ``callbacks.run_images.*`` (``alexlab.config.schema.RunImages``)."""
 
     def __init__(self, every_n_epochs: int = 1, num_val_images: int = 8) -> None:
         self.every_n_epochs = every_n_epochs

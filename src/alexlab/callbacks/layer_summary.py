@@ -11,20 +11,13 @@ from alexlab.models.summary import LayerRow, layer_summary
 
 
 class LayerSummary(L.Callback):
-    """Replaces Lightning's model summary with one that also gives forward MACs (counted by
-    torch's ``FlopCounterMode``, see ``alexlab.models.summary``).
-
-    It also sets ``pl_module.flops_per_batch`` (3 x 2 x MACs x batch: a forward FLOP is 2 x
-    MACs, and the backward costs about twice the forward) so ``TrainThroughput`` can report
-    FLOP/s.
-    """
-
-    def __init__(self, input_size: int | None = None) -> None:
-        self.input_size = input_size
+    """Replaces Lightning's model summary with one that also gives forward MACs (torch's
+    ``FlopCounterMode``), and sets ``pl_module.flops_per_batch`` for ``TrainThroughput``: 3 x 2 x
+    MACs x batch (a forward FLOP is 2 x MACs; the backward costs about twice the forward)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
-        size = self.input_size or getattr(net, "input_size", 224)
+        size = getattr(net, "input_size", 224)
         rows = layer_summary(net, size)
         macs = sum(r.macs for r in rows)
         batch = getattr(trainer.datamodule, "batch_size", None)
@@ -35,14 +28,8 @@ class LayerSummary(L.Callback):
     @rank_zero_only
     def _print(self, rows: list[LayerRow], macs: int, title: str) -> None:
         table = Table(title=title)
-        for col, justify in (
-            ("layer", "left"),
-            ("type", "left"),
-            ("output", "right"),
-            ("params", "right"),
-            ("MACs", "right"),
-        ):
-            table.add_column(col, justify=justify)
+        for col in ("layer", "type", "output", "params", "MACs"):
+            table.add_column(col, justify="left" if col in ("layer", "type") else "right")
         for r in rows:
             shape = "x".join(str(d) for d in r.out_shape[1:])
             table.add_row(

@@ -1,14 +1,10 @@
 """Stop at a NaN/Inf loss without reading the loss on the host every step, and never write a
 checkpoint that holds one.
 
-Reading the loss (``bool(torch.isfinite(loss))``) makes the host wait for the GPU on every
-micro-batch. Instead each micro-batch folds its loss into a device tensor, the first optimizer
-step whose loss was not finite (no host read, no sync). The host reads that tensor only where it
-syncs anyway: on the logger's steps, at the end of each epoch and before every checkpoint write
-(``on_save_checkpoint`` runs before Lightning writes the file, on every rank). So a bad step is
-found within ``trainer.log_every_n_steps`` steps, and a checkpoint whose step range holds one is
-never written: the last one on disk stays the last good state.
-"""
+Reading the loss every micro-batch would make the host wait for the GPU. Instead each one folds
+its loss into a device tensor (the first step whose loss was not finite), read only where the
+host syncs anyway: on the logger's steps, at epoch end and in ``on_save_checkpoint`` (before
+Lightning writes the file, on every rank). So the last checkpoint on disk is the last good state."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
 """A Rich progress bar that reads logged values on the host only where the loggers do.
 
-Lightning's ``RichProgressBar`` refreshes its metrics after every training batch, and each
-refresh reads ``trainer.progress_bar_metrics``, which converts every cached ``prog_bar`` tensor
-to a number (``.item()``: the host waits for the GPU). Lightning's own loop does the same after
-every batch for each value logged with ``prog_bar=True`` in ``training_step``, so the module logs
-its step values without ``prog_bar`` and this bar shows them (``show``) itself. The bar advances
-every batch; its values are re-read only on the logger's steps and at epoch / validation ends.
-"""
+Lightning's ``RichProgressBar`` refreshes after every training batch, reading
+``trainer.progress_bar_metrics``, which converts every cached ``prog_bar`` tensor to a number
+(``.item()``: the host waits for the GPU). So the module logs its step values without
+``prog_bar`` and this bar shows them (``show``), re-read only on the logger's steps and at epoch
+and validation ends."""
 
 from __future__ import annotations
 
@@ -20,13 +18,8 @@ from alexlab.loggers import logger_step
 
 
 class LoggedStepsProgressBar(RichProgressBar):
-    """``RichProgressBar`` whose values change on the logger's steps only.
-
-    Args:
-        show: logged step values (logged without ``prog_bar``) shown too. Default
-            ``["train/loss"]``.
-        *args, **kwargs: ``RichProgressBar``'s.
-    """
+    """``RichProgressBar`` (its arguments) whose values change on the logger's steps only;
+    ``show``: values logged without ``prog_bar`` that it shows too."""
 
     def __init__(self, *args: Any, show: Sequence[str] = ("train/loss",), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -73,17 +73,11 @@ def _tf32(device: torch.device) -> bool:
 
 
 class TrainThroughput(L.Callback):
-    """Logs ``train/device/samples_per_sec`` (plus ``train/samples_per_sec`` over all ranks,
-    ``train/device/flops_per_sec`` and ``train/device/mfu`` where known) on the logger's steps.
-
-    Lightning's ``ThroughputMonitor`` synchronises the GPU after every batch to time it, which
-    keeps the CPU from queueing the next step while the GPU works. This callback counts images
-    every step but synchronises only when it logs, timing the whole interval since the last log
-    (``window_size`` logs: 2 = the last interval). Validation time is left out.
-
-    FLOPs come from ``pl_module.flops_per_batch`` (set by ``LayerSummary``); MFU is read against
-    the peak of the precision in use (``peak_dtype``).
-    """
+    """Lightning's ``Throughput`` meter (samples/s, FLOP/s and MFU where known) on the logger's
+    steps. Lightning's ``ThroughputMonitor`` synchronises the GPU after every batch to time it,
+    keeping the CPU from queueing the next step; this one synchronises only when it logs, timing
+    the interval since the last log (``window_size`` logs: 2 = the last interval), validation
+    left out. FLOPs: ``pl_module.flops_per_batch`` (``LayerSummary``)."""
 
     def __init__(
         self, batch_size_fn: Callable[[Any], int] = images_in, window_size: int = 2

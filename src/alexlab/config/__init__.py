@@ -1,9 +1,6 @@
-"""alexlab's configuration: where the YAML lives, the resolvers it uses, the schema of every
-setting (``schema``), the rules across keys and machines (``rules``), the validation pass and
-its Hydra callback (``validate``), and the errors with their one printer (``errors``).
-
-Every entry point (train, eval, predict, export) imports this package; nothing here imports
-torch or Lightning. ``docs/config.md`` says how to add a setting."""
+"""alexlab's configuration: the YAML's folder, its resolvers, the schema of every setting, the
+rules across keys and machines, the validation and the errors (docs/config.md). Nothing here
+imports torch or Lightning."""
 
 from __future__ import annotations
 

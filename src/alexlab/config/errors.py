@@ -1,10 +1,5 @@
-"""alexlab's input errors and their one printer.
-
-Every failure is a ``ConfigError`` (or another ``InputError``) whose message names the key (or
-file), the value and the fix; ``exit_with`` prints it as one paragraph, exit status 2, no
-traceback: the Hydra callback that validates before any work and the CLI wrapper around each
-task both end there.
-"""
+"""alexlab's input errors and their one printer, ``exit_with``: one paragraph naming the key (or
+file), the value and the fix, exit status 2, no traceback (docs/errors.md)."""
 
 from __future__ import annotations
 
@@ -46,33 +41,22 @@ def find_config_error(exc: BaseException | None) -> Exception | None:
             return ConfigError(
                 f"{key} has no value and no default: set {key}=... on the command line."
             )
-        worker_error = _worker_error(str(exc))
-        if worker_error is not None:
-            return worker_error
+        name, text = _worker_message(str(exc))
+        if name.startswith("alexlab."):  # torch re-raises the type only when it can
+            kinds = {"ConfigError": ConfigError, "CorruptImageError": CorruptImageError}
+            return kinds.get(name.rsplit(".", 1)[-1], InputError)(text)
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def _worker_error(message: str) -> Exception | None:
-    """``Caught X in DataLoader worker ... Original Traceback ... alexlab.M.X: msg`` -> X(msg)
-    when X is one of alexlab's errors (torch re-raises the type only when it can)."""
+def _worker_message(message: str) -> tuple[str, str]:
+    """``Caught X in DataLoader worker ... Original Traceback ... alexlab.M.X: msg`` ->
+    ``("alexlab.M.X", "msg")``: a worker's error carries the worker's traceback in its message.
+    ``("", message)`` for any other message."""
     if "Original Traceback" not in message:
-        return None
-    last = message.strip().splitlines()[-1]
-    name, _, text = last.partition(": ")
-    if not name.startswith("alexlab."):
-        return None
-    kinds = {"ConfigError": ConfigError, "CorruptImageError": CorruptImageError}
-    return kinds.get(name.rsplit(".", 1)[-1], InputError)(text)
-
-
-def _last_line(message: str) -> str:
-    """A DataLoader worker re-raises with the worker's traceback in the message: keep the
-    original message only."""
-    if "Original Traceback" not in message:
-        return message
-    last = message.strip().splitlines()[-1]
-    return last.split(": ", 1)[1] if ": " in last else last
+        return "", message
+    name, _, text = message.strip().splitlines()[-1].partition(": ")
+    return name, text or name
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -90,7 +74,8 @@ def build(node: Any, **kwargs: Any) -> Any:
 
 def exit_with(error: BaseException) -> NoReturn:
     """The one printer of alexlab's errors: ``alexlab: <kind>: <message>`` on stderr, exit 2."""
-    print(f"alexlab: {getattr(error, 'kind', 'error')}: {_last_line(str(error))}", file=sys.stderr)
+    message = _worker_message(str(error))[1]  # a worker's error: its own message only
+    print(f"alexlab: {getattr(error, 'kind', 'error')}: {message}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -13,8 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
 
-SIXTEEN_BIT = ("16-mixed", "16-true", "16", 16)
-
 
 def show(value: Any) -> str:
     """A value as it is typed on the command line."""
@@ -83,8 +81,8 @@ def check_cross_keys(cfg: DictConfig) -> None:
     if "trainer" not in cfg:
         return
     check_trains_something(cfg)
-    precision = _get(cfg, "trainer.precision", "32-true")
-    if _get(cfg, "data.fp16") and precision not in SIXTEEN_BIT:
+    precision = str(_get(cfg, "trainer.precision", "32-true"))
+    if _get(cfg, "data.fp16") and not precision.startswith("16"):  # 16-mixed, 16-true, 16
         raise ConfigError(
             f"data.fp16=true (float16 images) with trainer.precision={precision}: the first "
             f"convolution would meet float16 input and float32 weights. Set "

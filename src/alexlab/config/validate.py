@@ -174,8 +174,7 @@ class ValidateOnStart(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _validate_or_exit(config)
 
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _validate_or_exit(config)
+    on_multirun_start = on_run_start
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:  # a single run was validated in on_run_start
@@ -194,9 +193,9 @@ def _validate_or_exit(config: DictConfig, job_dir: Path | None = None) -> None:
 def _remove_if_only_hydra_files(job_dir: Path) -> None:
     """A job folder that holds nothing but Hydra's ``.hydra/`` and log goes; so does its sweep
     folder when nothing else is left in it but Hydra's ``multirun.yaml``."""
-    if not job_dir.is_dir():
-        return
-    if {p.name for p in job_dir.iterdir()} <= {".hydra"} | {p.name for p in job_dir.glob("*.log")}:
+    from alexlab.runs.rundir import only_hydra_files  # imports this package: not at the top
+
+    if job_dir.is_dir() and only_hydra_files(job_dir):
         shutil.rmtree(job_dir, ignore_errors=True)
         sweep_dir = job_dir.parent
         if {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:

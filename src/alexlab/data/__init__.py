@@ -1,4 +1,1 @@
-"""Data: where samples come from (sources) and how they are loaded (torch or DALI).
-
-Nothing here imports the LightningModule.
-"""
+"""Data: where samples come from (sources) and how they are loaded (torch or DALI)."""

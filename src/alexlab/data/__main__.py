@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from alexlab.config import ConfigError
@@ -97,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prepare":
             from alexlab.data.prepare import Settings, prepare_tree, report
 
-            settings = Settings(
-                shorter_side=args.shorter_side,
-                max_side=args.max_side,
-                paper=args.paper,
-                quality=args.quality,
-            )
+            settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
             summary = prepare_tree(
                 args.src, args.dst, settings, workers=args.workers, progress=not args.no_progress
             )

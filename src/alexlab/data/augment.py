@@ -1,17 +1,13 @@
 """The augmentation contract: one ``Augment`` built from the config, handed to both loaders.
 
-Both do the geometry on uint8 pixels (DALI in its pipeline, the torch loader on PIL images in
-``crops``, decoding only what the crop needs).
-For a GPU they ship uint8 batches (a 4x smaller host->device copy) and ``OnDevice`` normalises on
-the device; for a CPU-only fit they normalise in their own threads or worker processes (in
-parallel with the training step, not after it in the training process). ``OnDevice`` adds the
-PCA lighting (train) to either.
+Both crop on uint8 pixels; where the normalisation and the PCA lighting run (the device, or the
+loader's threads on a CPU-only fit) and why: docs/data.md, "Two loaders".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,19 +31,9 @@ IMAGENET_EIGVEC = (
 
 @dataclass(frozen=True)
 class Augment:
-    """Train and eval augmentation settings (the ``data.*`` keys of the same names).
-
-    Args:
-        image_size: crop side fed to the network (224, or 227 as in the 2012 paper).
-        resize_size: shorter side before the eval centre crop and the paper's train crop.
-        crop: ``"random_resized"`` (torchvision's: area ``scale``, aspect ``ratio``, resized to
-            ``image_size``) or ``"paper"`` (Krizhevsky et al. 2012 §4.1: shorter side to
-            ``resize_size``, central square, random ``image_size`` crop).
-        scale, ratio: random-resized-crop area fraction and aspect ranges.
-        hflip_prob: horizontal flip probability.
-        lighting_std: PCA colour noise std (the 2012 paper: 0.1, §4.1); 0 is off.
-        mean, std: per-channel normalisation in [0, 1] units.
-    """
+    """Train and eval augmentation: the ``data.*`` keys of the same names, documented once in
+    ``alexlab.config.schema.ImageData``. ``crop="paper"`` is Krizhevsky et al. 2012 §4.1:
+    shorter side to ``resize_size``, central square, random ``image_size`` crop."""
 
     image_size: int = 224
     resize_size: int = 256
@@ -67,15 +53,6 @@ class Augment:
                 f"data.crop=paper takes a data.image_size={self.image_size} crop of the central "
                 f"data.resize_size={self.resize_size} square: set image_size <= resize_size."
             )
-
-    @classmethod
-    def from_settings(cls, settings: dict) -> Augment:
-        """``Augment(**settings)``, an unknown key named as a config error."""
-        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
-        if unknown:
-            valid = ", ".join(f.name for f in fields(cls))
-            raise ConfigError(f"data.{unknown[0]} is not a data setting; augmentation: {valid}.")
-        return cls(**settings)
 
     def train_transform(self) -> TrainCrop:
         """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
@@ -148,13 +125,9 @@ def eval_transform(
 
 def input_dtype(trainer: Any, default: torch.dtype) -> torch.dtype:
     """The dtype ``trainer``'s precision plugin gives floating inputs (its public
-    ``convert_input``): bfloat16 under ``bf16-true``, float16 under ``16-true``, float64 under
-    ``64-true``, whose weights are in that dtype; ``default`` under ``32-true`` and the mixed
-    precisions (autocast takes float32 or float16 input), or without a trainer.
-
-    Lightning converts a batch before its transfer to the device, where a GPU batch is still
-    uint8 and left alone: the batch normalised on the device must be given the dtype here.
-    """
+    ``convert_input``: that of the weights under ``*-true``), else ``default`` (32-true, the
+    mixed precisions, no trainer). Lightning converts a batch before its transfer, when a GPU
+    batch is still uint8 and left alone: the batch normalised on the device needs it here."""
     if trainer is None:
         return default
     wanted = trainer.precision_plugin.convert_input(torch.zeros(())).dtype
@@ -162,20 +135,17 @@ def input_dtype(trainer: Any, default: torch.dtype) -> torch.dtype:
 
 
 class OnDevice:
-    """A batch -> float normalised, with PCA lighting when training.
-
-    The constants go to each device once (a host->device copy per batch would make a GPU wait);
-    the lighting draw uses the device's own generator (no host value is read). The output dtype
-    is ``dtype`` (float32, or float16 for ``data.fp16``) unless a call names another
-    (``input_dtype``: what the weights of a ``*-true`` precision are in).
-    """
+    """A batch -> float normalised, with PCA lighting when training, in ``dtype`` (float16 for
+    ``data.fp16``) unless a call names another. The constants go to each device once (a
+    host->device copy per batch would make a GPU wait); the lighting draw uses the device's own
+    generator (no host value is read)."""
 
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
         self.lighting_std, self.dtype = augment.lighting_std, dtype
-        std = torch.tensor(augment.std).view(1, 3, 1, 1) * 255
+        normalise = augment.normalise()  # its (3, 1, 1) constants broadcast over a batch
         self._host = dict(
-            scale=1 / std,
-            shift=-torch.tensor(augment.mean).view(1, 3, 1, 1) * 255 / std,
+            scale=normalise.scale,
+            shift=normalise.shift,
             eigval=torch.tensor(IMAGENET_EIGVAL),
             eigvec=torch.tensor(IMAGENET_EIGVEC),
         )

@@ -1,10 +1,7 @@
 """CIFAR-10 from the standard ``cifar-10-batches-py`` files, augmented on the device.
 
-CIFAR holds 60,000 raw 32x32 images: nothing to decode, so DALI has nothing to add. Batches of
-uint8 (B, 3, 32, 32) leave the loader, and the augmentation of seed 003 runs on the device after
-transfer (the GPU when there is one): upsample to the network's input (227 by default), flip
-(train), normalise.
-"""
+Nothing to decode, so DALI has nothing to add: uint8 (B, 3, 32, 32) batches leave the loader
+and seed 003's augmentation runs on the device (upsample to 227, flip, normalise)."""
 
 from __future__ import annotations
 
@@ -112,18 +109,7 @@ def augment_on_device(
 
 class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10: 50,000 train / 10,000 test images (the test batch is the validation split).
-
-    Args:
-        root: folder holding ``cifar-10-batches-py/``.
-        download: fetch it with torchvision when missing (needs network).
-        num_classes: 10 (checked).
-        batch_size: images per device per step.
-        global_batch_size: images per optimizer step over all devices, or None.
-        image_size: side the 32x32 images are upsampled to (227: seed 003's AlexNet input).
-        hflip_prob: horizontal flip probability (train).
-        mean, std: per-channel normalisation in [0, 1] units (CIFAR-10's own by default).
-        num_workers: loader workers (the data is in memory; 0 is usually fastest).
-    """
+    The arguments are the ``data.*`` settings of ``alexlab.config.schema.CifarData``."""
 
     has_test = False
     classes = list(CLASSES)
@@ -172,8 +158,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+    test_dataloader = val_dataloader  # CIFAR-10's test batch is the validation split
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: images per split and the loader."""

@@ -1,10 +1,7 @@
 """``ImageDataModule``: one interface over every folder source and both loaders.
 
-Each split is scanned once; the same ``(file, label)`` list, ``order.EpochOrder`` and
-``augment.Augment`` go to DALI and to the torch loader. For a GPU they yield uint8 batches,
-normalised on the device in ``on_after_batch_transfer``; for a CPU-only fit they normalise in their
-own threads or workers. The lighting (train) is added there too: a module sees float NCHW, int64
-labels either way.
+One scan, one ``order.EpochOrder`` and one ``augment.Augment`` feed DALI and the torch loader
+alike; a module sees float NCHW images and int64 labels either way (docs/data.md).
 """
 
 from __future__ import annotations
@@ -49,31 +46,11 @@ def default_dali_threads(local_processes: int = 1) -> int:
 class ImageDataModule(L.LightningDataModule):
     """Class-folder data through DALI (GPU or CPU backend) or the torch loader.
 
-    Args:
-        root: dataset root (``data.root``); for ``digits``, the cache it is written into.
-        source: builds the source from ``root`` (a ``_partial_`` of a class in ``sources``).
-        num_classes: expected number of classes (checked); None counts the class folders.
-        loader: ``"auto"`` (DALI where it imports), ``"dali"`` or ``"torch"``.
-        batch_size: images per device per step.
-        global_batch_size: images per optimizer step over all devices, or None (no accumulation).
-        num_workers: torch loader worker processes per device.
-        pin_memory: page-locked host batches for faster copies to a GPU (torch loader).
-        dali_threads: DALI CPU threads per device; None: the usable cores / the run's
-            devices on this machine.
-        dali_prefetch: batches DALI prepares ahead.
-        dali_fast_idct: train-time CPU JPEG decoding with libjpeg-turbo's fast integer IDCT.
-        dali_hw_decoder_load: share of images for the hardware JPEG decoder (A100/H100).
-        seed: base seed of the epoch order and of the augmentation.
-        skip_corrupt: skip (and count) unusable images instead of stopping with their paths.
-        max_image_pixels: images above it are refused before decoding (both loaders).
-        channels_last: batches in channels-last memory (NHWC), what tensor cores prefer.
-        fp16: images reach the module as float16 (for ``precision=16-mixed``).
-        normalise_on_device: ship uint8 batches and normalise after the copy; None: on a GPU
-            (4x less to copy), not on a CPU (the loader's threads or workers normalise in
-            parallel with the step, where the training process would do it after).
-        ten_crop: test batches hold the paper's 10 views per image, (B, 10, 3, S, S).
-        image_size, resize_size, crop, scale, ratio, hflip_prob, lighting_std, mean, std: the
-            augmentation, handed to ``augment.Augment`` (documented there, defaults from there).
+    The arguments are the ``data.*`` settings, each documented (type, range, default) once in
+    ``alexlab.config.schema.ImageData``; the augmentation ones go to ``augment.Augment``. Two
+    are not settings: ``source`` builds the source from ``root`` (a ``_partial_`` of a class in
+    ``sources``), and ``normalise_on_device`` (None: on a GPU, 4x less to copy; not on a CPU,
+    where the loader's threads or workers normalise in parallel with the step).
     """
 
     def __init__(
@@ -183,7 +160,8 @@ class ImageDataModule(L.LightningDataModule):
             accumulation=trainer.accumulate_grad_batches,
         )
 
-    def _loader(self, split: str, *, train: bool) -> Iterable:
+    def _loader(self, split: str, *, train: bool, views: bool = False) -> Iterable:
+        """``views``: the 2012 paper's 10 test views per image (torch transforms, normalised)."""
         samples, place = self.samples(split), self._placement()
         gpu = place["device"].type == "cuda"
         uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
@@ -202,6 +180,9 @@ class ImageDataModule(L.LightningDataModule):
                 f"rank per epoch; {order.dropped} left out (under one optimizer step, "
                 f"a different remainder every epoch)"
             )
+        if views:
+            tf = Decoded(self.augment.ten_crop_transform())
+            return self._torch_loader(samples, tf, order, pin=False)
         if self.loader == "torch":
             tf = self.augment.train_transform() if train else Decoded(self.augment.eval_transform())
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
@@ -269,19 +250,7 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> Iterable:
-        split = "test" if self.has_test else "val"
-        if not self.ten_crop:
-            return self._loader(split, train=False)
-        samples, place = self.samples(split), self._placement()  # views: torch transforms
-        order = EpochOrder(
-            len(samples),
-            batch_size=self.batch_size,
-            rank=place["rank"],
-            world_size=place["world_size"],
-            train=False,
-        )
-        views = Decoded(self.augment.ten_crop_transform())
-        return self._torch_loader(samples, views, order, pin=False)
+        return self._loader("test" if self.has_test else "val", train=False, views=self.ten_crop)
 
     def _torch_loader(self, samples: list, transform: Any, order: EpochOrder, *, pin: bool):
         dataset = FileDataset(

@@ -1,17 +1,11 @@
 """ImageNet-shaped JPEG trees for benchmarks and tests (nothing is downloaded).
 
 Each class gets its own palette and shape family; each image is a smooth two-colour gradient
-with blurred shapes, mild noise and JPEG compression, so decoding and resizing cost what they
-cost on ImageNet. Sizes (``sizes``; a quarter of the images portrait):
-
-- ``typical`` (default): 400-599 x 300-449, around ImageNet's typical 500x375;
-- ``imagenet``: ILSVRC-2012's spread, about 400x350 on average with some large ones: 97% with
-  a longer side of 280-479 and aspect 1-1.5, 3% with a longer side of 1000-2599 (1-5 MP); and
-  photo-like detail (grain at two scales after the blur) so that a JPEG holds what an ImageNet
-  one does: 112 KB on average at quality 90 in the 1,800-image bench tree, against 108 KB in
-  ILSVRC-2012's training set (138 GB for 1.28M JPEGs). The smooth ``typical`` images hold about
-  0.1 bytes per pixel (19 KB each): their entropy decoding costs a fraction of a photo's.
-"""
+with blurred shapes, noise and JPEG compression, so decoding and resizing cost what they cost on
+ImageNet. ``sizes="typical"``: 400-599 x 300-449; ``"imagenet"``: ILSVRC-2012's spread (97% with
+a longer side of 280-479, 3% at 1-5 MP) and grain at two scales, so a JPEG holds what an
+ImageNet one does (112 KB on average at quality 90, against ILSVRC-2012's 108 KB; the smooth
+``typical`` ones hold 19 KB, a fraction of a photo's entropy decoding). A quarter are portrait."""
 
 from __future__ import annotations
 

@@ -1,13 +1,7 @@
-"""The one image decoder: a file -> the upright 8-bit RGB picture every part of alexlab sees.
-
-Used by the torch loader, ``predict``, ``verify`` and ``prepare``; DALI's decoders agree with it
-on EXIF orientation (they apply it too). The rules:
-- EXIF orientation is applied (``ImageOps.exif_transpose``): a phone photo tagged "rotate 90"
-  reaches the network upright, whichever loader reads it;
-- 16-bit grey is scaled (0-65535 -> 0-255), not clipped at 255 as ``convert("RGB")`` does;
-- transparent pixels are laid on white (what a viewer shows); every other mode -> RGB;
-- an image above ``max_pixels`` is refused from its header, before any pixel is decoded.
-"""
+"""The one image decoder: a file -> the upright 8-bit RGB picture every part of alexlab sees
+(the torch loader, ``predict``, ``verify``, ``prepare``). Its rules (EXIF orientation, 16-bit
+grey, transparency, a size limit read from the header) and how DALI agrees: docs/data.md, "One
+image decoder"."""
 
 from __future__ import annotations
 

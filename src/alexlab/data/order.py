@@ -28,17 +28,9 @@ def mix_seed(seed: int, *parts: int) -> int:
 
 
 class EpochOrder(Sampler):
-    """This rank's sample indices per epoch; iterating yields ``(epoch, index)`` keys from the
-    first unconsumed batch on (the torch loader's sampler; DALI reads ``indices()``).
-
-    Args:
-        size: samples in the split.
-        batch_size: samples per batch on this rank.
-        seed: base seed of the permutations.
-        rank, world_size: this process's global rank and the number of ranks.
-        accumulation: batches per optimizer step (train).
-        train: shuffle per epoch and keep whole steps; False: every sample once, in order.
-    """
+    """This rank's sample indices per epoch (of ``size`` samples); iterating yields ``(epoch,
+    index)`` keys from the first unconsumed batch on (the torch loader's sampler; DALI reads
+    ``indices()``). ``train=False``: every sample once, in order."""
 
     def __init__(
         self,

@@ -1,17 +1,10 @@
-"""A copy of a class-folder tree at training resolution: decode less every epoch.
+"""A copy of a class-folder tree at training resolution: decode less every epoch (docs/data.md,
+"A prepared copy").
 
-Krizhevsky et al. 2012 (§2) trained on images "down-sampled to a fixed resolution of 256 x 256":
-the shorter side rescaled to 256, then the central 256x256 patch (``paper=True``). The default
-keeps the whole image and only shrinks its shorter side to ``shorter_side`` (never enlarging),
-so random-resized crops still see the whole scene.
-
-Names, folders (hence labels) and the train/val/test layout are kept. Each output file is
-written to a hidden temporary file in its own folder and renamed into place, so a file that
-exists is finished: a killed run continues where it stopped and never rewrites one. Inputs that
-need it are converted (CMYK, grayscale and other modes to RGB; PNG data in a ``.JPEG`` file to
-JPEG) and reported; files that ``verify`` would list (corrupt, truncated, empty, not an image)
-are reported and not written.
-"""
+``paper=True`` is Krizhevsky et al. 2012 §2 ("down-sampled to a fixed resolution of 256 x
+256"): shorter side to 256, then the central square. Each output file is written to a hidden
+temporary file and renamed into place, so a file that exists is finished and a killed run
+continues where it stopped."""
 
 from __future__ import annotations
 
@@ -29,23 +22,15 @@ from PIL import Image
 from alexlab.config import ConfigError
 from alexlab.data import images
 from alexlab.data.images import image_problem
-from alexlab.data.sources import Problem, class_folders
+from alexlab.data.sources import Problem, class_folders, split_folders
 
 SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidden from loaders)
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What every output image gets.
-
-    Args:
-        shorter_side: the shorter side after resizing; smaller images keep their size
-            (with ``paper``: the side of the square, enlarging where needed, as the paper).
-        max_side: cap on the longer side (very elongated images), or None.
-        paper: Krizhevsky et al. 2012 §2: shorter side to ``shorter_side``, central square.
-        quality: JPEG (and WebP) quality of re-encoded images.
-    """
+    """What every output image gets: the ``prepare`` command's options of the same names
+    (``--paper`` enlarges where needed, as the paper; otherwise images are never enlarged)."""
 
     shorter_side: int = 256
     max_side: int | None = None
@@ -177,18 +162,11 @@ def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
     return prepare_one(*job)
 
 
-def _splits(root: Path) -> list[Path]:
-    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it
-    holds class folders directly (``verify``'s rule)."""
-    found = [root / s for s in SPLITS if (root / s).is_dir()]
-    return found or [root]
-
-
 def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Path], list[Problem]]:
     """``(jobs, class folders to create (relative), problems)`` for every file of every class
     folder of every split of ``src``."""
     jobs, folders, problems = [], [], []
-    for split in _splits(src):
+    for split in split_folders(src):
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))

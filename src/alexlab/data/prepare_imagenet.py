@@ -1,10 +1,8 @@
-"""Turn ILSVRC-2012's flat validation folder into class folders, without copying.
+"""Turn ILSVRC-2012's flat validation folder into class folders of links, without copying.
 
-The official ``val/`` holds ``ILSVRC2012_val_00000001.JPEG`` ... ``..._00050000.JPEG``. Labels
-come from either the devkit tarball (``ILSVRC2012_devkit_t12.tar.gz``, read with torchvision's
+Labels come from the devkit tarball (``ILSVRC2012_devkit_t12.tar.gz``, read with torchvision's
 parser) or a text file with one ``<filename> <wnid>`` or ``<wnid>`` line per image (in sorted
-file order), e.g. the common ``LOC_val_solution.csv`` converted or a ``val.txt``.
-"""
+file order), e.g. a converted ``LOC_val_solution.csv`` or a ``val.txt``."""
 
 from __future__ import annotations
 

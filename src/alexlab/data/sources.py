@@ -1,12 +1,9 @@
 """Where samples come from: class-folder trees (ImageNet, any ImageFolder) and the embedded
 ``digits`` dataset, written once as a JPEG tree so the default run takes ImageNet's JPEG path.
 
-A source checks its paths when it is built, i.e. before training starts, and exposes one
-directory per split with one sub-folder per class. ``scan_split`` lists a split's files once,
-with one set of rules, for DALI, the torch loader and ``verify`` alike: hidden entries (a name
-starting with ".") are skipped, symlinks are followed but a folder reached twice (a loop) is
-refused, files without an image extension and empty files are set aside and reported.
-"""
+A source checks its paths when it is built, before training starts. ``scan_split`` lists a
+split once, with one set of rules for DALI, the torch loader and ``verify`` (docs/data.md,
+"Two loaders")."""
 
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from alexlab.config import ConfigError, CorruptImageError, require_dir
-from alexlab.data import images
 from alexlab.data.images import MAX_IMAGE_PIXELS, image_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -30,13 +26,8 @@ def class_folders(split_dir: Path) -> list[str]:
 
 
 class FolderSource:
-    """A root with ``train/`` and ``val/`` (and optionally ``test/``) class-folder trees.
-
-    Args:
-        root: dataset root. For ImageNet, the folder holding ``train/`` and ``val/`` with one
-            sub-folder per WNID.
-        train_split, val_split, test_split: sub-folder names; ``test_split=None`` means none.
-    """
+    """A root with ``train/`` and ``val/`` (and optionally ``test/``) class-folder trees; the
+    split names are the ``data.source.*`` settings (``alexlab.config.schema.FolderSource``)."""
 
     def __init__(
         self,
@@ -94,16 +85,11 @@ class ImageNetSource(FolderSource):
 
 
 class DigitsSource(FolderSource):
-    """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs.
+    """scikit-learn's 1,797 8x8 handwritten digits (10 classes), written once as JPEGs under
+    ``<root>/digits-s<seed>-v<val%>-<size>px`` (settings: ``alexlab.config.schema.DigitsSource``).
 
     The split is stratified and fixed by ``seed``; the tree is built in a temporary folder and
     renamed into place, so a crash never leaves half a cache and parallel ranks agree.
-
-    Args:
-        root: the cache folder the tree goes into (``<root>/digits-s<seed>-v<val%>-<size>px``).
-        seed: split seed. Default 0.
-        val_fraction: share of each class held out for validation. Default 0.2.
-        size: side of the written JPEGs (upsampled bicubically from 8x8). Default 32.
     """
 
     def __init__(
@@ -192,26 +178,23 @@ def bad_files_error(problems: list[tuple[str, str]]) -> CorruptImageError:
     )
 
 
-def decode(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
-    """The whole picture, upright RGB (``images.decode``), or CorruptImageError naming the file."""
-    try:
-        return images.decode(path, max_pixels)
-    except images.ImageError as e:
-        raise bad_files_error([(path, str(e))]) from None
-
-
 @dataclass(frozen=True)
 class Problem:
     path: Path
     reason: str
 
 
+def split_folders(root: Path) -> list[Path]:
+    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it holds
+    class folders directly."""
+    found = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
+    return found or [root]
+
+
 def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, list[Problem]]:
-    """``(images checked, problems)`` for every split folder under ``root`` (or ``root`` itself
-    when it holds class folders directly)."""
-    splits = [d for d in sorted(Path(root).iterdir()) if d.name in ("train", "val", "test")]
+    """``(images checked, problems)`` for every split folder of ``root`` (``split_folders``)."""
     problems, checked = [], 0
-    for split in [d for d in splits if d.is_dir()] or [Path(root)]:
+    for split in split_folders(Path(root)):
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))

@@ -41,16 +41,8 @@ class SyntheticLoader:
 
 
 class SyntheticDataModule(L.LightningDataModule):
-    """Random data for throughput: ``steps_per_epoch`` train and ``val_steps`` val batches.
-
-    Args:
-        num_classes: label range. Default 1000.
-        batch_size: images per device per step.
-        global_batch_size: images per optimizer step over all devices, or None.
-        image_size: side of the random images (224).
-        steps_per_epoch, val_steps: batches per epoch.
-        seed: the random batch's seed.
-    """
+    """Random data for throughput: ``steps_per_epoch`` train and ``val_steps`` val batches. The
+    arguments are the ``data.*`` settings of ``alexlab.config.schema.SyntheticData``."""
 
     has_test = False
 

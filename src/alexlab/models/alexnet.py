@@ -121,15 +121,10 @@ class AlexNet(nn.Module):
 def build(
     *, weights: str | None = None, channels_last: bool = False, compile: bool = False, **kwargs
 ) -> AlexNet:
-    """``AlexNet(**kwargs)``, then optionally:
-
-    - a plain ``state_dict`` file loaded safely (``weights_only=True``), e.g. torchvision's
-      ``alexnet-owt-7be5be79.pth`` with ``alexnet_tv``;
-    - ``channels_last``: weights in NHWC memory order, what cuDNN's tensor-core convolutions
-      prefer (pair with ``data.channels_last``);
-    - ``compile``: ``torch.compile`` in place (``nn.Module.compile``), so parameter names and
-      checkpoints stay those of the eager network.
-    """
+    """``AlexNet(**kwargs)``; then ``weights``, a plain ``state_dict`` file (e.g. torchvision's
+    ``alexnet-owt-7be5be79.pth``), loaded with ``weights_only=True``; ``channels_last`` weights
+    (NHWC, what cuDNN's tensor cores prefer); ``compile`` in place (``nn.Module.compile``), so
+    parameter names and checkpoints stay those of the eager network."""
     net = AlexNet(**kwargs)
     if weights is not None:
         try:

@@ -6,10 +6,8 @@ from alexlab.config import ConfigError
 
 
 def accumulation_steps(*, global_batch_size: int | None, batch_size: int, world_size: int) -> int:
-    """Micro-batches per optimizer step so that one step sees ``global_batch_size`` images.
-
-    ``None`` means no accumulation: the global batch is ``batch_size * world_size``.
-    """
+    """Micro-batches per optimizer step so that one step sees ``global_batch_size`` images
+    (None: no accumulation, the global batch is ``batch_size * world_size``)."""
     if global_batch_size is None:
         return 1
     per_step = batch_size * world_size

@@ -32,18 +32,12 @@ from alexlab.optim.param_groups import LARS_EXCLUDE
 
 
 class LARS(Optimizer):
-    """LARS with momentum (You et al. 2017, Algorithm 1).
+    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols: the module docstring).
+    The other arguments are the ``optimizer.*`` settings of ``alexlab.config.schema.LARS``.
 
     Args:
         params: parameters or parameter groups. A group with ``lars_exclude=True`` gets plain
             SGD with momentum (and its own ``weight_decay``, 0 for biases and norms by default).
-        lr (float): global learning rate gamma_t (the schedule scales it). Required.
-        momentum (float): momentum m. Default 0.9.
-        weight_decay (float): weight decay beta, applied inside the trust ratio and the update.
-            Default 0.
-        trust_coefficient (float): eta. Default 0.001 (the paper's value).
-        eps (float): added to the denominator of the trust ratio. Default 0.
-        trust_clip (bool): LARC clipping, effective lr = min(lr * local_lr, lr). Default False.
     """
 
     def __init__(

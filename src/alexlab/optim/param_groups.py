@@ -14,10 +14,8 @@ LARS_EXCLUDE = "lars_exclude"
 
 
 def param_groups(net: nn.Module, *, exclude_bias_and_norm: bool = True) -> list[dict]:
-    """``[{"params": weights}, {"params": biases_and_norms, "weight_decay": 0.0, ...}]``.
-
-    With ``exclude_bias_and_norm=False`` there is one group and the optimizer's defaults apply.
-    """
+    """``[{"params": weights}, {"params": biases_and_norms, "weight_decay": 0.0, ...}]``, or one
+    group with the optimizer's defaults when ``exclude_bias_and_norm=False``."""
     trainable = [p for p in net.parameters() if p.requires_grad]
     if not exclude_bias_and_norm:
         return [{"params": trainable}]

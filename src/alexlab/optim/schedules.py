@@ -208,6 +208,11 @@ def warmup_lr_scheduler(
     return WarmupLR(optimizer, schedule, plan)
 
 
+def steps_per_epoch(trainer: Any) -> int:
+    """Optimizer steps in one of ``trainer``'s epochs (its batches over its accumulation)."""
+    return max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+
+
 def report_epoch_metrics(scheduler: Any, metrics: Mapping[str, Any]) -> None:
     """Hand an epoch's validation metrics to every schedule that reacts to them (plateau)."""
     # LambdaLR holds the same schedule once per param group: report to each object once

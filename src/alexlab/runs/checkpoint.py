@@ -2,24 +2,11 @@
 predict, export).
 
 Nothing stored in a checkpoint is ever instantiated or imported: the file is loaded with
-``weights_only=True`` (no pickled objects), and the network is rebuilt only through alexlab's
-own builder (``alexlab.models.alexnet.build``) from keyword values checked here for name, type
-and range. A stored ``_target_`` other than that builder, an unknown key, or a value of the wrong
-type (a nested mapping, say, which is how a ``_target_`` would be smuggled in) is refused in
-one paragraph naming the file, the key and the value.
-
-Layout read here, written by Lightning and ``alexlab.runs.state.RunState``::
-
-    state_dict                        network weights (``net.*``) and metric buffers
-    alexlab.run_config                the resolved run config (model, data, optimizer, ...)
-    alexlab.class_names               class index -> name
-    alexlab.logger_versions           each logger's run id
-    alexlab.epochs_done               epochs whose training batches all ran
-    global_step, ...                  Lightning's own resume state (read: global_step only)
-
-(Checkpoints of alexlab before ``RunState`` kept run_config under ``hyper_parameters`` and
-the others at the top level; they are read too.)
-"""
+``weights_only=True``, and the network is rebuilt only through alexlab's own builder from values
+checked by the config schema; a stored ``_target_`` other than that builder, an unknown key or a
+nested mapping is refused, naming the file, key and value (docs/runs.md, "Checkpoints are data,
+never code"). The layout is ``alexlab.runs.state``'s; checkpoints of alexlab before ``RunState``
+(run_config under ``hyper_parameters``, the rest at the top level) are read too."""
 
 from __future__ import annotations
 

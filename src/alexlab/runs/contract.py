@@ -1,15 +1,8 @@
 """The resume contract: what a run resumed from a checkpoint keeps, and what a new command may
-change. Every config key is one of three kinds, declared once in ``CONTRACT`` (first match wins):
-
-- identity: what the checkpoint *is* (network, classes and source of the data, the optimizer's
-  type, what picks the best checkpoint). A change is refused before any work.
-- plan: how the rest of the run trains (epochs, lr and the optimizer's other settings, batch
-  sizes, schedule, warmup, augmentation). A change takes effect from the resumed step: the
-  optimizer takes the new values and the schedule is re-planned over the remaining steps
-  (``alexlab.runs.state.RunState``); the start line lists the changes, ``config.yaml`` and
-  ``metrics.json`` record the values used.
-- free: where and how it runs (loader, workers, devices, logging, paths).
-"""
+change. Every config key is one of three kinds, declared once in ``CONTRACT`` (first match
+wins): identity (a change is refused before any work), plan (used from the resumed step on,
+the schedule re-planned by ``alexlab.runs.state.RunState``) and free. docs/runs.md, "The resume
+contract", shows the table and what each kind means."""
 
 from __future__ import annotations
 

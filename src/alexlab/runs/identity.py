@@ -1,9 +1,5 @@
-"""A run's identity: the name of its directory, ``runs/<run id>/``.
-
-The id is ``run_name`` when given; under SLURM the job id (array jobs: job and task id), which a
-requeued job keeps; elsewhere the start time and 4 random hex digits. Imported by the config
-resolvers before torch loads: nothing heavy here.
-"""
+"""A run's identity: the name of its directory, ``runs/<run id>/`` (docs/runs.md). Imported by
+the config resolvers before torch loads: nothing heavy here."""
 
 from __future__ import annotations
 

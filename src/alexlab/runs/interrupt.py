@@ -1,17 +1,11 @@
 """Interruptions lose nothing: SIGTERM (SLURM preemption), USR2 (submitit's warning before a
-SLURM time limit) and Ctrl-C (SIGINT) stop the run at the next step boundary with ``last.ckpt``
-written; a killed write never leaves a broken checkpoint or a stray file outside the run.
+SLURM time limit) and Ctrl-C stop the run at the next step boundary with ``last.ckpt`` written
+(docs/runs.md, "Interruptions" and "SLURM").
 
-- SIGTERM: Lightning raises ``SIGTERMException`` at the next step boundary, on every rank;
-  ``SaveOnInterrupt`` writes ``last.ckpt`` there, before teardown.
-- SIGINT and USR2 take the same path: each is turned into a SIGTERM to this process (so DDP
-  ranks stop together, at a step boundary, never inside a step). A second Ctrl-C stops at once.
-- Requeue on SLURM is submitit's alone (``hydra/launcher=slurm``; Lightning's auto-requeue is
-  switched off): after the save, ``alexlab.train.main`` hands USR2 to submitit's own handler,
-  which counts the time-out against ``max_num_timeout``, requeues the job and exits. The
-  requeued job runs in the same directory and resumes from ``last.ckpt`` (``resume=auto``).
-- Checkpoint files are written atomically (``alexlab.runs.files.AtomicCheckpointIO``).
-"""
+SIGINT and USR2 are turned into a SIGTERM to this process, so DDP ranks stop together at a step
+boundary (Lightning's ``SIGTERMException``), never inside a step; ``SaveOnInterrupt`` writes
+``last.ckpt`` there, before teardown. Requeue is submitit's alone: after the save,
+``alexlab.train.main`` hands USR2 to submitit's own handler."""
 
 from __future__ import annotations
 

@@ -1,15 +1,10 @@
 """One run per directory: ``<run dir>/run.lock``, held by the live training process.
 
-The lock is ``fcntl.flock`` on an open descriptor of ``run.lock``: the kernel (or the NFSv4
-server) releases it when the holder dies, however it dies (SIGKILL, OOM, a node reboot), so a
-requeued job takes a dead job's lock without a word. The file says who holds it (host, PID,
-SLURM job id, start time), for the refusal message; its content is never what decides.
-
-Where ``flock`` is unavailable (``ENOLCK``/``EOPNOTSUPP``: NFSv3 without a lock daemon, some
-FUSE filesystems) the lock falls back to ``run.lock.excl`` created with ``O_EXCL`` and removed
-on exit. A holder on the same host is checked for life (its PID); a holder on another host
-cannot be, so the run is refused with the file to delete once that job is known to be gone.
-"""
+``fcntl.flock`` on an open descriptor: the kernel (or the NFSv4 server) releases it when the
+holder dies, however it dies, so a requeued job takes a dead job's lock without a word. The file
+says who holds it, for the refusal message; its content never decides. Where ``flock`` is
+unavailable, ``run.lock.excl`` created with ``O_EXCL`` stands in (docs/runs.md, "One live
+process per directory")."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""Which checkpoint a run starts from, and whether this command may start from it.
-
-A run lives in one directory, ``runs/<run id>/`` (``alexlab.runs.identity``), for its whole life,
-however many jobs it takes. ``resume=auto`` (the default) continues from the directory's newest
-loadable checkpoint: ``last.ckpt``, else (damaged: named, and set aside as ``*.damaged``) the
-previous one, else the others newest first. ``ckpt_path`` inside the run's own
-``checkpoints/`` continues the run from that file; elsewhere it starts a new run from it.
-``resume=never`` refuses a directory that already holds checkpoints.
-"""
+"""Which checkpoint a run starts from, and whether this command may start from it: ``resume=auto``
+takes the run directory's newest loadable checkpoint (a damaged one is set aside as
+``*.damaged``); ``ckpt_path`` elsewhere starts a new run (docs/runs.md, "Checkpoints that
+survive")."""
 
 from __future__ import annotations
 
@@ -21,14 +16,9 @@ from alexlab.runs import contract
 from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
 from alexlab.runs.files import candidates, clean_temp_files
 
-RESUME_MODES = ("auto", "never")
-
 
 def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:
     """The checkpoint this run starts from, or None for a fresh start."""
-    mode = cfg.get("resume", "auto")
-    if mode not in RESUME_MODES:
-        raise ConfigError(f"resume={mode} is unknown; valid: {', '.join(RESUME_MODES)}.")
     checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
     clean_temp_files(checkpoints)
     files = candidates(checkpoints)
@@ -51,7 +41,7 @@ def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:
         return open_checkpoint(path)
     if not files:
         return None
-    if mode == "never":
+    if cfg.get("resume") == "never":
         raise ConfigError(
             f"resume=never, but {checkpoints} already holds checkpoints of an earlier run. "
             f"Pick another run_name, or use resume=auto to continue that run."
@@ -84,14 +74,10 @@ def _newest_loadable(files: list[Path], checkpoints: Path) -> Checkpoint:
     )
 
 
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
 def check_resume(ckpt: Checkpoint, cfg: DictConfig) -> list[tuple[str, Any, Any]]:
     """Refuse an identity change or a run with nothing left to train (one paragraph each);
     return the plan changes (key, checkpoint's value, this command's value)."""
-    stored, current = ckpt.run_config, _plain(cfg)
+    stored, current = ckpt.run_config, OmegaConf.to_container(cfg, resolve=True)
     source = f"{ckpt.key}={ckpt.path}" if ckpt.key == "ckpt_path" else f"the run's {ckpt.path}"
     contract.check_identity(stored, current, source=source, run_dir=str(ckpt.path.parent.parent))
     done, asked = ckpt.epochs_trained, cfg.trainer.max_epochs

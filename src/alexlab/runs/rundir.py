@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from alexlab.config import ConfigError, InputError
+from alexlab.config import ConfigError, InputError, exit_with
 
 HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
 
@@ -79,5 +78,4 @@ class CheckRunDir(Callback):
         try:
             check_writable(Path(str(config.hydra.run.dir)).absolute())
         except ConfigError as e:
-            print(f"alexlab: config error: {e}", file=sys.stderr)
-            sys.exit(2)
+            exit_with(e)

@@ -20,12 +20,13 @@ also where each rank's RNG state is restored: a CUDA state needs the device).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+
+from alexlab.optim.schedules import steps_per_epoch
 
 KEY = "alexlab"
 
@@ -100,11 +101,9 @@ class RunState(L.Callback):
             skip = {"lr", "initial_lr"} if id(opt) in scheduled else set()
             for group, values in zip(opt.param_groups, fresh, strict=True):
                 group.update({k: v for k, v in values.items() if k not in skip})
-        steps_per_epoch = max(
-            1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        )
+        per_epoch = steps_per_epoch(trainer)
         step, epoch = trainer.global_step, trainer.current_epoch
-        total = step + (trainer.max_epochs - epoch) * steps_per_epoch - steps_into_epoch
+        total = step + (trainer.max_epochs - epoch) * per_epoch - steps_into_epoch
         if trainer.max_steps > 0:
             total = min(total, trainer.max_steps)
         for config in trainer.lr_scheduler_configs:
@@ -113,13 +112,13 @@ class RunState(L.Callback):
                 continue
             lr = replan(
                 total_steps=total,
-                steps_per_epoch=steps_per_epoch,
+                steps_per_epoch=per_epoch,
                 start_step=step,
-                start_epoch=epoch + steps_into_epoch / steps_per_epoch,
+                start_epoch=epoch + steps_into_epoch / per_epoch,
             )
             self.replanned = (
                 f"[alexlab] lr schedule re-planned from step {step}: {total - step} steps left "
-                f"({steps_per_epoch} per epoch), {total} in all; lr now {lr:.4g}"
+                f"({per_epoch} per epoch), {total} in all; lr now {lr:.4g}"
             )
             rank_zero_info(self.replanned)
 
