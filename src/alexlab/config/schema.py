@@ -201,6 +201,9 @@ class Trainer(Open):
     precision: Precision = F("32-true", "numeric precision")
     log_every_n_steps: PosInt = F(10, "optimizer steps between logged values")
     check_val_every_n_epoch: PosInt | None = F(1, "epochs between validations")
+    num_sanity_val_steps: Annotated[int, Field(ge=-1)] = F(
+        2, "val batches run before training (0: none, -1: all)"
+    )
     gradient_clip_val: NonNeg | None = F(None, "gradient norm clip", examples=[1.0])
     deterministic: bool | Literal["warn"] = F(False, "deterministic algorithms")
     sync_batchnorm: bool | None = F(None, "null: on for BatchNorm under DDP on CUDA")
