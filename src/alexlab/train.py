@@ -3,7 +3,6 @@ what the CLI (``alexlab.cli``) runs on the composed config."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import signal
@@ -19,13 +18,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from alexlab.config import ConfigError, build, report_config_errors, validate_config
+from alexlab.config import build, report_config_errors, validate_config
 from alexlab.console import print_metrics, start_line
 from alexlab.gpu import (
     PerProcessSettings,
@@ -84,29 +82,13 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) 
     prepare_loggers(
         cfg, sweep_name=_sweep_name(), resume_ids=resume.logger_versions if resume else {}
     )
-    strategy = instantiate(cfg.strategy)
-    if _sweep_name() and _relaunches_the_command(cfg, strategy) and not SLURMEnvironment.detect():
-        raise ConfigError(
-            "strategy=ddp inside a local sweep (-m) starts processes that re-run the whole "
-            "sweep. Use strategy=ddp_spawn for multi-device sweeps on one machine, or "
-            "hydra/launcher=slurm (each job its own SLURM allocation)."
-        )
     return instantiate(
         cfg.trainer,
-        strategy=strategy,
+        strategy=instantiate(cfg.strategy),  # (a sweep of re-launching DDP: config/rules.py)
         sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
         callbacks=[state, *instantiate_all(cfg.get("callbacks")), _per_process_settings(cfg)],
         logger=instantiate_all(cfg.get("logger")) or False,
         plugins=_plugins(),
-    )
-
-
-def _relaunches_the_command(cfg: DictConfig, strategy: Any) -> bool:
-    """DDP whose processes Lightning starts by running the command again (``start_method``
-    ``popen``, DDPStrategy's default), not by ``torch.multiprocessing`` (``ddp_spawn``)."""
-    default = inspect.signature(DDPStrategy).parameters["start_method"].default
-    return (
-        isinstance(strategy, DDPStrategy) and cfg.strategy.get("start_method", default) == "popen"
     )
 
 

@@ -4,10 +4,12 @@ and the fix."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
@@ -56,6 +58,21 @@ def check_model_and_images(cfg: DictConfig) -> None:
             )
 
 
+def check_sweep_strategy(cfg: DictConfig) -> None:
+    """DDP that starts its ranks by running the command again (``start_method: popen``) would
+    re-run the whole sweep in each rank, unless SLURM starts the ranks (submitit's launcher, or
+    a sweep run by ``srun`` in each task)."""
+    if _get(cfg, "hydra.mode") != RunMode.MULTIRUN or _get(cfg, "strategy.start_method") != "popen":
+        return
+    if "submitit" in str(_get(cfg, "hydra.launcher._target_")) or "SLURM_NTASKS" in os.environ:
+        return
+    raise ConfigError(
+        "strategy=ddp inside a local sweep (-m) starts processes that re-run the whole sweep. "
+        "Use strategy=ddp_spawn for multi-device sweeps on one machine, or "
+        "hydra/launcher=slurm (each job its own SLURM allocation)."
+    )
+
+
 def check_trains_something(cfg: DictConfig) -> None:
     """Runs that would train nothing (zero epochs, zero batches) are refused."""
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps", -1)
@@ -78,6 +95,7 @@ def check_trains_something(cfg: DictConfig) -> None:
 
 def check_cross_keys(cfg: DictConfig) -> None:
     check_model_and_images(cfg)
+    check_sweep_strategy(cfg)
     if "trainer" not in cfg:
         return
     check_trains_something(cfg)
