@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, cache_dir):
     from conftest import TINY, compose_config
 
     out = tmp_path_factory.mktemp("ckpt")
-    cfg = compose_config(
-        "train", [*TINY, "logger=none"], output_dir=out / "run", cache_dir=out / "cache"
+    cfg = compose_config(  # the session's digits tree: generating one takes seconds
+        "train", [*TINY, "logger=none"], output_dir=out / "run", cache_dir=cache_dir
     )
     cfg.data.num_workers = 0
     return train(cfg), cfg

@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import ExifTags, Image
 from subproc import run
 
-from alexlab.config import ConfigError
+from alexlab.config import CONF_DIR, ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.data.images import to_rgb
-from alexlab.predict import pick_device
+from alexlab.predict import pick_device, predict
 from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, cache_dir):
     from conftest import TINY, compose_config  # noqa: PLC0415 (module-scoped: compose directly)
 
     out = tmp_path_factory.mktemp("predict")
@@ -29,7 +31,7 @@ def trained(tmp_path_factory):
         "train",
         [*TINY, "trainer.max_epochs=2", "logger=none"],
         output_dir=out / "run",
-        cache_dir=out / "cache",
+        cache_dir=cache_dir,  # the session's digits tree: generating one takes seconds
     )
     cfg.data.num_workers = 0
     return train(cfg), cfg
@@ -115,11 +117,20 @@ def test_an_exif_rotated_photo_is_classified_upright(folder_run):
 
 
 def test_missing_input_is_a_clear_error(trained, tmp_path):
+    """In-process (a CLI start is ~10 s): the CLI's exit 2 and one-line output for predict's
+    ConfigErrors are the URL test's below."""
     summary, _ = trained
-    result = predict_cli(
-        f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}", cwd=tmp_path
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "predict", [f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}"]
+        )
+    with pytest.raises(ConfigError) as refused:
+        predict(cfg)
+    assert str(refused.value) == (
+        f"input={tmp_path / 'nope'}: no such file or directory. Pass an image or a folder of "
+        "images."
     )
-    assert result.returncode == 2 and "no such file or directory" in result.stderr
 
 
 def test_16_bit_and_transparent_images_read_as_training_saw_them():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, TINY_CLI, started, train_cli
+from subproc import ROOT, TINY_CLI, started, train_cli, train_cli_when
 
 from alexlab.config import ConfigError
 from alexlab.runs.identity import run_id
@@ -165,6 +165,9 @@ def test_temp_files_of_a_killed_save_are_removed_at_the_next_start(train_cfg, tm
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
 
+EPOCHS_AGAIN = 10  # the resumed run's max_epochs (3 steps each): the first stops well before
+
+
 # Ctrl-C: slow (30 s); it becomes the same graceful SIGTERM stop, tested here in the fast run
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
@@ -174,25 +177,29 @@ def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(tmp_path, cache
     cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
     run = tmp_path / "runs" / "r"
     last = run / "checkpoints" / "last.ckpt"
-    with started(cmd, cwd=tmp_path) as proc:
+    go = tmp_path / "go"  # the same command again, started once the first has exited
+    later = train_cli_when(go, *args, f"trainer.max_epochs={EPOCHS_AGAIN}")
+    with started(cmd, cwd=tmp_path) as proc, started(later, cwd=tmp_path) as again:
         deadline = time.time() + 120
         while not last.exists() and time.time() < deadline:
-            time.sleep(0.5)  # wait for the first epoch's checkpoint
-        time.sleep(1.0)
+            time.sleep(0.2)  # wait for the first epoch's checkpoint
+        time.sleep(0.2)  # into the next epoch
         proc.send_signal(signum)  # to the training process only, as `kill` would
         out, _ = proc.communicate(timeout=60)
+        saved = torch.load(last, weights_only=True)["global_step"]  # whole, loadable
+        go.write_text("go")
+        out_again, _ = again.communicate(timeout=300)
     name = signal.Signals(signum).name
     assert proc.returncode == (130 if signum == signal.SIGINT else 0), out[-2000:]
     assert f"{name} at step" in out and "Traceback" not in out
     assert "the same command with run_name=r" in out
     step = int(out.split(f"{name} at step ")[1].split(":")[0])
-    assert torch.load(last, weights_only=True)["global_step"] == step  # whole, loadable
+    assert saved == step
     assert not list(Path("/tmp").glob("tmp*ckpt*"))
-    epochs = step // 3 + 2
-    again = train_cli(*args, f"trainer.max_epochs={epochs}", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resumed in place from {last} at step {step}" in again.stdout + again.stderr
-    assert json.loads((run / "metrics.json").read_text())["global_step"] == epochs * 3
+    assert step < 3 * EPOCHS_AGAIN, f"stopped at step {step}: nothing left to continue"
+    assert again.returncode == 0, out_again[-3000:]
+    assert f"resumed in place from {last} at step {step}" in out_again
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 3 * EPOCHS_AGAIN
 
 
 FAKE_SUBMITIT = """
@@ -228,8 +235,8 @@ def test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit(tmp_path, cac
     with started(cmd, cwd=tmp_path) as proc:
         deadline = time.time() + 120
         while not last.exists() and time.time() < deadline:
-            time.sleep(0.5)
-        time.sleep(1.0)
+            time.sleep(0.2)
+        time.sleep(0.2)  # into the next epoch
         proc.send_signal(signal.SIGUSR2)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 255, out[-2000:]  # submitit's sys.exit(-1)

@@ -86,13 +86,23 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def started(cmd: list[str], *, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def started(
+    cmd: list[str], *, cwd: Path | None = None, stderr: int = subprocess.STDOUT
+) -> Iterator[subprocess.Popen]:
     """``start(cmd)`` for a ``with`` block; its process group is killed when the block ends."""
-    proc = start(cmd, cwd=cwd)
+    proc = start(cmd, cwd=cwd, stderr=stderr)
     try:
         yield proc
     finally:
         kill_group(proc)
+
+
+def train_cli_when(go: Path, *args: str) -> list[str]:
+    """``python train.py ARGS`` that imports torch and Lightning at once but starts only when
+    the file ``go`` exists and is not empty (tests/helpers/preloaded.py): started alongside the
+    command it waits for, its imports overlap that one's instead of following them."""
+    helper = ROOT / "tests" / "helpers" / "preloaded.py"
+    return [sys.executable, str(helper), str(go), str(ROOT / "train.py"), *args]
 
 
 def train_cli(
