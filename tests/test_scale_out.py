@@ -2,13 +2,14 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from subproc import train_cli
+from subproc import side_by_side, train_cli
 
 from alexlab.config import CONF_DIR, ConfigError
 from alexlab.data.fake_imagenet import write_fake_imagenet
@@ -36,6 +37,42 @@ def tree(tmp_path_factory):
     return write_fake_imagenet(
         tmp_path_factory.mktemp("ddp") / "data", classes=4, per_class=8, val_per_class=2
     )
+
+
+SWEEPS = {  # test -> its `python train.py -m ...` arguments
+    "test_multirun_gives_each_job_a_directory_and_the_report_reads_them": ["optimizer=sgd,adamw"],
+    "test_optuna_sweep_runs_trials_and_records_the_best": [
+        "sweep=optuna",
+        "hydra.sweeper.n_trials=2",
+    ],
+    "test_slurm_launcher_composes_and_submitit_runs_a_job_locally": [
+        "hydra/launcher=submitit_local"
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def sweeps(request, tmp_path_factory, cache_dir, digits_root):  # (the digits tree made once)
+    """The sweeps of the selected tests below, started together when the first of them runs:
+    each spends most of its time importing torch on one core (or, under submitit, waiting on
+    its job), so side by side they take about half as long. test -> (its future
+    ``CompletedProcess``, its working directory)."""
+    selected = {item.originalname for item in request.session.items if item.path == request.path}
+    with side_by_side() as launch:
+        started = {}
+        for test in selected & set(SWEEPS):
+            cwd = tmp_path_factory.mktemp("sweep")
+            args = ["-m", *SWEEPS[test], *TINY_CLI, f"paths.cache_dir={cache_dir}"]
+            started[test] = launch([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd), cwd
+        yield started
+
+
+def swept(sweeps: dict, test: str) -> Path:
+    """The working directory of ``test``'s sweep, once it has exited 0."""
+    future, cwd = sweeps[test]
+    result = future.result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd
 
 
 # torch: slow (45 s); the torch loader's rank slices are checked in-process
@@ -106,12 +143,9 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
         assert ranks[0][key] == pytest.approx(single_last[key], abs=1e-4)
 
 
-def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):
-    result = train_cli(
-        "-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(sweeps):
+    cwd = swept(sweeps, "test_multirun_gives_each_job_a_directory_and_the_report_reads_them")
+    (sweep,) = (cwd / "runs" / "multirun").iterdir()
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
     assert [j.name for j in jobs] == ["0", "1"]
     for job in jobs:
@@ -160,36 +194,21 @@ def test_multirun_with_subprocess_ddp_is_refused_clearly(train_cfg):
         train(cfg)
 
 
-def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
-    result = train_cli(
-        "-m",
-        "sweep=optuna",
-        "hydra.sweeper.n_trials=2",
-        *TINY_CLI,
-        f"paths.cache_dir={cache_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+def test_optuna_sweep_runs_trials_and_records_the_best(sweeps):
+    cwd = swept(sweeps, "test_optuna_sweep_runs_trials_and_records_the_best")
+    (sweep,) = (cwd / "runs" / "multirun").iterdir()
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_params" in best and "optimizer.lr" in best
 
 
-def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache_dir):
+def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(sweeps):
     GlobalHydra.instance().clear()  # composed as `train.py hydra/launcher=slurm --cfg hydra` does
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         launcher = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True).hydra
     assert launcher.launcher._target_.endswith(".SlurmLauncher")
     assert launcher.launcher.max_num_timeout == 3
-    result = train_cli(
-        "-m",
-        "hydra/launcher=submitit_local",
-        *TINY_CLI,
-        f"paths.cache_dir={cache_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics,) = (tmp_path / "runs" / "multirun").glob("*/0/metrics.json")
+    cwd = swept(sweeps, "test_slurm_launcher_composes_and_submitit_runs_a_job_locally")
+    (metrics,) = (cwd / "runs" / "multirun").glob("*/0/metrics.json")
     assert json.loads(metrics.read_text())["global_step"] == 3
 
 
