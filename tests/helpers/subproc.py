@@ -45,7 +45,7 @@ def side_by_side() -> Iterator[Callable[..., Future]]:
     at once and returns its future (``.result()``: the ``CompletedProcess``). Commands that
     spend most of their time importing torch on one core run two at a time on 2 cores instead
     of one after another; the block waits for every one of them before it ends."""
-    with ThreadPoolExecutor(max_workers=4) as pool:  # threads only wait on their processes
+    with ThreadPoolExecutor(max_workers=8) as pool:  # threads only wait on their processes
         yield lambda cmd, **kwargs: pool.submit(run, cmd, **kwargs)
 
 
