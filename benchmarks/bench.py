@@ -194,10 +194,12 @@ def bench_training(
     precision: str,
     channels_last: bool,
     compile_modes: list[bool],
+    tiny: bool = False,
 ) -> list[dict]:
     """Training images/s: synthetic data on the device (the compute ceiling; with and without
     ``torch.compile`` where asked), then each loader end to end; ratios against the ceiling (the
-    eager synthetic row)."""
+    eager synthetic row). ``tiny``: the ~30K-parameter network (a test of the rows, not a
+    measurement: a step of the full one takes seconds on a CPU)."""
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     rows = []
     for model in models:
@@ -237,7 +239,7 @@ def bench_training(
                     _tiny_or_full(
                         model,
                         dm.num_classes,
-                        tiny=False,
+                        tiny=tiny,
                         channels_last=channels_last,
                         compile=compiled,
                     ),
@@ -252,7 +254,7 @@ def bench_training(
             ceiling = ceiling or median
             rows.append(
                 {
-                    "what": f"train {model} @{image_size}: {name}",
+                    "what": f"train {model}{' (tiny)' * tiny} @{image_size}: {name}",
                     "median": median,
                     "runs": per_run,
                     "ratio": median / ceiling,
@@ -595,6 +597,11 @@ def main(argv: list[str] | None = None) -> None:
         "peers: torchvision's and NVIDIA's loaders, a plain loop (peers.py)",
     )
     parser.add_argument("--models", nargs="+", default=["alexnet", "alexnet_bn"])
+    parser.add_argument(
+        "--tiny-models",
+        action="store_true",
+        help="training rows on the ~30K-parameter networks (a quick test of the bench itself)",
+    )
     # training and overhead: GPU-sized on a GPU (one step at batch 256 takes milliseconds there),
     # a few minutes in all on a small CPU; None = that device's default (gpu_defaults)
     parser.add_argument("--train-batch-size", type=int, default=None, help="GPU 256, CPU 8")
@@ -691,6 +698,7 @@ def main(argv: list[str] | None = None) -> None:
             precision=args.precision,
             channels_last=args.channels_last,
             compile_modes=[m == "on" for m in args.compile],
+            tiny=args.tiny_models,
         )
         report += (
             f"\n**Training** (forward, backward, SGD step under Lightning), batch "

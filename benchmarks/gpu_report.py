@@ -60,6 +60,7 @@ def bench(check: Any, tree) -> None:
             precision=precision,
             channels_last=gpu,
             compile_modes=[False, True] if compiled else [False],
+            tiny=s["bench_tiny"],
         )
         check.tables.append(("Training, AlexNet-BN (ratio: against the synthetic ceiling)", rows))
         return {"status": "pass", "precision": precision, "rows": _rows(rows), **_ratios(rows)}

@@ -39,6 +39,7 @@ def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
             "1",
             "--models",
             "alexnet_bn",
+            "--tiny-models",  # the rows, not a measurement: a full-size step takes seconds here
             "--image-size",
             "64",
             "--train-batches",
@@ -48,7 +49,7 @@ def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
             "--overhead-batch-sizes",
             "4",
             "--overhead-steps",
-            "10",
+            "4",
             "--tree-files",
             "200",
             "--out",
@@ -71,6 +72,7 @@ def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys):
     assert "dali (200-file tree, seconds to the first batch; threads = 2)" in report
 
     training = rows(report, "**Training**")
+    assert all(w.startswith("train alexnet_bn (tiny) @64: ") for w, _, _ in training)
     assert [w.split(": ")[1] for w, _, _ in training][:2] == [
         "synthetic (on device)",
         "dali loader",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from subproc import run
+from subproc import side_by_side
 
 from alexlab.config import ConfigError
 from alexlab.evaluate import evaluate
@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, cache_dir):
     from conftest import TINY, compose_config
 
     out = tmp_path_factory.mktemp("ckpt")
-    cfg = compose_config(
-        "train", [*TINY, "logger=none"], output_dir=out / "run", cache_dir=out / "cache"
+    cfg = compose_config(  # the session's digits tree: generating one takes seconds
+        "train", [*TINY, "logger=none"], output_dir=out / "run", cache_dir=cache_dir
     )
     cfg.data.num_workers = 0
     return train(cfg), cfg
@@ -84,6 +84,36 @@ def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
     assert not (tmp_path / "m.onnx").exists()
 
 
+CLI_TEST = "test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_refusals(request, trained, tmp_path_factory):
+    """The real commands of the CLI test below (those selected), started with the module's first
+    test: each is ~10 s of imports on one core, run beside the in-process tests. cli -> (its
+    future ``CompletedProcess``, the file its checkpoint tries to open)."""
+    summary, _ = trained
+    clis = [
+        item.callspec.params["cli"]
+        for item in request.session.items
+        if item.path == request.path and item.originalname == CLI_TEST
+    ]
+    started = {}
+    with side_by_side() as launch:
+        for cli in clis:
+            tmp = tmp_path_factory.mktemp(f"cli-{cli}")
+            victim = tmp / "victim.txt"
+            victim.write_text("precious")
+            bad = craft(summary["last_ckpt"], tmp / "bad.ckpt", payloads(victim)["nested_open"])
+            cmd = {
+                "eval": [str(ROOT / "eval.py"), f"ckpt_path={bad}", f"hydra.run.dir={tmp / 'e'}"],
+                "predict": ["-m", "alexlab.predict", f"ckpt_path={bad}", f"input={bad}"],
+                "export": ["-m", "alexlab.export", f"ckpt_path={bad}"],
+            }[cli]
+            started[cli] = launch([sys.executable, *cmd], cwd=tmp), victim
+        yield started
+
+
 # every payload against all three is the in-process test above; here each real command, two of
 # them in the slow run (12 s each)
 @pytest.mark.parametrize(
@@ -94,17 +124,9 @@ def test_crafted_checkpoints_are_refused_by_eval_predict_and_export(
         pytest.param("export", marks=pytest.mark.slow),
     ],
 )
-def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(trained, tmp_path, cli):
-    summary, _ = trained
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    bad = craft(summary["last_ckpt"], tmp_path / "bad.ckpt", payloads(victim)["nested_open"])
-    cmd = {
-        "eval": [str(ROOT / "eval.py"), f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'e'}"],
-        "predict": ["-m", "alexlab.predict", f"ckpt_path={bad}", f"input={bad}"],
-        "export": ["-m", "alexlab.export", f"ckpt_path={bad}"],
-    }[cli]
-    result = run([sys.executable, *cmd], cwd=tmp_path)
+def test_the_clis_refuse_a_crafted_checkpoint_in_one_paragraph(cli_refusals, cli):
+    future, victim = cli_refusals[cli]  # started by the fixture
+    result = future.result()
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "run_config.model.widths is a mapping" in result.stderr

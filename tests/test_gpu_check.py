@@ -3,12 +3,11 @@ arrives), its report and BENCHMARKS section written to tmp_path, never the repos
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from subproc import run
+from subproc import run, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,23 +78,32 @@ def test_the_full_dry_run_starts_as_a_plain_script(tmp_path):
     assert report["steps"]["no host sync on quiet steps"]["steps"] >= 30
 
 
-def test_nothing_it_imports_pulls_in_wandb():
+WANDB_CHECK = (
+    "import sys; sys.argv = ['x']; import benchmarks.gpu_check, benchmarks.gpu_report, "
+    "alexlab.train, alexlab.evaluate, alexlab.predict, alexlab.export; "
+    "print('wandb' in sys.modules)"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wandb_check(request):
+    """The import check below, started with the module's first test when it is selected: it is
+    one process importing torch on one core, beside the dry run (mostly one process at a time)."""
+    if not any(
+        item.originalname == "test_nothing_it_imports_pulls_in_wandb"
+        for item in request.session.items
+        if item.path == request.path
+    ):
+        yield None
+        return
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    with side_by_side() as launch:
+        yield launch([sys.executable, "-c", WANDB_CHECK], env=env, cwd=ROOT)
+
+
+def test_nothing_it_imports_pulls_in_wandb(wandb_check):
     """The GPU machine has no wandb (logger=csv there): the check, the bench and the training
     code import it only when logger=wandb is used."""
-    code = (
-        "import sys; sys.argv = ['x']; import benchmarks.gpu_check, benchmarks.gpu_report, "
-        "alexlab.train, alexlab.evaluate, alexlab.predict, alexlab.export; "
-        "print('wandb' in sys.modules)"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    done = wandb_check.result()
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"

@@ -1,19 +1,20 @@
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import ExifTags, Image
-from subproc import run
+from subproc import side_by_side
 
-from alexlab.config import ConfigError
+from alexlab.config import CONF_DIR, ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.data.images import to_rgb
-from alexlab.predict import pick_device
+from alexlab.predict import pick_device, predict
 from alexlab.runs.checkpoint import open_checkpoint
 from alexlab.train import train
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, cache_dir):
     from conftest import TINY, compose_config  # noqa: PLC0415 (module-scoped: compose directly)
 
     out = tmp_path_factory.mktemp("predict")
@@ -29,21 +30,25 @@ def trained(tmp_path_factory):
         "train",
         [*TINY, "trainer.max_epochs=2", "logger=none"],
         output_dir=out / "run",
-        cache_dir=out / "cache",
+        cache_dir=cache_dir,  # the session's digits tree: generating one takes seconds
     )
     cfg.data.num_workers = 0
     return train(cfg), cfg
 
 
-def predict_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "alexlab.predict", *args], cwd=cwd)
+def predict_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "alexlab.predict", *args]
+
+
+URL = "https://example.com/cat.jpg"
 
 
 @pytest.fixture(scope="module")
 def folder_run(trained, tmp_path_factory):
     """One `python -m alexlab.predict` over a folder that holds every case the tests below
     read: 3 digits, a text file, a truncated JPEG, an 8-bit PNG and its 16-bit twin, and an
-    image over `max_image_pixels` (one CLI start instead of four: ~10 s each here)."""
+    image over `max_image_pixels` (one CLI start instead of four: ~10 s each here); beside it,
+    the refusal of a URL (test_urls_and_absent_devices_are_refused_in_one_line)."""
     summary, cfg = trained
     tmp = tmp_path_factory.mktemp("predict-cli")
     folder = tmp / "inputs"
@@ -62,22 +67,28 @@ def folder_run(trained, tmp_path_factory):
     exif[ExifTags.Base.Orientation] = 6  # "rotate 90 clockwise to view"
     digit.transpose(Image.Transpose.ROTATE_90).save(folder / "rot6.jpg", quality=95, exif=exif)
     digit.save(folder / "upright.jpg", quality=95)
-    result = predict_cli(
-        f"ckpt_path={summary['best_ckpt']}",
-        f"input={folder}",
-        "format=json",
-        "topk=3",
-        "show_all_probs=true",
-        "max_image_pixels=2000",
-        cwd=tmp,
-    )
+    ckpt = f"ckpt_path={summary['best_ckpt']}"
+    with side_by_side() as launch:
+        done = launch(
+            predict_cmd(
+                ckpt,
+                f"input={folder}",
+                "format=json",
+                "topk=3",
+                "show_all_probs=true",
+                "max_image_pixels=2000",
+            ),
+            cwd=tmp,
+        )
+        url = launch(predict_cmd(ckpt, f"input={URL}"), cwd=tmp)
+    result = done.result()
     assert result.returncode == 0, result.stderr[-2000:]
-    return images, json.loads(result.stdout)
+    return images, json.loads(result.stdout), url.result()
 
 
 def test_predict_a_folder_as_json(trained, folder_run):
     summary, cfg = trained
-    images, out = folder_run
+    images, out, _ = folder_run
     names = [p.name for p in images] + ["rot6.jpg", "upright.jpg", "z16.png", "z8.png"]
     assert [Path(r["file"]).name for r in out["results"]] == names
     first = out["results"][0]
@@ -100,13 +111,13 @@ def test_predict_a_folder_as_json(trained, folder_run):
 
 
 def test_decompression_bombs_are_refused(folder_run):
-    _, out = folder_run
+    _, out, _ = folder_run
     (big,) = [s for s in out["skipped"] if Path(s["file"]).name == "zbig.png"]
     assert big["reason"] == "too large (64x64 pixels, limit 2000)"  # from the header
 
 
 def test_an_exif_rotated_photo_is_classified_upright(folder_run):
-    _, out = folder_run
+    _, out, _ = folder_run
     by_name = {Path(r["file"]).name: r for r in out["results"]}
     rotated, upright = by_name["rot6.jpg"], by_name["upright.jpg"]
     assert rotated["top"][0]["index"] == upright["top"][0]["index"]
@@ -115,11 +126,20 @@ def test_an_exif_rotated_photo_is_classified_upright(folder_run):
 
 
 def test_missing_input_is_a_clear_error(trained, tmp_path):
+    """In-process (a CLI start is ~10 s): the CLI's exit 2 and one-line output for predict's
+    ConfigErrors are the URL test's below."""
     summary, _ = trained
-    result = predict_cli(
-        f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}", cwd=tmp_path
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "predict", [f"ckpt_path={summary['best_ckpt']}", f"input={tmp_path / 'nope'}"]
+        )
+    with pytest.raises(ConfigError) as refused:
+        predict(cfg)
+    assert str(refused.value) == (
+        f"input={tmp_path / 'nope'}: no such file or directory. Pass an image or a folder of "
+        "images."
     )
-    assert result.returncode == 2 and "no such file or directory" in result.stderr
 
 
 def test_16_bit_and_transparent_images_read_as_training_saw_them():
@@ -139,16 +159,13 @@ def test_16_bit_and_transparent_images_read_as_training_saw_them():
 
 
 def test_16_bit_png_is_classified_like_its_8_bit_twin(folder_run):
-    _, out = folder_run
+    _, out, _ = folder_run
     sixteen, eight = out["results"][-2:]  # z16.png, z8.png
     assert eight["probs"] == sixteen["probs"]
 
 
-def test_urls_and_absent_devices_are_refused_in_one_line(trained, tmp_path):
-    summary, _ = trained
-    result = predict_cli(
-        f"ckpt_path={summary['best_ckpt']}", "input=https://example.com/cat.jpg", cwd=tmp_path
-    )
+def test_urls_and_absent_devices_are_refused_in_one_line(folder_run):
+    _, _, result = folder_run  # python -m alexlab.predict ckpt_path=... input=URL
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "alexlab: config error: input=https://example.com/cat.jpg: predict reads local files "

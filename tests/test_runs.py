@@ -6,11 +6,12 @@ import math
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, TINY_CLI, started, train_cli
+from subproc import ROOT, TINY_CLI, started, train_cli, train_cli_when
 
 from alexlab.config import ConfigError
 from alexlab.runs.identity import run_id
@@ -165,34 +166,83 @@ def test_temp_files_of_a_killed_save_are_removed_at_the_next_start(train_cfg, tm
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
 
+def stop_with(signum: int, cmd: list[str], cwd: Path, last: Path) -> tuple[int, str]:
+    """Starts ``cmd``, sends ``signum`` once ``last`` is written and the run is into the next
+    epoch; its exit status and output."""
+    with started(cmd, cwd=cwd) as proc:
+        deadline = time.time() + 120
+        while not last.exists() and time.time() < deadline:
+            time.sleep(0.2)  # wait for the first epoch's checkpoint
+        time.sleep(0.2)  # into the next epoch
+        proc.send_signal(signum)  # to the training process only, as `kill` would
+        out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+USR2_TEST = "test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit"
+
+
+@pytest.fixture(scope="module")
+def usr2_run(request, tmp_path_factory, cache_dir, digits_root):
+    """The USR2 test's run, started with the SIGTERM test (when selected) and run beside it: a
+    CLI start is mostly imports on one core. Yields the future of (exit status, output, its
+    working directory)."""
+    if not any(
+        item.originalname == USR2_TEST
+        for item in request.session.items
+        if item.path == request.path
+    ):
+        yield None
+        return
+    cwd = tmp_path_factory.mktemp("usr2")
+    (cwd / "fake_submitit.py").write_text(FAKE_SUBMITIT)
+    cmd = [
+        sys.executable,
+        "fake_submitit.py",
+        str(ROOT / "train.py"),
+        *TINY_CLI,
+        "logger=none",
+        "run_name=q",
+        "trainer.max_epochs=500",
+        f"paths.cache_dir={cache_dir}",
+    ]
+    last = cwd / "runs" / "q" / "checkpoints" / "last.ckpt"
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(lambda: (*stop_with(signal.SIGUSR2, cmd, cwd, last), cwd))
+
+
+EPOCHS_AGAIN = 10  # the resumed run's max_epochs (3 steps each): the first stops well before
+
+
 # Ctrl-C: slow (30 s); it becomes the same graceful SIGTERM stop, tested here in the fast run
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
 )
-def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(tmp_path, cache_dir, signum):
+def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(
+    tmp_path, cache_dir, signum, usr2_run
+):  # (usr2_run: the USR2 test's run starts here, beside this one)
     args = [*TINY_CLI, "logger=none", "run_name=r", f"paths.cache_dir={cache_dir}"]
     cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
     run = tmp_path / "runs" / "r"
     last = run / "checkpoints" / "last.ckpt"
-    with started(cmd, cwd=tmp_path) as proc:
-        deadline = time.time() + 120
-        while not last.exists() and time.time() < deadline:
-            time.sleep(0.5)  # wait for the first epoch's checkpoint
-        time.sleep(1.0)
-        proc.send_signal(signum)  # to the training process only, as `kill` would
-        out, _ = proc.communicate(timeout=60)
+    go = tmp_path / "go"  # the same command again, started once the first has exited
+    later = train_cli_when(go, *args, f"trainer.max_epochs={EPOCHS_AGAIN}")
+    with started(later, cwd=tmp_path) as again:
+        returncode, out = stop_with(signum, cmd, tmp_path, last)
+        saved = torch.load(last, weights_only=True)["global_step"]  # whole, loadable
+        go.write_text("go")
+        out_again, _ = again.communicate(timeout=300)
     name = signal.Signals(signum).name
-    assert proc.returncode == (130 if signum == signal.SIGINT else 0), out[-2000:]
+    assert returncode == (130 if signum == signal.SIGINT else 0), out[-2000:]
     assert f"{name} at step" in out and "Traceback" not in out
     assert "the same command with run_name=r" in out
     step = int(out.split(f"{name} at step ")[1].split(":")[0])
-    assert torch.load(last, weights_only=True)["global_step"] == step  # whole, loadable
+    assert saved == step
     assert not list(Path("/tmp").glob("tmp*ckpt*"))
-    epochs = step // 3 + 2
-    again = train_cli(*args, f"trainer.max_epochs={epochs}", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resumed in place from {last} at step {step}" in again.stdout + again.stderr
-    assert json.loads((run / "metrics.json").read_text())["global_step"] == epochs * 3
+    assert step < 3 * EPOCHS_AGAIN, f"stopped at step {step}: nothing left to continue"
+    assert again.returncode == 0, out_again[-3000:]
+    assert f"resumed in place from {last} at step {step}" in out_again
+    assert json.loads((run / "metrics.json").read_text())["global_step"] == 3 * EPOCHS_AGAIN
 
 
 FAKE_SUBMITIT = """
@@ -210,31 +260,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit(tmp_path, cache_dir):
+def test_usr2_saves_at_a_step_boundary_then_hands_over_to_submitit(usr2_run):
     """The SLURM time-limit path: USR2 -> stop at the next step -> last.ckpt -> submitit's own
     handler (here a stand-in installed before alexlab, as submitit does) requeues and exits."""
-    (tmp_path / "fake_submitit.py").write_text(FAKE_SUBMITIT)
-    cmd = [
-        sys.executable,
-        "fake_submitit.py",
-        str(ROOT / "train.py"),
-        *TINY_CLI,
-        "logger=none",
-        "run_name=q",
-        "trainer.max_epochs=500",
-        f"paths.cache_dir={cache_dir}",
-    ]
-    last = tmp_path / "runs" / "q" / "checkpoints" / "last.ckpt"
-    with started(cmd, cwd=tmp_path) as proc:
-        deadline = time.time() + 120
-        while not last.exists() and time.time() < deadline:
-            time.sleep(0.5)
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGUSR2)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 255, out[-2000:]  # submitit's sys.exit(-1)
+    returncode, out, cwd = usr2_run.result()
+    last = cwd / "runs" / "q" / "checkpoints" / "last.ckpt"
+    assert returncode == 255, out[-2000:]  # submitit's sys.exit(-1)
     assert "SIGUSR2 at step" in out and "handing over to submitit" in out
     step = int(out.split("SIGUSR2 at step ")[1].split(":")[0])
     # the handler ran after the save: it read the checkpoint of the step the run stopped at
-    assert (tmp_path / "requeued").read_text() == str(step)
+    assert (cwd / "requeued").read_text() == str(step)
     assert torch.load(last, weights_only=True)["global_step"] == step

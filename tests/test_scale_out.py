@@ -2,12 +2,16 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from subproc import train_cli
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from subproc import side_by_side, train_cli
 
+from alexlab.config import CONF_DIR, ConfigError
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.report import main as report_main
 from alexlab.train import train
@@ -35,15 +39,22 @@ def tree(tmp_path_factory):
     )
 
 
-# torch: slow (45 s); the torch loader's rank slices are checked in-process
-# (tests/data/test_order.py)
-@pytest.mark.parametrize("loader", ["dali", pytest.param("torch", marks=pytest.mark.slow)])
-def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
-    tree, tmp_path, train_cfg, loader
-):
-    """2 gloo ranks x 16 vs 1 process x 32, deterministic data, no dropout, no BatchNorm:
-    the same full-batch gradient each step, so the same weights and val metrics."""
-    same = [
+SWEEPS = {  # test -> its `python train.py -m ...` arguments
+    "test_multirun_gives_each_job_a_directory_and_the_report_reads_them": ["optimizer=sgd,adamw"],
+    "test_optuna_sweep_runs_trials_and_records_the_best": [
+        "sweep=optuna",
+        "hydra.sweeper.n_trials=2",
+    ],
+    "test_slurm_launcher_composes_and_submitit_runs_a_job_locally": [
+        "hydra/launcher=submitit_local"
+    ],
+}
+DDP_TEST = "test_ddp_matches_a_single_process_run_with_the_same_global_batch"
+
+
+def ddp_same(tree: Path, loader: str) -> list[str]:
+    """The DDP test's settings shared by its 2-rank run and its single process."""
+    return [
         "model=alexnet_tv",
         "model.widths=[8,16,16,16,16]",
         "model.hidden=32",
@@ -60,8 +71,11 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
         f"data.loader={loader}",
         "data.num_workers=2",
     ]
-    ddp = train_cli(
-        *same,
+
+
+def ddp_args(tree: Path, loader: str, cwd: Path) -> list[str]:
+    return [
+        *ddp_same(tree, loader),
         "strategy=ddp",
         "trainer.devices=2",
         "trainer.accelerator=cpu",
@@ -70,23 +84,58 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
         "trainer.enable_progress_bar=false",
         "++callbacks.progress_bar=null",
         "+callbacks.rank_dump._target_=helper_callbacks.RankMetricsDump",
-        f"+callbacks.rank_dump.dirpath={tmp_path / 'ranks'}",
-        cwd=tmp_path,
-        env={
-            "PYTHONPATH": os.pathsep.join(
-                [str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")]
-            )
-        },
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    (ddp_metrics,) = (tmp_path / "runs").glob("*/metrics.json")
-    ddp_summary = json.loads(ddp_metrics.read_text())
-    assert ddp_summary["world_size"] == 2 and ddp_summary["global_step"] == 3
-    ranks = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0] == ranks[1]  # metrics are reduced over ranks: every rank logs the same
-    single = train(
+        f"+callbacks.rank_dump.dirpath={cwd / 'ranks'}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def launched(request, tmp_path_factory, cache_dir, digits_root, tree):
+    """The CLI runs of the selected tests below (the DDP run, the sweeps), started together
+    when the first of them runs: each spends most of its time importing torch on one core (a
+    DDP run's ranks one after the other; under submitit, waiting on its job), so side by side
+    they take about half as long. test id -> (its future ``CompletedProcess``, its working
+    directory). The digits tree is made first, once."""
+    helpers = os.pathsep.join([str(ROOT / "tests" / "helpers"), os.environ.get("PYTHONPATH", "")])
+    started = {}
+    with side_by_side() as launch:
+        for item in request.session.items:
+            if item.path != request.path:
+                continue
+            if item.originalname == DDP_TEST:
+                cwd = tmp_path_factory.mktemp("ddp")
+                args = ddp_args(tree, item.callspec.params["loader"], cwd)
+                env = {"PYTHONPATH": helpers}
+            elif item.originalname in SWEEPS:
+                cwd = tmp_path_factory.mktemp("sweep")
+                args = ["-m", *SWEEPS[item.originalname], *TINY_CLI]
+                args.append(f"paths.cache_dir={cache_dir}")
+                env = None
+            else:
+                continue
+            cmd = [sys.executable, str(ROOT / "train.py"), *args]
+            started[item.name] = launch(cmd, cwd=cwd, env=env), cwd
+        yield started
+
+
+def finished(launched: dict, request: pytest.FixtureRequest) -> Path:
+    """The working directory of this test's command, once it has exited 0."""
+    future, cwd = launched[request.node.name]
+    result = future.result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd
+
+
+# torch: slow (45 s); the torch loader's rank slices are checked in-process
+# (tests/data/test_order.py)
+@pytest.mark.parametrize("loader", ["dali", pytest.param("torch", marks=pytest.mark.slow)])
+def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
+    launched, request, tree, tmp_path, train_cfg, loader
+):
+    """2 gloo ranks x 16 vs 1 process x 32, deterministic data, no dropout, no BatchNorm:
+    the same full-batch gradient each step, so the same weights and val metrics."""
+    single = train(  # while the DDP run (started by `launched`) runs
         train_cfg(
-            *same,
+            *ddp_same(tree, loader),
             "data.batch_size=32",
             "trainer.limit_train_batches=null",
             "trainer.limit_val_batches=null",
@@ -94,6 +143,12 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
             f"+callbacks.rank_dump.dirpath={tmp_path / 'single'}",
         )
     )
+    cwd = finished(launched, request)
+    (ddp_metrics,) = (cwd / "runs").glob("*/metrics.json")
+    ddp_summary = json.loads(ddp_metrics.read_text())
+    assert ddp_summary["world_size"] == 2 and ddp_summary["global_step"] == 3
+    ranks = [json.loads((cwd / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]  # metrics are reduced over ranks: every rank logs the same
     assert single["global_step"] == 3
     for key in ("val/loss", "val/acc1"):
         assert ddp_summary["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-4)
@@ -103,12 +158,9 @@ def test_ddp_matches_a_single_process_run_with_the_same_global_batch(
         assert ranks[0][key] == pytest.approx(single_last[key], abs=1e-4)
 
 
-def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(tmp_path, cache_dir):
-    result = train_cli(
-        "-m", "optimizer=sgd,adamw", *TINY_CLI, f"paths.cache_dir={cache_dir}", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+def test_multirun_gives_each_job_a_directory_and_the_report_reads_them(launched, request):
+    cwd = finished(launched, request)
+    (sweep,) = (cwd / "runs" / "multirun").iterdir()
     jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
     assert [j.name for j in jobs] == ["0", "1"]
     for job in jobs:
@@ -148,49 +200,30 @@ def test_multirun_with_ddp_spawn_is_the_supported_way(tmp_path, cache_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "runs"]  # nothing elsewhere
 
 
-def test_multirun_with_subprocess_ddp_is_refused_clearly(tmp_path, cache_dir):
-    result = train_cli(
-        "-m",
-        "strategy=ddp",
-        "trainer.devices=2",
-        "trainer.accelerator=cpu",
-        *TINY_CLI,
-        f"paths.cache_dir={cache_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 2
-    assert "Use strategy=ddp_spawn" in result.stderr and "Traceback" not in result.stderr
+def test_multirun_with_subprocess_ddp_is_refused_clearly(train_cfg):
+    """A job of a sweep, in-process (a CLI start is ~10 s; the sweep's own CLI refusal is
+    tests/test_config_errors.py's, the exit 2 without a traceback for an error train() raises
+    is tests/runs/test_lock.py's)."""
+    cfg = train_cfg("hydra.mode=MULTIRUN", "strategy=ddp", "trainer.devices=2")
+    with pytest.raises(ConfigError, match="inside a local sweep .* Use strategy=ddp_spawn"):
+        train(cfg)
 
 
-def test_optuna_sweep_runs_trials_and_records_the_best(tmp_path, cache_dir):
-    result = train_cli(
-        "-m",
-        "sweep=optuna",
-        "hydra.sweeper.n_trials=2",
-        *TINY_CLI,
-        f"paths.cache_dir={cache_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep,) = (tmp_path / "runs" / "multirun").iterdir()
+def test_optuna_sweep_runs_trials_and_records_the_best(launched, request):
+    cwd = finished(launched, request)
+    (sweep,) = (cwd / "runs" / "multirun").iterdir()
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_params" in best and "optimizer.lr" in best
 
 
-def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(tmp_path, cache_dir):
-    cfg = train_cli("hydra/launcher=slurm", "--cfg", "hydra", cwd=tmp_path)
-    assert (
-        cfg.returncode == 0 and "SlurmLauncher" in cfg.stdout and "max_num_timeout: 3" in cfg.stdout
-    )
-    result = train_cli(
-        "-m",
-        "hydra/launcher=submitit_local",
-        *TINY_CLI,
-        f"paths.cache_dir={cache_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (metrics,) = (tmp_path / "runs" / "multirun").glob("*/0/metrics.json")
+def test_slurm_launcher_composes_and_submitit_runs_a_job_locally(launched, request):
+    GlobalHydra.instance().clear()  # composed as `train.py hydra/launcher=slurm --cfg hydra` does
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        launcher = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True).hydra
+    assert launcher.launcher._target_.endswith(".SlurmLauncher")
+    assert launcher.launcher.max_num_timeout == 3
+    cwd = finished(launched, request)
+    (metrics,) = (cwd / "runs" / "multirun").glob("*/0/metrics.json")
     assert json.loads(metrics.read_text())["global_step"] == 3
 
 

@@ -26,7 +26,7 @@ class Sleep(L.Callback):
 
 
 def fit(
-    tmp_path, *, accumulate=1, flops=None, every=2, epochs=1, steps=12, sleep=None
+    tmp_path, *, accumulate=1, flops=None, every=2, epochs=1, steps=12, max_steps=-1, sleep=None
 ) -> list[dict]:
     torch.manual_seed(0)
     net = AlexNet(num_classes=10, widths=(4, 8, 8, 8, 8), hidden=16, norm="bn", pool_size=1)
@@ -37,6 +37,7 @@ def fit(
     loader = DataLoader(batches, batch_size=None)  # the batches as they are
     trainer = L.Trainer(
         max_epochs=epochs,
+        max_steps=max_steps,
         accelerator="cpu",
         log_every_n_steps=every,
         accumulate_grad_batches=accumulate,
@@ -77,13 +78,14 @@ def test_counts_every_micro_batch_and_logs_per_optimizer_step(tmp_path):
 
 
 def test_train_time_counts_every_step_and_leaves_validation_out(tmp_path):
-    # 2 epochs of 9 steps of >= 0.1 s, logged every 5 steps; each validation sleeps 2 x 1.5 s.
-    # Steps 6-9 run between the last log of epoch 1 and its validation: they must count.
-    rows = fit(tmp_path, every=5, epochs=2, steps=9, sleep=Sleep(train=0.1, val=1.5))
-    assert [int(r["step"]) for r in rows] == [5, 10, 15]
-    # 15 steps: at least their 1.5 s of sleep; with a validation in it, at least 4.5 s (the
-    # margin lets a loaded machine run each step at 0.29 s instead of 0.1 s)
-    assert 1.5 <= float(rows[-1]["train/time"]) < 4.4
+    # 2 epochs of 5 steps of >= 0.1 s, logged every 3 steps, stopped at step 9 (so epoch 2 ends
+    # without a validation); the validation of epoch 1 sleeps 2 x 1.5 s. Steps 4-5 run between
+    # the last log of epoch 1 and its validation: they must count.
+    rows = fit(tmp_path, every=3, epochs=2, steps=5, max_steps=9, sleep=Sleep(train=0.1, val=1.5))
+    assert [int(r["step"]) for r in rows] == [3, 6, 9]
+    # 9 steps: at least their 0.9 s of sleep; with a validation in it, at least 3.9 s (the
+    # margin lets a loaded machine run each step at 0.42 s instead of 0.1 s)
+    assert 0.9 <= float(rows[-1]["train/time"]) < 3.8
 
 
 def test_mfu_is_read_against_the_peak_of_the_precision_in_use():

@@ -1,6 +1,5 @@
 """python -m alexlab.data prepare: a resized, resumable copy of a class-folder tree."""
 
-import json
 import re
 import signal
 import sys
@@ -10,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
-from subproc import kill_group, start, train_cli
+from subproc import kill_group, start
 
 from alexlab.data.__main__ import main
 from alexlab.data.fake_imagenet import write_fake_imagenet
 from alexlab.data.sources import FolderSource, image_problem
+from alexlab.train import train
 from benchmarks.bench import main as bench_main
 
 SIZES = [(120, 80), (60, 90), (40, 30), (150, 40)]  # (w, h): landscape, portrait, small, long
@@ -216,11 +216,12 @@ def test_refuses_a_destination_inside_the_source_or_foreign(tmp_path):
     assert main(["prepare", str(src), str(tmp_path / "x"), "--paper", "--max-side", "300"]) == 2
 
 
-def test_the_prepared_tree_trains_through_the_cli(tmp_path):
+def test_the_prepared_tree_trains(tmp_path, train_cfg):
+    """A fit reads the prepared copy (in-process: the CLI's own tests start `python train.py`)."""
     src = write_fake_imagenet(tmp_path / "src", classes=3, per_class=6, val_per_class=2)
     dst = tmp_path / "prepared"
     assert main(["prepare", str(src), str(dst), "--shorter-side", "72", "--no-progress"]) == 0
-    run = train_cli(
+    cfg = train_cfg(
         "data=folder",
         f"data.root={dst}",
         "model.widths=[8,16,16,16,16]",
@@ -235,11 +236,9 @@ def test_the_prepared_tree_trains_through_the_cli(tmp_path):
         "logger=none",
         "trainer.enable_progress_bar=false",
         "++callbacks.progress_bar=null",
-        cwd=tmp_path,
+        tiny=False,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    (metrics,) = (tmp_path / "runs").glob("*/metrics.json")
-    summary = json.loads(metrics.read_text())
+    summary = train(cfg)
     assert summary["global_step"] == 3  # 18 prepared train images / batch 6
     assert 0 <= summary["metrics"]["val/acc1"] <= 1
 

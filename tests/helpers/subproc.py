@@ -12,7 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,16 @@ def run(
             f"stdout tail:\n{(out or '')[-2000:]}\nstderr tail:\n{(err or '')[-4000:]}"
         ) from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def side_by_side() -> Iterator[Callable[..., Future]]:
+    """``with side_by_side() as launch:`` ``launch(cmd, cwd=..., env=...)`` starts ``run(cmd)``
+    at once and returns its future (``.result()``: the ``CompletedProcess``). Commands that
+    spend most of their time importing torch on one core run two at a time on 2 cores instead
+    of one after another; the block waits for every one of them before it ends."""
+    with ThreadPoolExecutor(max_workers=8) as pool:  # threads only wait on their processes
+        yield lambda cmd, **kwargs: pool.submit(run, cmd, **kwargs)
 
 
 def start(
@@ -86,13 +97,23 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def started(cmd: list[str], *, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def started(
+    cmd: list[str], *, cwd: Path | None = None, stderr: int = subprocess.STDOUT
+) -> Iterator[subprocess.Popen]:
     """``start(cmd)`` for a ``with`` block; its process group is killed when the block ends."""
-    proc = start(cmd, cwd=cwd)
+    proc = start(cmd, cwd=cwd, stderr=stderr)
     try:
         yield proc
     finally:
         kill_group(proc)
+
+
+def train_cli_when(go: Path, *args: str) -> list[str]:
+    """``python train.py ARGS`` that imports torch and Lightning at once but starts only when
+    the file ``go`` exists and is not empty (tests/helpers/preloaded.py): started alongside the
+    command it waits for, its imports overlap that one's instead of following them."""
+    helper = ROOT / "tests" / "helpers" / "preloaded.py"
+    return [sys.executable, str(helper), str(go), str(ROOT / "train.py"), *args]
 
 
 def train_cli(

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from subproc import ROOT, started, train_cli
+from subproc import ROOT, started, train_cli, train_cli_when
 from subproc import TINY_CLI as TINY
 
 from alexlab.runs.lock import EXCL, LOCK, RunLock, RunLockedError
@@ -85,26 +85,24 @@ def _wait_for_holder(path, proc, timeout=180):
 
 
 def test_a_second_launch_of_a_running_run_is_refused_and_touches_nothing(tmp_path, cache_dir):
-    cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        *TINY_CLI,
-        "trainer.max_epochs=500",
-        f"paths.cache_dir={cache_dir}",
-    ]
+    args = [*TINY_CLI, f"paths.cache_dir={cache_dir}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
     run = tmp_path / "runs" / "r"
-    with started(cmd, cwd=tmp_path) as first:
+    # the second launch starts once the first holds the lock (its imports done meanwhile)
+    again = train_cli_when(run / LOCK, *args, "trainer.max_epochs=2")
+    with (
+        started(cmd, cwd=tmp_path) as first,
+        started(again, cwd=tmp_path, stderr=subprocess.PIPE) as second,
+    ):
         holder = _wait_for_holder(run / LOCK, first)
         assert holder["pid"] == first.pid
-        second = train_cli(
-            *TINY_CLI, "trainer.max_epochs=2", f"paths.cache_dir={cache_dir}", cwd=tmp_path
-        )
+        stdout, stderr = second.communicate(timeout=300)
         assert first.poll() is None  # the first run trains on
-    assert second.returncode == 2, second.stderr[-2000:]
-    assert "Traceback" not in second.stderr
-    (line,) = [x for x in second.stderr.splitlines() if x.startswith("alexlab:")]
+    assert second.returncode == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("alexlab:")]
     assert f"{run} is in use by another run (PID {first.pid} on {socket.gethostname()}" in line
-    assert "resumed" not in second.stdout + second.stderr  # it never read the first's files
+    assert "resumed" not in stdout + stderr  # it never read the first's files
 
 
 @pytest.mark.slow  # 40 s; the fast run: the lock of a SIGKILLed holder is taken over
