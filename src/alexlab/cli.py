@@ -6,6 +6,7 @@ config files themselves: Hydra's own help re-reads every group of every option (
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import hydra
@@ -66,9 +67,23 @@ def _evaluate(cfg: DictConfig) -> None:
 
 def train() -> None:
     _answer_help("train")
-    _train()
+    try:
+        _train()
+    finally:
+        _skip_the_exit_collection()
 
 
 def evaluate() -> None:
     _answer_help("eval")
-    _evaluate()
+    try:
+        _evaluate()
+    finally:
+        _skip_the_exit_collection()
+
+
+def _skip_the_exit_collection() -> None:
+    """Python's exit runs a full garbage collection over every object still alive: torch,
+    Lightning, torchmetrics, scipy and sympy hold millions, and the pass took 5 s after each run
+    on 2 CPU cores. Moved to the permanent generation, which that pass leaves alone, they are
+    freed with the process; files, loggers and W&B are closed before this point."""
+    gc.freeze()
