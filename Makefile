@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install alexlab with its dev tools (idempotent)
 
-train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~2.5 min); ARGS= for overrides
+train: install ## train the embedded default (AlexNet-BN on digits, CPU, ~3 min); ARGS= for overrides
 	$(PY) train.py $(ARGS)
 
 train-ddp: install ## DDP on all local GPUs, or 2 gloo processes on the CPU without one; ARGS= for overrides
