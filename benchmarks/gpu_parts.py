@@ -25,7 +25,7 @@ from alexlab.loggers import logger_step
 SYNC_WARNING = "synchronizing"  # torch's sync debug mode: "called a synchronizing CUDA operation"
 
 
-class _HostReads(TorchDispatchMode):
+class HostReads(TorchDispatchMode):
     """Counts ``aten._local_scalar_dense`` (what ``.item()``, ``float(t)``, ``.tolist()`` run): a
     host read that waits for the device. The CPU's stand-in for CUDA's sync debug mode."""
 
@@ -43,7 +43,7 @@ class SyncCheck(L.Callback):
     """Host syncs per training step, written to ``out`` (JSON) when training ends.
 
     On a GPU: ``torch.cuda.set_sync_debug_mode("warn")`` and the warnings it raises; on a CPU:
-    host reads of tensor values (``_HostReads``). Each batch is charged with what ran from its
+    host reads of tensor values (``HostReads``). Each batch is charged with what ran from its
     start to the next batch's start (its step, the callbacks, the loggers, the next batch's
     loading); an epoch's last batch is not charged (its window holds the validation).
     """
@@ -61,7 +61,7 @@ class SyncCheck(L.Callback):
         self._catch = warnings.catch_warnings(record=True)
         self.caught = self._catch.__enter__()
         warnings.simplefilter("always")  # every sync, not the first per line
-        self.reads = _HostReads()
+        self.reads = HostReads()
         if self.cuda:
             torch.cuda.set_sync_debug_mode("warn")
         else:

@@ -11,22 +11,10 @@ bar and the next batch's loading.
 from __future__ import annotations
 
 import lightning as L
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks.gpu_parts import HostReads
 
-class SyncCounter(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-COUNTER = SyncCounter()
+COUNTER = HostReads()  # make gpu-check's counter (benchmarks/gpu_parts.py)
 WINDOWS: list[dict] = []  # one per batch whose window closed inside its epoch
 
 
