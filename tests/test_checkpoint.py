@@ -12,7 +12,7 @@ from alexlab.config import ConfigError
 from alexlab.evaluate import evaluate
 from alexlab.export import export_onnx
 from alexlab.predict import predict
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ def test_ten_crop_accuracy_matches_a_hand_computation(trained, eval_cfg, digits_
     from PIL import Image
 
     from alexlab.data.augment import Augment
-    from alexlab.runs.checkpoint import open_checkpoint
+    from alexlab.run.checkpoint import open_checkpoint
 
     summary = evaluate(
         eval_cfg(trained["best_ckpt"], "ten_crop=true", "trainer.limit_test_batches=null")

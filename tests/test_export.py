@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from alexlab.export import export_onnx
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ort = pytest.importorskip("onnxruntime")

@@ -12,7 +12,7 @@ import alexlab.gpu
 from alexlab.data.datamodule import ImageDataModule
 from alexlab.data.sources import DigitsSource
 from alexlab.gpu import sync_then_compile
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 from alexlab.train import train
 
 DRIVER_FILE = (

@@ -15,7 +15,7 @@ from alexlab.config import CONF_DIR, ConfigError
 from alexlab.data.augment import eval_transform
 from alexlab.data.images import to_rgb
 from alexlab.predict import pick_device, predict
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 from alexlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_intact(
     last = Path(summary["last_ckpt"])
     before = last.read_bytes()
 
-    from alexlab.runs.files import AtomicCheckpointIO
+    from alexlab.run.files import AtomicCheckpointIO
 
     real_save = torch.save
 

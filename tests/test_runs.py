@@ -14,7 +14,7 @@ import torch
 from subproc import ROOT, TINY_CLI, started, train_cli, train_cli_when
 
 from alexlab.config import ConfigError
-from alexlab.runs.identity import run_id
+from alexlab.run.identity import run_id
 from alexlab.train import train
 
 

@@ -290,7 +290,7 @@ def test_checkpoints_hold_each_ranks_rng_state_and_each_rank_restores_its_own(tm
     assert [torch.equal(s["torch"], a) for s, a in zip(saved, at_save, strict=True)] == [True, True]
 
     # ... and a rank restores its own entry (here rank 0 of a single process)
-    from alexlab.runs.state import restore_rng_state
+    from alexlab.run.state import restore_rng_state
 
     torch.manual_seed(123)
     restore_rng_state({"per_rank": saved}, 0, torch.device("cpu"))

@@ -347,7 +347,7 @@ def test_resume_refuses_a_different_class_count(train_cfg, tmp_path):
         train(train_cfg("data=folder", f"data.root={tree}", f"ckpt_path={first['last_ckpt']}"))
     assert "data.num_classes" not in str(refused.value)  # null: counted later, not a change
     # the same root with other class folders: the counted classes differ from the checkpoint's
-    from alexlab.runs.checkpoint import open_checkpoint
+    from alexlab.run.checkpoint import open_checkpoint
 
     with pytest.raises(ConfigError, match="data.num_classes=3 but ckpt_path=.* trained with 10"):
         open_checkpoint(first["last_ckpt"]).check_classes(3)

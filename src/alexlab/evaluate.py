@@ -1,7 +1,7 @@
 """Evaluation task: ``evaluate(cfg) -> metrics`` and the ``python eval.py`` CLI.
 
 A checkpoint's network is rebuilt by alexlab's own builder from the checked model settings it
-stores (``alexlab.runs.checkpoint``), so a model override is refused; the data comes from this
+stores (``alexlab.run.checkpoint``), so a model override is refused; the data comes from this
 command's config."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from omegaconf import DictConfig, open_dict
 from alexlab.config import ConfigError, build, report_config_errors
 from alexlab.console import print_metrics
 from alexlab.module import ClassificationModule
-from alexlab.runs.checkpoint import open_checkpoint
-from alexlab.runs.rundir import FailedStart
+from alexlab.run.checkpoint import open_checkpoint
+from alexlab.run.rundir import FailedStart
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 
 FORMATS = ("onnx",)
 

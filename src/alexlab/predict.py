@@ -21,7 +21,7 @@ from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data import images
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 
 
 @dataclass

@@ -33,14 +33,14 @@ from alexlab.gpu import (
 )
 from alexlab.loggers import prepare_loggers
 from alexlab.optim.batch_size import accumulation_steps, scaled_lr
-from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
-from alexlab.runs.contract import show
-from alexlab.runs.files import AtomicCheckpointIO, best_and_last
-from alexlab.runs.interrupt import SaveOnInterrupt
-from alexlab.runs.lock import RunLock
-from alexlab.runs.resume import check_resume, resume_checkpoint
-from alexlab.runs.rundir import FailedStart, check_writable
-from alexlab.runs.state import RunState
+from alexlab.run.checkpoint import Checkpoint, open_checkpoint
+from alexlab.run.contract import show
+from alexlab.run.files import AtomicCheckpointIO, best_and_last
+from alexlab.run.interrupt import SaveOnInterrupt
+from alexlab.run.lock import RunLock
+from alexlab.run.resume import check_resume, resume_checkpoint
+from alexlab.run.rundir import FailedStart, check_writable
+from alexlab.run.state import RunState
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -102,7 +102,7 @@ def _per_process_settings(cfg: DictConfig) -> PerProcessSettings:
 
 def _plugins() -> list[Any]:
     # checkpoint temp files beside the checkpoint, never in /tmp; under SLURM, submitit requeues
-    # (alexlab.runs.interrupt), so Lightning's own auto-requeue (a mid-step save) is off
+    # (alexlab.run.interrupt), so Lightning's own auto-requeue (a mid-step save) is off
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))

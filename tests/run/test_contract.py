@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from alexlab.callbacks.nonfinite import NonFiniteLossError
 from alexlab.config import ConfigError
-from alexlab.runs.contract import CONTRACT, flatten, kind_of
+from alexlab.run.contract import CONTRACT, flatten, kind_of
 from alexlab.train import train
 
 LOGGED = ["logger=csv", "trainer.log_every_n_steps=1", "data.loader=torch"]

@@ -12,11 +12,11 @@ import pytest
 from subproc import ROOT, started, train_cli, train_cli_when
 from subproc import TINY_CLI as TINY
 
-from alexlab.runs.lock import EXCL, LOCK, RunLock, RunLockedError
+from alexlab.run.lock import EXCL, LOCK, RunLock, RunLockedError
 
 HOLD = """
 import sys, time
-from alexlab.runs.lock import RunLock
+from alexlab.run.lock import RunLock
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(300)

@@ -8,7 +8,7 @@ import torch
 from subproc import train_cli
 
 from alexlab.config import ConfigError
-from alexlab.runs.files import PREVIOUS, AtomicCheckpointIO
+from alexlab.run.files import PREVIOUS, AtomicCheckpointIO
 from alexlab.train import train
 
 FAST = ["data.loader=torch"]

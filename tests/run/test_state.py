@@ -6,7 +6,7 @@ import json
 import torch
 
 from alexlab.module import ClassificationModule
-from alexlab.runs.checkpoint import open_checkpoint
+from alexlab.run.checkpoint import open_checkpoint
 from alexlab.train import train
 
 

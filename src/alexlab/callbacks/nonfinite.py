@@ -15,7 +15,7 @@ import torch
 
 from alexlab.config import InputError
 from alexlab.loggers import logger_step
-from alexlab.runs.files import best_and_last
+from alexlab.run.files import best_and_last
 
 NONE = torch.iinfo(torch.int64).max  # "no bad step yet"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from alexlab.runs.identity import run_id
+from alexlab.run.identity import run_id
 
 # conf/ sits at the repository root, beside src/; a wheel carries a copy as alexlab/conf
 # (setup.py). An absolute path: Hydra would read a relative one as a python module path.

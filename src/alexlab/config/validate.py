@@ -193,7 +193,7 @@ def _validate_or_exit(config: DictConfig, job_dir: Path | None = None) -> None:
 def _remove_if_only_hydra_files(job_dir: Path) -> None:
     """A job folder that holds nothing but Hydra's ``.hydra/`` and log goes; so does its sweep
     folder when nothing else is left in it but Hydra's ``multirun.yaml``."""
-    from alexlab.runs.rundir import only_hydra_files  # imports this package: not at the top
+    from alexlab.run.rundir import only_hydra_files  # imports this package: not at the top
 
     if job_dir.is_dir() and only_hydra_files(job_dir):
         shutil.rmtree(job_dir, ignore_errors=True)

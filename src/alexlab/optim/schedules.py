@@ -106,7 +106,7 @@ class WarmupLR(LambdaLR):
     """``LambdaLR`` over ``WarmupSchedule``s whose plan is always this run's.
 
     A checkpoint restores the step count and the plateau state, never the plan (lengths, base
-    lr): a resumed run is re-planned by ``replan`` (``alexlab.runs.state.RunState`` calls it
+    lr): a resumed run is re-planned by ``replan`` (``alexlab.run.state.RunState`` calls it
     once the step count is restored), so an extended, shortened or re-batched run keeps a
     schedule that fits what is left of it. (A plain LambdaLR restores the old plan: the added
     epochs of an extended cosine run would train at lr 0, an lr override would be ignored.)

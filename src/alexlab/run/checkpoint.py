@@ -5,7 +5,7 @@ Nothing stored in a checkpoint is ever instantiated or imported: the file is loa
 ``weights_only=True``, and the network is rebuilt only through alexlab's own builder from values
 checked by the config schema; a stored ``_target_`` other than that builder, an unknown key or a
 nested mapping is refused, naming the file, key and value (docs/runs.md, "Checkpoints are data,
-never code"). The layout is ``alexlab.runs.state``'s; checkpoints of alexlab before ``RunState``
+never code"). The layout is ``alexlab.run.state``'s; checkpoints of alexlab before ``RunState``
 (run_config under ``hyper_parameters``, the rest at the top level) are read too."""
 
 from __future__ import annotations

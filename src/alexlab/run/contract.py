@@ -1,7 +1,7 @@
 """The resume contract: what a run resumed from a checkpoint keeps, and what a new command may
 change. Every config key is one of three kinds, declared once in ``CONTRACT`` (first match
 wins): identity (a change is refused before any work), plan (used from the resumed step on,
-the schedule re-planned by ``alexlab.runs.state.RunState``) and free. docs/runs.md, "The resume
+the schedule re-planned by ``alexlab.run.state.RunState``) and free. docs/runs.md, "The resume
 contract", shows the table and what each kind means."""
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config import ConfigError
-from alexlab.runs import contract
-from alexlab.runs.checkpoint import Checkpoint, open_checkpoint
-from alexlab.runs.files import candidates, clean_temp_files
+from alexlab.run import contract
+from alexlab.run.checkpoint import Checkpoint, open_checkpoint
+from alexlab.run.files import candidates, clean_temp_files
 
 
 def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:

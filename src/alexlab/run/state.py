@@ -1,7 +1,7 @@
 """What a checkpoint carries beside Lightning's own state, written and read in one place.
 
 ``RunState`` (added to every training run by ``alexlab.train``) stores under the checkpoint's
-``"alexlab"`` key, read back through ``alexlab.runs.checkpoint.Checkpoint``:
+``"alexlab"`` key, read back through ``alexlab.run.checkpoint.Checkpoint``:
 
     run_config        the resolved run config (model, data, optimizer, ...) and derived values
     class_names       class index -> name, so predict labels its output from the file alone
@@ -11,7 +11,7 @@
     epoch             the epoch being trained at the save (0-based)
     steps_into_epoch  optimizer steps of that epoch done at the save
 
-On a resume it also applies the plan of this command (``alexlab.runs.contract``): the
+On a resume it also applies the plan of this command (``alexlab.run.contract``): the
 optimizer takes this command's hyper-parameters (Lightning restored the checkpoint's) and the lr
 schedule is re-planned over the steps left. Both happen in ``on_train_start``, once Lightning
 has restored the optimizer and the step count and the module sits on its final device (which is
