@@ -16,15 +16,25 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import zygote
+
 ROOT = Path(__file__).resolve().parents[2]
+CLI_SCRIPTS = ("train.py", "eval.py", "predict.py")
 TIMEOUT_S = 300  # the slowest of these commands takes ~30 s on 2 CPU cores
 
 
 def run(
     cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = TIMEOUT_S
 ) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit."""
-    proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit.
+
+    ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` are forked from a
+    process that has imported torch and Lightning once (tests/helpers/zygote.py); every other
+    command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
+    if forkable(cmd):
+        proc = zygote.start(cmd, cwd=cwd, env={**os.environ, **(env or {})})
+    else:
+        proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -37,6 +47,15 @@ def run(
             f"stdout tail:\n{(out or '')[-2000:]}\nstderr tail:\n{(err or '')[-4000:]}"
         ) from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def forkable(cmd: list[str]) -> bool:
+    """Whether ``cmd`` is one of alexlab's commands, which the zygote can run."""
+    if os.environ.get("ALEXLAB_TEST_FRESH") == "1" or len(cmd) < 2 or cmd[0] != sys.executable:
+        return False
+    if cmd[1] == "-m":
+        return len(cmd) > 2 and cmd[2].startswith("alexlab.")
+    return Path(cmd[1]).parent == ROOT and Path(cmd[1]).name in CLI_SCRIPTS
 
 
 @contextlib.contextmanager

@@ -1,0 +1,237 @@
+"""``python train.py ARGS`` for the tests without paying torch's and Lightning's imports each time.
+
+A CLI start spends most of its time importing torch and its libraries (~9 s on 2 CPU cores, more
+than most tiny runs take to train). The server (``python zygote.py SOCKET``) does those imports
+once, then forks one child per command. The child becomes what ``python SCRIPT ARGS`` would be:
+its own session and process group, the caller's working directory, environment, ``PYTHONPATH``
+and stdout/stderr pipes, ``sys.argv``, and ``SCRIPT`` run as ``__main__`` (as
+``tests/helpers/preloaded.py`` does), exiting through the interpreter's normal shutdown. Only the
+imports are shared: what a module computes from the environment at import time is the server's.
+Tests about start-up itself (what a refusal imports, ``-X importtime``) start a fresh
+interpreter; ``subproc.run`` sends only ``python train.py|eval.py|predict.py ...`` here.
+
+The server is single-threaded (a fork copies only the calling thread, so no other thread can hold
+a lock the child needs): one ``selectors`` loop over the listening socket and the SIGCHLD wake-up
+pipe. Per command: the client sends a length-prefixed JSON request with its three pipe ends; the
+server answers with the child's pid, and with its exit code once it has reaped it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import json
+import locale
+import os
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HEADER = struct.Struct("!i")
+# What a training start spends its time importing (torch ~7 s, torchmetrics with torchvision,
+# dynamo and scipy ~6 s on 2 CPU cores), none of which sets anything up from the environment or
+# from logging's state. Lightning does: it gives its loggers a console handler only when the root
+# logger has none, and a CLI imports it after Hydra has configured logging, so the child does too.
+PRELOAD = ("torch", "torchvision", "torchmetrics", "hydra", "omegaconf", "pydantic", "PIL.Image")
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the zygote closed the connection")
+        data += chunk
+    return data
+
+
+# ---- the server ------------------------------------------------------------------------------
+
+
+def _serve(path: str) -> tuple[dict, list[int]]:
+    """Accept commands until this process is a forked child: -> (its request, its 3 fds)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # (a handler, so that the wake-up fd is written)
+    children: dict[int, socket.socket] = {}
+    sel = selectors.DefaultSelector()
+    sel.register(server, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is server:
+                conn, _ = server.accept()
+                msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+                (size,) = HEADER.unpack(msg[: HEADER.size])
+                body = msg[HEADER.size :] + _recv_exact(conn, size - len(msg) + HEADER.size)
+                pid = os.fork()
+                if pid == 0:  # the child: drop the server's state, become the command
+                    sel.close()
+                    for sock in (server, conn, *children.values()):
+                        sock.close()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    return json.loads(body), fds
+                for fd in fds:
+                    os.close(fd)
+                children[pid] = conn
+                conn.sendall(HEADER.pack(pid))
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                while children:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+                    conn = children.pop(pid)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(HEADER.pack(os.waitstatus_to_exitcode(status)))
+                    conn.close()
+
+
+def _become(request: dict, fds: list[int]) -> None:
+    """In the forked child: the process ``python SCRIPT ARGS`` (or ``python -m MODULE ARGS``)
+    would have been at its start, then run it as ``__main__``."""
+    os.setsid()  # as start_new_session=True: its own group, stopped with os.killpg
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    first, *args = request["argv"]
+    module = args.pop(0) if first == "-m" else None
+    script = None if module else str(Path(first).resolve())
+    # sys.path as python builds it: the script's folder (-m: the working directory), PYTHONPATH,
+    # then the rest
+    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    inherited = [p for p in sys.path[1:] if p not in extra and p not in _SERVER_PYTHONPATH]
+    sys.path[:] = [str(Path(script).parent) if script else os.getcwd(), *extra, *inherited]
+    sys.argv = [script or "-m", *args]
+    if module:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(script, run_name="__main__")
+
+
+_SERVER_PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+# ---- the client ------------------------------------------------------------------------------
+
+
+class Forked:
+    """The part of ``subprocess.Popen`` that ``subproc.run`` uses, for a zygote child."""
+
+    def __init__(self, sock_path: str, cmd: list[str], cwd: Path | None, env: dict) -> None:
+        self.args, self.returncode = cmd, None
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        request = json.dumps({"argv": cmd[1:], "cwd": str(cwd or os.getcwd()), "env": env})
+        body = request.encode()
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(sock_path)
+        with open(os.devnull, "rb") as devnull:
+            socket.send_fds(
+                self._conn, [HEADER.pack(len(body)) + body], [devnull.fileno(), out_w, err_w]
+            )
+        os.close(out_w)
+        os.close(err_w)
+        self._pipes = {out_r: bytearray(), err_r: bytearray()}
+        self._out_fd, self._err_fd = out_r, err_r
+        (self.pid,) = HEADER.unpack(_recv_exact(self._conn, HEADER.size))
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Read stdout and stderr to their end, then wait for the exit code (within ``timeout``:
+        else ``subprocess.TimeoutExpired``, and a later call goes on where this one stopped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            for fd in self._pipes:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                for key, _ in sel.select(left):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        self._pipes[key.fd] += chunk
+                    else:
+                        sel.unregister(key.fd)
+        if self.returncode is None:
+            left = None if deadline is None else max(0.01, deadline - time.monotonic())
+            self._conn.settimeout(left)
+            try:
+                (self.returncode,) = HEADER.unpack(_recv_exact(self._conn, HEADER.size))
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            self._conn.close()
+            for fd in self._pipes:
+                os.close(fd)
+        return _text(self._pipes[self._out_fd]), _text(self._pipes[self._err_fd])
+
+
+def _text(data: bytes) -> str:
+    """As ``Popen(text=True)`` reads a pipe: the locale's encoding, universal newlines."""
+    encoding = locale.getpreferredencoding(False)
+    return io.TextIOWrapper(io.BytesIO(bytes(data)), encoding=encoding).read()
+
+
+_server: subprocess.Popen | None = None
+_sock_path = ""
+_lock = threading.Lock()
+
+
+def start(cmd: list[str], *, cwd: Path | None, env: dict) -> Forked:
+    """Fork ``cmd`` (``[python, SCRIPT, *ARGS]``) from the zygote, starting it the first time."""
+    global _server, _sock_path
+    with _lock:
+        if _server is None or _server.poll() is not None:
+            folder = tempfile.mkdtemp(prefix="alexlab-zygote-")
+            _sock_path = os.path.join(folder, "sock")
+            log = open(os.path.join(folder, "server.log"), "wb")  # noqa: SIM115 (the server's)
+            _server = subprocess.Popen(
+                [sys.executable, __file__, _sock_path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+            atexit.register(stop)
+            deadline = time.monotonic() + 300
+            while not os.path.exists(_sock_path):
+                if _server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the test zygote did not start; see {log.name}")
+                time.sleep(0.05)
+    return Forked(_sock_path, cmd, cwd, env)
+
+
+def stop() -> None:
+    if _server is not None:
+        _server.kill()
+        _server.wait()
+
+
+if __name__ == "__main__":
+    import gc
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # out of every collection, the exit's included: a collection would touch (copy) each page of
+    # them in every child, and the exit's would take seconds (as cli.train's own gc.freeze says)
+    gc.freeze()
+    _become(*_serve(sys.argv[1]))
