@@ -95,7 +95,6 @@ def _image_format(path: Path) -> str:
 
 
 def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a hidden temporary file next to ``dst``, then rename it into place."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         write(tmp)
