@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from alexlab.config import ConfigError
 from alexlab.data.crops import TrainCrop
 
 # ImageNet channel statistics in [0, 1] (torchvision's references).
@@ -48,11 +47,6 @@ class Augment:
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "mean", "std"):  # lists from YAML -> hashable tuples
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
-        if self.crop == "paper" and self.image_size > self.resize_size:
-            raise ConfigError(
-                f"data.crop=paper takes a data.image_size={self.image_size} crop of the central "
-                f"data.resize_size={self.resize_size} square: set image_size <= resize_size."
-            )
 
     def train_transform(self) -> TrainCrop:
         """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
@@ -70,21 +64,20 @@ class Augment:
         )
 
     def normalise(self) -> Normalise:
-        """uint8 (..., 3, S, S) -> float32 ``(x / 255 - mean) / std``."""
         return Normalise(self.mean, self.std)
 
-    def ten_crop_transform(self) -> TenCropViews:
+    def ten_crop_transform(self) -> v2.Compose:
         """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
-        images (Krizhevsky et al. 2012 §4.1 test)."""
-        return TenCropViews(
-            v2.Compose(
-                [
-                    v2.PILToTensor(),
-                    v2.Resize(self.resize_size, antialias=True),
-                    v2.TenCrop(self.image_size),
-                ]
-            ),
-            self.normalise(),
+        images (Krizhevsky et al. 2012 §4.1 test). ``Compose`` hands the tuple of 10 views to
+        ``torch.stack`` whole (``v2.Lambda`` would apply it to each view separately)."""
+        return v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.Resize(self.resize_size, antialias=True),
+                v2.TenCrop(self.image_size),
+                torch.stack,
+                self.normalise(),
+            ]
         )
 
 
@@ -98,17 +91,6 @@ class Normalise:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return images.to(torch.float32, copy=True).mul_(self.scale).add_(self.shift)
-
-
-class TenCropViews:
-    """``crops(img)`` -> a tuple of 10 views, stacked, then ``normalise`` (v2's ``Lambda`` would
-    apply ``torch.stack`` to each view of the tuple separately)."""
-
-    def __init__(self, crops: v2.Compose, normalise: Normalise) -> None:
-        self.crops, self.normalise = crops, normalise
-
-    def __call__(self, img: Any) -> torch.Tensor:
-        return self.normalise(torch.stack(self.crops(img)))  # (10, 3, S, S)
 
 
 def eval_transform(

@@ -95,9 +95,8 @@ def augment_on_device(
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """uint8 (B, 3, 32, 32) -> float (B, 3, S, S): upsample, flip (train), normalise (with
-    ``normalize``'s constants, copied to the device once), in ``dtype`` (None: float32)."""
-    if images.ndim != 4:
-        raise ValueError(f"Batch ndim should be 4. Got {images.ndim}")
+    ``normalize``'s constants, copied to the device once), in ``dtype`` (None: float32).
+    ``F.interpolate`` refuses a batch that is not 4-D."""
     x = F.interpolate(
         images.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
     ).clamp_(0, 255)

@@ -79,13 +79,3 @@ class TrainCrop:
         r = self.a.resize_size / min(width, height)  # the shorter side must stay >= R
         images.draft(img, (math.ceil(width * r), math.ceil(height * r)))
         return self.paper(images.load_rgb(img))
-
-
-class Decoded:
-    """Opened image -> ``transform(the whole upright RGB picture)`` (evaluation, ten-crop)."""
-
-    def __init__(self, transform) -> None:
-        self.transform = transform
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        return self.transform(images.load_rgb(img))

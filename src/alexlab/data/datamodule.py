@@ -18,9 +18,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchvision.transforms import v2
 
 from alexlab.config import ConfigError
-from alexlab.data import dali, sources
+from alexlab.data import dali, images, sources
 from alexlab.data.augment import Augment, OnDevice, input_dtype
-from alexlab.data.crops import Decoded
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
@@ -181,10 +180,13 @@ class ImageDataModule(L.LightningDataModule):
                 f"a different remainder every epoch)"
             )
         if views:
-            tf = Decoded(self.augment.ten_crop_transform())
+            tf = v2.Compose([images.load_rgb, self.augment.ten_crop_transform()])
             return self._torch_loader(samples, tf, order, pin=False)
         if self.loader == "torch":
-            tf = self.augment.train_transform() if train else Decoded(self.augment.eval_transform())
+            if train:
+                tf = self.augment.train_transform()
+            else:  # the whole upright picture (exact, as DALI's eval pipeline)
+                tf = v2.Compose([images.load_rgb, self.augment.eval_transform()])
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
             return self._torch_loader(samples, tf, order, pin=gpu)
         extra = dict(fast_idct=self.dali_fast_idct) if train else {}

@@ -95,7 +95,6 @@ def _image_format(path: Path) -> str:
 
 
 def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a hidden temporary file next to ``dst``, then rename it into place."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         write(tmp)
@@ -162,23 +161,23 @@ def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
     return prepare_one(*job)
 
 
-def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Path], list[Problem]]:
-    """``(jobs, class folders to create (relative), problems)`` for every file of every class
-    folder of every split of ``src``."""
-    jobs, folders, problems = [], [], []
+def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Problem]]:
+    """``(jobs, problems)`` for every file of every class folder of every split of ``src``.
+    Creates every class folder in ``dst``, even one whose files all fail: labels stay put."""
+    jobs, problems = [], []
     for split in split_folders(src):
         classes = class_folders(split)
         if not classes:
             problems.append(Problem(split, "no class folders"))
         for name in classes:
-            folders.append((split / name).relative_to(src))
+            (dst / (split / name).relative_to(src)).mkdir(parents=True, exist_ok=True)
             files = sorted(f for f in (split / name).rglob("*") if f.is_file() or f.is_symlink())
             if not files:
                 problems.append(Problem(split / name, "empty class folder"))
             for f in files:
                 rel = f.relative_to(src)
                 jobs.append((f, dst / rel, rel.as_posix(), settings))
-    return jobs, folders, problems
+    return jobs, problems
 
 
 def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
@@ -236,9 +235,7 @@ def prepare_tree(
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
     _check_destination(src, dst, settings)
-    jobs, folders, problems = list_jobs(src, dst, settings)
-    for folder in folders:  # every class, even one whose files all failed: labels stay put
-        (dst / folder).mkdir(parents=True, exist_ok=True)
+    jobs, problems = list_jobs(src, dst, settings)
     for part in dst.rglob(".*.part"):  # an earlier run's unfinished temporary files
         part.unlink(missing_ok=True)
     start = time.perf_counter()

@@ -20,11 +20,7 @@ def read_labels(labels_file: Path, images: list[Path]) -> dict[str, str]:
         if len(lines) != len(images):
             raise ConfigError(f"{labels_file} has {len(lines)} labels for {len(images)} images")
         return {img.name: ln[0] for img, ln in zip(images, lines, strict=True)}
-    mapping = {}
-    for ln in lines:
-        name = ln[0] if "." in ln[0] else f"{ln[0]}.JPEG"
-        mapping[name] = ln[1]
-    return mapping
+    return {(ln[0] if "." in ln[0] else f"{ln[0]}.JPEG"): ln[1] for ln in lines}
 
 
 def devkit_labels(devkit: Path, images: list[Path]) -> dict[str, str]:
@@ -49,14 +45,11 @@ def prepare_val(
     devkit: Path | None = None,
     link: str = "symlink",
 ) -> int:
-    """Create ``out_dir/<wnid>/<file>`` links to every image of the flat ``val_dir``."""
+    """Create ``out_dir/<wnid>/<file>`` links to every image of the flat ``val_dir``, labelled
+    by ``labels`` or ``devkit`` (the CLI takes exactly one)."""
     images = sorted(p for p in Path(val_dir).iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
     if not images:
         raise ConfigError(f"{val_dir} holds no .JPEG images")
-    if (labels is None) == (devkit is None):
-        raise ConfigError(
-            "pass exactly one of --labels FILE or --devkit ILSVRC2012_devkit_t12.tar.gz"
-        )
     mapping = read_labels(labels, images) if labels else devkit_labels(devkit, images)
     missing = [img.name for img in images if img.name not in mapping]
     if missing:

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 import torch
 
 
+@dataclass(kw_only=True, eq=False)
 class SyntheticLoader:
     """Yields the same ``(images, labels)`` batch ``steps`` times; made on ``device`` at the
     first ``iter()``, so nothing is decoded, copied or transferred per step."""
 
-    def __init__(
-        self,
-        *,
-        steps: int,
-        batch_size: int,
-        image_size: int,
-        num_classes: int,
-        device: torch.device,
-        seed: int = 0,
-    ) -> None:
-        self.steps, self.batch_size, self.image_size = steps, batch_size, image_size
-        self.num_classes, self.device, self.seed = num_classes, device, seed
-        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    steps: int
+    batch_size: int
+    image_size: int
+    num_classes: int
+    device: torch.device
+    seed: int = 0
+    _batch: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False)
 
     def __len__(self) -> int:
         return self.steps
@@ -77,12 +73,11 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: batches made once on the device, re-used every step."""
-        per_device = {
-            "train": self.steps_per_epoch * self.batch_size,
-            "val": self.val_steps * self.batch_size,
-        }
         return {
-            "images": per_device,
+            "images": {
+                "train": self.steps_per_epoch * self.batch_size,
+                "val": self.val_steps * self.batch_size,
+            },
             "steps_per_epoch": self.steps_per_epoch,
             "loader": "synthetic (one random batch on the device)",
         }

@@ -102,31 +102,26 @@ class TorchLoader:
         self._batches: Iterator | None = None  # the epoch's iterator; held here only (`close`)
         self._at_exit: Callable[[], None] | None = None
 
-    def _build(self) -> DataLoader:
-        workers = self.num_workers
-        loader = DataLoader(
-            self.dataset,
-            batch_size=self.sampler.batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=workers > 0,
-            # its own generator: starting an epoch never draws from the global RNG (dropout's)
-            generator=torch.Generator().manual_seed(self.sampler.seed),
-        )
-        if workers:  # an error that skips teardown still stops them before the exit-time GC
-            ref = weakref.ref(self)
-            self._at_exit = lambda: (me := ref()) is not None and me.close()
-            atexit.register(self._at_exit)
-        return loader
-
     def __len__(self) -> int:
         return self.sampler.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler
         if self._loader is None:
-            self._loader = self._build()
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=order.batch_size,
+                sampler=order,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,
+                # its own generator: starting an epoch never draws from the global RNG (dropout's)
+                generator=torch.Generator().manual_seed(order.seed),
+            )
+            if self.num_workers:  # an error skips teardown: stop them before the exit-time GC
+                ref = weakref.ref(self)
+                self._at_exit = lambda: (me := ref()) is not None and me.close()
+                atexit.register(self._at_exit)
         self._batches = iter(self._loader)
         while self._batches is not None:  # (not `for`: its frame would hold the iterator too)
             try:
