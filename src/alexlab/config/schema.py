@@ -255,7 +255,9 @@ class Top(Closed):
     ten_crop: bool = F(False, "eval: the 2012 paper's 10-crop test")
 
 
-SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (first: default)
+# group -> _target_ -> schema (first: default); data first, the order they are checked in:
+# model and module interpolate its keys
+SCHEMAS: dict[str, dict[str, type[Closed]]] = {
     "data": {
         "alexlab.data.datamodule.ImageDataModule": ImageData,
         "alexlab.data.cifar.CIFAR10DataModule": CifarData,
@@ -267,7 +269,6 @@ SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (
         "alexlab.data.sources.DigitsSource": DigitsSource,
     },
     "model": {"alexlab.models.alexnet.build": Model},
-    "module": {"alexlab.module.ClassificationModule": Module},
     "optimizer": {
         "torch.optim.SGD": SGD,
         "torch.optim.Adam": Adam,
@@ -275,6 +276,7 @@ SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (
         "alexlab.optim.lars.LARS": LARS,
     },
     "schedule": {"alexlab.optim.schedules.warmup_lr_scheduler": Schedule},
+    "module": {"alexlab.module.ClassificationModule": Module},
     "trainer": {"lightning.pytorch.Trainer": Trainer},
     "strategy": {"lightning.pytorch.strategies.DDPStrategy": DDP, "builtins.str": SingleDevice},
 }
@@ -283,16 +285,5 @@ CALLBACKS = {
     "last_checkpoint": LastCheckpoint,
     "run_images": RunImages,
 }
-GROUPS = (
-    "model",
-    "data",
-    "module",
-    "optimizer",
-    "schedule",
-    "trainer",
-    "strategy",
-    "logger",
-    "callbacks",
-    "paths",
-    "hydra",
-)
+# the top-level groups: those with a schema, then the others
+GROUPS = (*(g for g in SCHEMAS if "." not in g), "logger", "callbacks", "paths", "hydra")

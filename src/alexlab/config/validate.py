@@ -118,9 +118,9 @@ def _check_collection(group: str, node: Any) -> None:
 
 def check_groups(cfg: DictConfig) -> None:
     """Each group against the schema of its ``_target_`` (a user's own class: its constructor
-    checks its arguments). Data first: model and module interpolate its keys."""
-    for group in ("data", "model", "optimizer", "schedule", "module", "trainer", "strategy"):
-        node = cfg.get(group)
+    checks its arguments), in ``SCHEMAS``' order."""
+    for group in SCHEMAS:
+        node = cfg.get(group)  # None for "data.source": checked with data
         if not isinstance(node, DictConfig):
             continue
         values = _readable(node)
