@@ -5,8 +5,7 @@ Nothing stored in a checkpoint is ever instantiated or imported: the file is loa
 ``weights_only=True``, and the network is rebuilt only through alexlab's own builder from values
 checked by the config schema; a stored ``_target_`` other than that builder, an unknown key or a
 nested mapping is refused, naming the file, key and value (docs/runs.md, "Checkpoints are data,
-never code"). The layout is ``alexlab.run.state``'s; checkpoints of alexlab before ``RunState``
-(run_config under ``hyper_parameters``, the rest at the top level) are read too."""
+never code"). The layout is ``alexlab.run.state``'s."""
 
 from __future__ import annotations
 
@@ -87,11 +86,7 @@ class Checkpoint:
     def extra(self) -> dict:
         """What alexlab stores beside Lightning's state (``RunState``)."""
         extra = self.data.get("alexlab")
-        if isinstance(extra, dict):
-            return extra
-        legacy = {k: self.data[k] for k in ("class_names", "logger_versions") if k in self.data}
-        hparams = self.data.get("hyper_parameters") or {}
-        return {**legacy, "run_config": hparams.get("run_config")}
+        return extra if isinstance(extra, dict) else {}
 
     @property
     def run_config(self) -> dict:
