@@ -30,41 +30,6 @@ IGNORED_WHEN_READ = ("weights", "compile")
 DATA_KEYS = ("image_size", "resize_size", "mean", "std")  # what predict and export read
 
 
-def _load(path: Path, key: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(
-            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
-            f"{key}=runs/<run>/checkpoints/last.ckpt."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(
-            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
-            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
-        )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        pickle.UnpicklingError,
-    ) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
-            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
-            f"file, e.g. the run's checkpoints/last.ckpt."
-        ) from None
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise ConfigError(
-            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
-            f"A plain weight file goes to model.weights=... instead."
-        )
-    return data
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """An opened checkpoint. ``open_checkpoint(path)`` makes one; the tensors stay
@@ -140,7 +105,6 @@ class Checkpoint:
         return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
 
     def image_settings(self) -> dict[str, Any]:
-        """``image_size``, ``resize_size``, ``mean``, ``std`` of the data it was trained on."""
         return self._checked("data", only=DATA_KEYS)
 
     @property
@@ -183,5 +147,36 @@ class Checkpoint:
 
 def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
     """Open ``path`` safely (``weights_only=True``, memory-mapped); a clear error otherwise."""
-    p = Path(path).expanduser()
-    return Checkpoint(path=p, key=key, data=_load(p, key))
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
+            f"{key}=runs/<run>/checkpoints/last.ckpt."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
+            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
+            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
+            f"file, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise ConfigError(
+            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
+            f"A plain weight file goes to model.weights=... instead."
+        )
+    return Checkpoint(path=path, key=key, data=data)
