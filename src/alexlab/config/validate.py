@@ -26,7 +26,6 @@ _UNREADABLE = object()  # a value that cannot be resolved yet (${hydra:...} befo
 
 
 def _value(node: Any, key: str) -> Any:
-    """``node[key]`` resolved into plain Python, or ``_UNREADABLE``."""
     try:
         item = node[key]
         return OmegaConf.to_container(item, resolve=True) if OmegaConf.is_config(item) else item
@@ -78,13 +77,14 @@ def _message(prefix: str, schema: type[Closed], values: dict, error: dict) -> st
     )
 
 
-def check(prefix: str, values: dict, schema: type[Closed]) -> None:
-    """``values`` against ``schema`` (``_target_``-like keys aside); the first error raised."""
+def check(prefix: str, values: dict, schema: type[Closed]) -> dict:
+    """``values`` without ``_target_``-like keys, checked against ``schema``."""
     values = {k: v for k, v in values.items() if not k.startswith("_")}
     try:
         schema.model_validate(values)
     except ValidationError as e:
         raise ConfigError(_message(prefix, schema, values, e.errors()[0])) from None
+    return values
 
 
 def validate_section(
@@ -97,8 +97,7 @@ def validate_section(
     schema = tables.get(str(values.get("_target_")), next(iter(tables.values())))
     if only is not None:
         values = {k: values[k] for k in only if k in values}
-    check(prefix or group, values, schema)
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+    return check(prefix or group, values, schema)
 
 
 def _check_collection(group: str, node: Any) -> None:
