@@ -74,7 +74,6 @@ def check_sweep_strategy(cfg: DictConfig) -> None:
 
 
 def check_trains_something(cfg: DictConfig) -> None:
-    """Runs that would train nothing (zero epochs, zero batches) are refused."""
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps", -1)
     if _get(cfg, "trainer.fast_dev_run"):
         return

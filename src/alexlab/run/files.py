@@ -26,9 +26,6 @@ TEMP_GLOB = ".*.tmp-*"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, then an atomic rename; the
-    ``last.ckpt`` it replaces stays as ``last-previous.ckpt``."""
-
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:

@@ -131,8 +131,7 @@ def gather_rng_states(pl_module: L.LightningModule) -> list[dict[str, torch.Tens
         else torch.empty(0, dtype=torch.uint8)
     )
     mine = torch.cat([cpu, cuda]).to(device)
-    world = pl_module.trainer.world_size
-    gathered = pl_module.all_gather(mine) if world > 1 else mine[None]
+    gathered = pl_module.all_gather(mine) if pl_module.trainer.world_size > 1 else mine[None]
     # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
     return [
         {"torch": row[: cpu.numel()].cpu().clone(), "cuda": row[cpu.numel() :].cpu().clone()}
