@@ -160,7 +160,7 @@ def check_hardware(cfg: DictConfig, *, cpus: int, gpus: Callable[[], int]) -> No
             or _get(cfg, "trainer.sync_batchnorm")
         )
     )
-    on_gpu = needs_gpu_info and gpus() > 0 and accelerator != "cpu"
+    on_gpu = needs_gpu_info and gpus() > 0
     if accelerator in ("gpu", "cuda") and not on_gpu:
         raise ConfigError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible here. Use trainer=cpu, "

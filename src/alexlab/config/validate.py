@@ -119,16 +119,15 @@ def check_groups(cfg: DictConfig) -> None:
     """Each group against the schema of its ``_target_`` (a user's own class: its constructor
     checks its arguments), in ``SCHEMAS``' order."""
     for group in SCHEMAS:
-        node = cfg.get(group)  # None for "data.source": checked with data
+        node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False)
         if not isinstance(node, DictConfig):
             continue
         values = _readable(node)
+        if group == "data":
+            values.pop("source", None)  # the next group
         schema = SCHEMAS[group].get(str(values.get("_target_")))
-        source = values.pop("source", None) if group == "data" else None
         if schema is not None:
             check(group, values, schema)
-        if isinstance(source, dict) and str(source.get("_target_")) in SCHEMAS["data.source"]:
-            check("data.source", source, SCHEMAS["data.source"][source["_target_"]])
     for group in ("logger", "callbacks"):
         if isinstance(cfg.get(group), DictConfig):
             _check_collection(group, cfg[group])
