@@ -21,13 +21,10 @@ CONF_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents
 # `${uid:}` in run directory names: two runs started in the same second never share a folder.
 # `${cwd:}`: the launch directory (Hydra's own `${hydra:runtime.cwd}` is not yet set when a
 # sweeper resolves hydra.sweep.dir).
-if not OmegaConf.has_resolver("uid"):
-    OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True)
-if not OmegaConf.has_resolver("cwd"):
-    OmegaConf.register_new_resolver("cwd", os.getcwd)
-# `${run_id:${run_name}}`: the run directory's name , computed once
-if not OmegaConf.has_resolver("run_id"):
-    OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
+OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(2), use_cache=True, replace=True)
+OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+# `${run_id:${run_name}}`: the run directory's name, computed once
+OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 # what the rest of alexlab imports from here (after the resolvers; nothing heavy)
 from alexlab.config.errors import (  # noqa: E402, F401

@@ -74,7 +74,6 @@ def check_sweep_strategy(cfg: DictConfig) -> None:
 
 
 def check_trains_something(cfg: DictConfig) -> None:
-    """Runs that would train nothing (zero epochs, zero batches) are refused."""
     epochs, steps = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.max_steps", -1)
     if _get(cfg, "trainer.fast_dev_run"):
         return
@@ -161,7 +160,7 @@ def check_hardware(cfg: DictConfig, *, cpus: int, gpus: Callable[[], int]) -> No
             or _get(cfg, "trainer.sync_batchnorm")
         )
     )
-    on_gpu = needs_gpu_info and gpus() > 0 and accelerator != "cpu"
+    on_gpu = needs_gpu_info and gpus() > 0
     if accelerator in ("gpu", "cuda") and not on_gpu:
         raise ConfigError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible here. Use trainer=cpu, "

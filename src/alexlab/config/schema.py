@@ -13,6 +13,7 @@ MIN_IMAGE_SIZE = 63
 
 PosInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
+CountOrAll = Annotated[int, Field(ge=-1)]  # -1: all, or no limit
 PosFloat = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 Prob = Annotated[float, Field(ge=0, le=1)]
@@ -192,8 +193,8 @@ class Trainer(Open):
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = F("auto", "auto: a GPU when visible")
     devices: PosInt | Literal[-1, "auto"] | list[Count] = F(1, "a count, -1 or auto, or indices")
     num_nodes: PosInt = F(1, "machines")
-    max_epochs: Annotated[int, Field(ge=-1)] = F(5, "epochs (-1: max_steps decides)")
-    max_steps: Annotated[int, Field(ge=-1)] = F(-1, "optimizer steps (-1: max_epochs decides)")
+    max_epochs: CountOrAll = F(5, "epochs (-1: max_steps decides)")
+    max_steps: CountOrAll = F(-1, "optimizer steps (-1: max_epochs decides)")
     limit_train_batches: Limit = F(None, "a fraction or a count of batches", examples=[0.1])
     limit_val_batches: Limit = F(None, "a fraction or a count of batches", examples=[0.1])
     limit_test_batches: Limit = F(None, "a fraction or a count of batches", examples=[0.1])
@@ -201,9 +202,7 @@ class Trainer(Open):
     precision: Precision = F("32-true", "numeric precision")
     log_every_n_steps: PosInt = F(10, "optimizer steps between logged values")
     check_val_every_n_epoch: PosInt | None = F(1, "epochs between validations")
-    num_sanity_val_steps: Annotated[int, Field(ge=-1)] = F(
-        2, "val batches run before training (0: none, -1: all)"
-    )
+    num_sanity_val_steps: CountOrAll = F(2, "val batches run before training (0: none, -1: all)")
     gradient_clip_val: NonNeg | None = F(None, "gradient norm clip", examples=[1.0])
     deterministic: bool | Literal["warn"] = F(False, "deterministic algorithms")
     sync_batchnorm: bool | None = F(None, "null: on for BatchNorm under DDP on CUDA")
@@ -225,7 +224,7 @@ class SingleDevice(Closed):
 
 # --- callbacks: the settings a user changes (the rest pass to the callback) ---------------------
 class BestCheckpoint(Open):
-    save_top_k: Annotated[int, Field(ge=-1)] = F(1, "best checkpoints kept (-1: all)")
+    save_top_k: CountOrAll = F(1, "best checkpoints kept (-1: all)")
 
 
 class LastCheckpoint(Open):
@@ -255,7 +254,9 @@ class Top(Closed):
     ten_crop: bool = F(False, "eval: the 2012 paper's 10-crop test")
 
 
-SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (first: default)
+# group -> _target_ -> schema (first: default); data first, the order they are checked in:
+# model and module interpolate its keys
+SCHEMAS: dict[str, dict[str, type[Closed]]] = {
     "data": {
         "alexlab.data.datamodule.ImageDataModule": ImageData,
         "alexlab.data.cifar.CIFAR10DataModule": CifarData,
@@ -267,7 +268,6 @@ SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (
         "alexlab.data.sources.DigitsSource": DigitsSource,
     },
     "model": {"alexlab.models.alexnet.build": Model},
-    "module": {"alexlab.module.ClassificationModule": Module},
     "optimizer": {
         "torch.optim.SGD": SGD,
         "torch.optim.Adam": Adam,
@@ -275,6 +275,7 @@ SCHEMAS: dict[str, dict[str, type[Closed]]] = {  # group -> _target_ -> schema (
         "alexlab.optim.lars.LARS": LARS,
     },
     "schedule": {"alexlab.optim.schedules.warmup_lr_scheduler": Schedule},
+    "module": {"alexlab.module.ClassificationModule": Module},
     "trainer": {"lightning.pytorch.Trainer": Trainer},
     "strategy": {"lightning.pytorch.strategies.DDPStrategy": DDP, "builtins.str": SingleDevice},
 }
@@ -283,16 +284,5 @@ CALLBACKS = {
     "last_checkpoint": LastCheckpoint,
     "run_images": RunImages,
 }
-GROUPS = (
-    "model",
-    "data",
-    "module",
-    "optimizer",
-    "schedule",
-    "trainer",
-    "strategy",
-    "logger",
-    "callbacks",
-    "paths",
-    "hydra",
-)
+# the top-level groups: those with a schema, then the others
+GROUPS = (*(g for g in SCHEMAS if "." not in g), "logger", "callbacks", "paths", "hydra")

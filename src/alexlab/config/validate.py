@@ -26,7 +26,6 @@ _UNREADABLE = object()  # a value that cannot be resolved yet (${hydra:...} befo
 
 
 def _value(node: Any, key: str) -> Any:
-    """``node[key]`` resolved into plain Python, or ``_UNREADABLE``."""
     try:
         item = node[key]
         return OmegaConf.to_container(item, resolve=True) if OmegaConf.is_config(item) else item
@@ -78,13 +77,14 @@ def _message(prefix: str, schema: type[Closed], values: dict, error: dict) -> st
     )
 
 
-def check(prefix: str, values: dict, schema: type[Closed]) -> None:
-    """``values`` against ``schema`` (``_target_``-like keys aside); the first error raised."""
+def check(prefix: str, values: dict, schema: type[Closed]) -> dict:
+    """``values`` without ``_target_``-like keys, checked against ``schema``."""
     values = {k: v for k, v in values.items() if not k.startswith("_")}
     try:
         schema.model_validate(values)
     except ValidationError as e:
         raise ConfigError(_message(prefix, schema, values, e.errors()[0])) from None
+    return values
 
 
 def validate_section(
@@ -97,8 +97,7 @@ def validate_section(
     schema = tables.get(str(values.get("_target_")), next(iter(tables.values())))
     if only is not None:
         values = {k: values[k] for k in only if k in values}
-    check(prefix or group, values, schema)
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+    return check(prefix or group, values, schema)
 
 
 def _check_collection(group: str, node: Any) -> None:
@@ -118,18 +117,17 @@ def _check_collection(group: str, node: Any) -> None:
 
 def check_groups(cfg: DictConfig) -> None:
     """Each group against the schema of its ``_target_`` (a user's own class: its constructor
-    checks its arguments). Data first: model and module interpolate its keys."""
-    for group in ("data", "model", "optimizer", "schedule", "module", "trainer", "strategy"):
-        node = cfg.get(group)
+    checks its arguments), in ``SCHEMAS``' order."""
+    for group in SCHEMAS:
+        node = OmegaConf.select(cfg, group, throw_on_resolution_failure=False)
         if not isinstance(node, DictConfig):
             continue
         values = _readable(node)
+        if group == "data":
+            values.pop("source", None)  # the next group
         schema = SCHEMAS[group].get(str(values.get("_target_")))
-        source = values.pop("source", None) if group == "data" else None
         if schema is not None:
             check(group, values, schema)
-        if isinstance(source, dict) and str(source.get("_target_")) in SCHEMAS["data.source"]:
-            check("data.source", source, SCHEMAS["data.source"][source["_target_"]])
     for group in ("logger", "callbacks"):
         if isinstance(cfg.get(group), DictConfig):
             _check_collection(group, cfg[group])

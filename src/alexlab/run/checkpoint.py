@@ -5,8 +5,7 @@ Nothing stored in a checkpoint is ever instantiated or imported: the file is loa
 ``weights_only=True``, and the network is rebuilt only through alexlab's own builder from values
 checked by the config schema; a stored ``_target_`` other than that builder, an unknown key or a
 nested mapping is refused, naming the file, key and value (docs/runs.md, "Checkpoints are data,
-never code"). The layout is ``alexlab.run.state``'s; checkpoints of alexlab before ``RunState``
-(run_config under ``hyper_parameters``, the rest at the top level) are read too."""
+never code"). The layout is ``alexlab.run.state``'s."""
 
 from __future__ import annotations
 
@@ -31,41 +30,6 @@ IGNORED_WHEN_READ = ("weights", "compile")
 DATA_KEYS = ("image_size", "resize_size", "mean", "std")  # what predict and export read
 
 
-def _load(path: Path, key: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(
-            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
-            f"{key}=runs/<run>/checkpoints/last.ckpt."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(
-            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
-            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
-        )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        pickle.UnpicklingError,
-    ) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
-            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
-            f"file, e.g. the run's checkpoints/last.ckpt."
-        ) from None
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise ConfigError(
-            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
-            f"A plain weight file goes to model.weights=... instead."
-        )
-    return data
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """An opened checkpoint. ``open_checkpoint(path)`` makes one; the tensors stay
@@ -87,11 +51,7 @@ class Checkpoint:
     def extra(self) -> dict:
         """What alexlab stores beside Lightning's state (``RunState``)."""
         extra = self.data.get("alexlab")
-        if isinstance(extra, dict):
-            return extra
-        legacy = {k: self.data[k] for k in ("class_names", "logger_versions") if k in self.data}
-        hparams = self.data.get("hyper_parameters") or {}
-        return {**legacy, "run_config": hparams.get("run_config")}
+        return extra if isinstance(extra, dict) else {}
 
     @property
     def run_config(self) -> dict:
@@ -145,7 +105,6 @@ class Checkpoint:
         return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
 
     def image_settings(self) -> dict[str, Any]:
-        """``image_size``, ``resize_size``, ``mean``, ``std`` of the data it was trained on."""
         return self._checked("data", only=DATA_KEYS)
 
     @property
@@ -188,5 +147,36 @@ class Checkpoint:
 
 def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
     """Open ``path`` safely (``weights_only=True``, memory-mapped); a clear error otherwise."""
-    p = Path(path).expanduser()
-    return Checkpoint(path=p, key=key, data=_load(p, key))
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={path}: no such file. Pass the path of a .ckpt file, e.g. "
+            f"{key}=runs/<run>/checkpoints/last.ckpt."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"{key}={path} is not a checkpoint (not a torch zip archive: truncated, or another "
+            f"kind of file). Pick another file, e.g. the run's checkpoints/last.ckpt."
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "
+            f"with (it holds objects a safe load refuses) or not a Lightning .ckpt; pick another "
+            f"file, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise ConfigError(
+            f"{key}={path} holds no 'state_dict': it is not a Lightning checkpoint. "
+            f"A plain weight file goes to model.weights=... instead."
+        )
+    return Checkpoint(path=path, key=key, data=data)

@@ -1,19 +1,18 @@
 """The resume contract: what a run resumed from a checkpoint keeps, and what a new command may
 change. Every config key is one of three kinds, declared once in ``CONTRACT`` (first match
-wins): identity (a change is refused before any work), plan (used from the resumed step on,
-the schedule re-planned by ``alexlab.run.state.RunState``) and free. docs/runs.md, "The resume
-contract", shows the table and what each kind means."""
+wins; a name covers its sub-keys): identity (a change is refused before any work), plan (used
+from the resumed step on, the schedule re-planned by ``alexlab.run.state.RunState``) and free.
+docs/runs.md, "The resume contract", shows the table and what each kind means."""
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
 from alexlab.config import ConfigError
 
 IDENTITY, PLAN, FREE = "identity", "plan", "free"
 
-# (kind, key patterns, what happens); docs/runs.md shows this table
+# (kind, keys, what happens); docs/runs.md shows this table
 CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         FREE,
@@ -29,13 +28,12 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         IDENTITY,
         (
-            "model.*",
+            "model",
             "module.num_classes",
             "module.exclude_bias_and_norm",
             "data._target_",
             "data.root",
             "data.source",
-            "data.source.*",
             "data.num_classes",
             "data.image_size",
             "data.resize_size",
@@ -55,9 +53,8 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "trainer.limit_train_batches",
             "trainer.gradient_clip_val",
             "trainer.precision",
-            "optimizer.*",
+            "optimizer",
             "schedule",
-            "schedule.*",
             "data.batch_size",
             "data.global_batch_size",
             "data.crop",
@@ -65,7 +62,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "data.ratio",
             "data.hflip_prob",
             "data.lighting_std",
-            "module.*",
+            "module",
             "scale_lr",
             "lr_reference_batch",
             "seed",
@@ -76,15 +73,12 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         FREE,
         (
-            "data.*",
-            "trainer.*",
+            "data",
+            "trainer",
             "strategy",
-            "strategy.*",
             "logger",
-            "logger.*",
             "callbacks",
-            "callbacks.*",
-            "paths.*",
+            "paths",
             "run_name",
             "resume",
             "ckpt_path",
@@ -92,8 +86,7 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "test",
             "float32_matmul_precision",
             "debug",
-            "debug.*",
-            "derived.*",
+            "derived",
         ),
         "used as given: where and how the run runs, and what it logs",
     ),
@@ -102,8 +95,8 @@ CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 def kind_of(key: str) -> str | None:
     """The contract's kind of a dotted config key (None: a key the contract does not know)."""
-    for kind, patterns, _ in CONTRACT:
-        if any(fnmatchcase(key, p) for p in patterns):
+    for kind, names, _ in CONTRACT:
+        if any(key == p or key.startswith(f"{p}.") for p in names):
             return kind
     return None
 

@@ -26,9 +26,6 @@ TEMP_GLOB = ".*.tmp-*"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside the target, then an atomic rename; the
-    ``last.ckpt`` it replaces stays as ``last-previous.ckpt``."""
-
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
@@ -44,19 +41,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)  # an exception mid-write: no stray file
 
 
-def clean_temp_files(checkpoints: Path) -> list[Path]:
+def clean_temp_files(checkpoints: Path) -> None:
     """Remove what an interrupted checkpoint write left beside its target."""
-    removed = sorted(checkpoints.glob(TEMP_GLOB)) if checkpoints.is_dir() else []
-    for path in removed:
+    for path in checkpoints.glob(TEMP_GLOB):  # none when the folder does not exist
         path.unlink(missing_ok=True)
-    return removed
 
 
 def candidates(checkpoints: Path) -> list[Path]:
     """The run's checkpoints, the one to resume from first: ``last.ckpt``, the previous last,
     then the others newest first."""
-    if not checkpoints.is_dir():
-        return []
     ranked = {LAST: 0, PREVIOUS: 1}
     files = [p for p in checkpoints.glob("*.ckpt") if p.is_file()]
     return sorted(files, key=lambda p: (ranked.get(p.name, 2), -p.stat().st_mtime))

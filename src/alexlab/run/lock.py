@@ -39,11 +39,6 @@ def holder_info() -> dict:
     }
 
 
-def _describe(info: dict) -> str:
-    job = f", SLURM job {info['slurm_job_id']}" if info.get("slurm_job_id") else ""
-    return f"PID {info.get('pid')} on {info.get('host')}{job}, since {info.get('started')}"
-
-
 def _read(path: Path) -> dict:
     try:
         return json.loads(path.read_text() or "{}")
@@ -52,10 +47,12 @@ def _read(path: Path) -> dict:
 
 
 def _refuse(run_dir: Path, info: dict, extra: str = "") -> RunLockedError:
+    job = f", SLURM job {info['slurm_job_id']}" if info.get("slurm_job_id") else ""
     return RunLockedError(
-        f"{run_dir} is in use by another run ({_describe(info)}). One run trains in a directory "
-        f"at a time: wait for it to finish (or stop it; a requeued job takes over once it is "
-        f"gone), or start this one under another run_name.{extra}"
+        f"{run_dir} is in use by another run (PID {info.get('pid')} on {info.get('host')}{job}, "
+        f"since {info.get('started')}). One run trains in a directory at a time: wait for it to "
+        f"finish (or stop it; a requeued job takes over once it is gone), or start this one "
+        f"under another run_name.{extra}"
     )
 
 
@@ -95,7 +92,8 @@ class RunLock:
         path = self.run_dir / EXCL
         for _ in range(2):  # a second try after removing a dead holder's file
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with open(path, "x") as f:  # O_CREAT | O_EXCL
+                    json.dump(holder_info(), f)
             except FileExistsError:
                 info = _read(path)
                 if info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
@@ -107,8 +105,6 @@ class RunLock:
                     f" (flock is unavailable on this filesystem, so a holder on another host "
                     f"cannot be checked: if that job is gone, delete {path}.)",
                 ) from None
-            os.write(fd, json.dumps(holder_info()).encode())
-            os.close(fd)
             self.excl = path
             atexit.register(self.release)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,13 @@ from alexlab.config import ConfigError, InputError, exit_with
 HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def check_writable(run_dir: Path) -> None:
     """The run directory (or the folder it will be made in) and its ``checkpoints/`` take new
     files; a path on the way that is a file is named as such."""
     for path in (run_dir, run_dir / "checkpoints"):
-        base = _nearest_existing(path)
+        base = path  # the nearest path that exists
+        while not base.exists() and base != base.parent:
+            base = base.parent
         if not base.is_dir():
             raise ConfigError(
                 f"{base} is a file, but the run directory {run_dir} needs it to be a folder. "
@@ -51,7 +48,7 @@ def only_hydra_files(run_dir: Path) -> bool:
     return all(p.name in HYDRA_FILES or p.suffix == ".log" for p in run_dir.iterdir())
 
 
-class FailedStart:
+class FailedStart(AbstractContextManager):
     """``with FailedStart(run_dir) as start: ...; start.done()``: an ``InputError`` before
     ``done()`` removes the directory when it held nothing of an earlier run at the start."""
 
@@ -62,9 +59,6 @@ class FailedStart:
 
     def done(self) -> None:
         self.started = True
-
-    def __enter__(self) -> FailedStart:
-        return self
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
         if isinstance(error, InputError) and self.fresh and not self.started:

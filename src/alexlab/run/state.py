@@ -40,7 +40,6 @@ class RunState(L.Callback):
         self.fresh: list[list[dict]] = []  # this command's optimizer hyper-parameters
         self.epoch_start_step = 0
         self.epochs_done = 0
-        self.replanned: str | None = None  # what the re-plan said (for tests and the log)
 
     # --- the run config reaches the loggers (W&B's config panel, hparams.yaml) ---
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -116,11 +115,10 @@ class RunState(L.Callback):
                 start_step=step,
                 start_epoch=epoch + steps_into_epoch / per_epoch,
             )
-            self.replanned = (
+            rank_zero_info(
                 f"[alexlab] lr schedule re-planned from step {step}: {total - step} steps left "
                 f"({per_epoch} per epoch), {total} in all; lr now {lr:.4g}"
             )
-            rank_zero_info(self.replanned)
 
 
 def gather_rng_states(pl_module: L.LightningModule) -> list[dict[str, torch.Tensor]]:
@@ -133,8 +131,7 @@ def gather_rng_states(pl_module: L.LightningModule) -> list[dict[str, torch.Tens
         else torch.empty(0, dtype=torch.uint8)
     )
     mine = torch.cat([cpu, cuda]).to(device)
-    world = pl_module.trainer.world_size
-    gathered = pl_module.all_gather(mine) if world > 1 else mine[None]
+    gathered = pl_module.all_gather(mine) if pl_module.trainer.world_size > 1 else mine[None]
     # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
     return [
         {"torch": row[: cpu.numel()].cpu().clone(), "cuda": row[cpu.numel() :].cpu().clone()}
@@ -144,13 +141,11 @@ def gather_rng_states(pl_module: L.LightningModule) -> list[dict[str, torch.Tens
 
 def restore_rng_state(rng: dict, rank: int, device: torch.device) -> None:
     """Set this rank's RNG to its entry; ``device`` is where the module trains (final)."""
-    per_rank = rng.get("per_rank") or ([rng] if "torch" in rng else [])  # older: one state
+    per_rank = rng.get("per_rank") or []
     if rank >= len(per_rank):  # more ranks than when saved: they keep their seeded state
         return
     state = per_rank[rank]
     torch.set_rng_state(state["torch"].clone())  # a view would be read from its storage start
     cuda = state.get("cuda")
-    if isinstance(cuda, list):  # older checkpoints: rank 0's get_rng_state_all()
-        cuda = cuda[device.index or 0] if device.type == "cuda" and cuda else None
     if cuda is not None and cuda.numel() and device.type == "cuda":
         torch.cuda.set_rng_state(cuda.clone(), device)
