@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from subproc import ROOT, run, train_cli
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors, validate_config
+from alexlab.config.rules import check_hardware
 from alexlab.train import train
 
 # (overrides, the key the message must name): types, ranges, choices, cross-key rules
@@ -240,6 +241,17 @@ def test_a_global_batch_the_data_cannot_fill_once_is_refused(train_cfg):
     (tests/test_config.py, every experiment)."""
     with pytest.raises(ConfigError, match=r"needs 1024 micro-batches .* make 89: no whole step"):
         train(train_cfg("data.global_batch_size=16384"))
+
+
+@pytest.mark.parametrize("devices", ["-1", "auto", "4"])
+def test_every_visible_gpu_counts_in_the_global_batch(devices):
+    """On a node with 4 GPUs, ``trainer.devices=-1`` (and ``auto``) is 4 processes: a global batch
+    of 96 at 16 per device is 1.5 steps' worth, which no accumulation gives; 128 is 2."""
+    args = ["trainer=gpu", f"trainer.devices={devices}", "trainer.precision=16-mixed"]
+    args += ["strategy=ddp", "data.batch_size=16"]
+    with pytest.raises(ConfigError, match="data.global_batch_size"):
+        check_hardware(_with([*args, "data.global_batch_size=96"]), cpus=16, gpus=lambda: 4)
+    check_hardware(_with([*args, "data.global_batch_size=128"]), cpus=16, gpus=lambda: 4)
 
 
 def test_a_fraction_that_leaves_no_batch_is_refused(train_cfg):

@@ -136,10 +136,10 @@ def _world(cfg: DictConfig, gpus: Callable[[], int], on_gpu: bool) -> int | None
     devices, nodes = _get(cfg, "trainer.devices", 1), _get(cfg, "trainer.num_nodes", 1)
     if isinstance(devices, list | tuple) or OmegaConf.is_list(devices):
         count = len(devices)
+    elif devices in (-1, "auto"):  # every visible GPU (before the int case: -1 is an int)
+        count = gpus() if on_gpu else None
     elif isinstance(devices, int) and not isinstance(devices, bool):
         count = devices
-    elif devices == -1 or devices == "auto":
-        count = gpus() if on_gpu else None
     else:
         count = None
     return None if count is None or count < 1 else count * nodes
