@@ -93,15 +93,11 @@ class LARS(Optimizer):
         torch._foreach_mul_(d, scales)
         # 3) v = m * v + d;  w = w - v
         if momentum:
-            buffers = [self.state[p].get("momentum_buffer") for p in params]
-            if any(b is None for b in buffers):  # first step: v = d
-                for p, di, b in zip(params, d, buffers, strict=True):
-                    if b is None:
-                        self.state[p]["momentum_buffer"] = di.clone()
-                    else:
-                        b.mul_(momentum).add_(di)
-            else:
-                torch._foreach_mul_(buffers, momentum)
-                torch._foreach_add_(buffers, d)
-            d = [self.state[p]["momentum_buffer"] for p in params]
+            for p in params:  # a new buffer starts at 0: the first step is v = d
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            buffers = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, d)
+            d = buffers
         torch._foreach_sub_(params, d)
