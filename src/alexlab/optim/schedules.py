@@ -188,21 +188,12 @@ def warmup_lr_scheduler(
     kind: Kind = "cosine",
     warmup_epochs: float = 0.0,
     milestones_epochs: Sequence[float] = (),
-    gamma: float = 0.1,
-    power: float = 2.0,
-    min_factor: float = 0.0,
-    **plateau: Any,
+    **shape: Any,
 ) -> LambdaLR:
-    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer.
-    ``plateau`` takes ``monitor``, ``mode``, ``patience``, ``max_reductions``, ``threshold``."""
+    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer, the
+    lengths are in epochs; ``shape``: ``WarmupSchedule``'s other arguments (gamma, plateau's)."""
     plan = dict(
-        kind=kind,
-        warmup_epochs=warmup_epochs,
-        milestones_epochs=list(milestones_epochs),
-        gamma=gamma,
-        power=power,
-        min_factor=min_factor,
-        **plateau,
+        kind=kind, warmup_epochs=warmup_epochs, milestones_epochs=list(milestones_epochs), **shape
     )
     schedule = _schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **plan)
     return WarmupLR(optimizer, schedule, plan)
