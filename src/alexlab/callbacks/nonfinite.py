@@ -51,14 +51,7 @@ class NonFiniteLossGuard(L.Callback):
         finite = torch.isfinite(loss.detach())
         self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
 
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
         if stepped and logger_step(trainer, done=True):  # this step syncs for the logger anyway
             self.check(trainer)
