@@ -73,14 +73,11 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
 def print_metrics(summary: dict[str, Any], title: str = "alexlab results") -> None:
     """The closing results table (``metrics.json``'s figures), on global rank 0 only."""
     from lightning.pytorch.utilities import rank_zero_only
-
-    rank_zero_only(_print_table)(summary, title)
-
-
-def _print_table(summary: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if rank_zero_only.rank != 0:
+        return
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
