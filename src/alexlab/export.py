@@ -11,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
@@ -66,7 +65,6 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"format={cfg.format} is unknown; valid: {', '.join(FORMATS)}.")
     path, diff = export_onnx(cfg.ckpt_path, Path(cfg.output) if cfg.output else None)
     check = f"; onnxruntime vs torch max |diff| {diff:.2e}" if diff is not None else ""
-    rank_zero_info(f"[alexlab] wrote {path}{check}")
     print(f"wrote {path}{check}")
 
 
