@@ -14,7 +14,6 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig
-from PIL import Image
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data import images
@@ -39,14 +38,6 @@ def list_inputs(input_: str) -> list[Path]:
     raise ConfigError(
         f"input={path}: no such file or directory. Pass an image or a folder of images."
     )
-
-
-def open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Upright RGB as training saw it (``images.decode``); images above ``max_pixels`` are
-    refused before decoding."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError("not an image file (extension)")
-    return images.decode(str(path), max_pixels)
 
 
 def pick_device(name: str) -> torch.device:
@@ -91,7 +82,11 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
         batch, kept = [], []
         for path in files[start : start + cfg.batch_size]:
             try:
-                batch.append(transform(open_image(path, cfg.max_image_pixels or MAX_IMAGE_PIXELS)))
+                if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                    raise ValueError("not an image file (extension)")
+                # upright RGB as training saw it; one above max_image_pixels is refused undecoded
+                image = images.decode(str(path), cfg.max_image_pixels or MAX_IMAGE_PIXELS)
+                batch.append(transform(image))
                 kept.append(path)
             except Exception as e:  # unreadable, truncated, not an image, too large
                 out["skipped"].append({"file": str(path), "reason": str(e) or type(e).__name__})
