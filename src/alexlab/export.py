@@ -19,9 +19,7 @@ from alexlab.run.checkpoint import open_checkpoint
 FORMATS = ("onnx",)
 
 
-def export_onnx(
-    ckpt_path: str, output: Path | None = None, *, max_batch: int = 4096
-) -> tuple[Path, float | None]:
+def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float | None]:
     """Write the ONNX file; return its path and the largest |onnxruntime - torch| on a test
     batch (None without onnxruntime)."""
     try:
@@ -35,7 +33,7 @@ def export_onnx(
     net = ckpt.build_net().eval()
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
     example = torch.randn(2, 3, size, size)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         net,
         (example,),
