@@ -32,13 +32,9 @@ from alexlab.optim.param_groups import LARS_EXCLUDE
 
 
 class LARS(Optimizer):
-    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols: the module docstring).
-    The other arguments are the ``optimizer.*`` settings of ``alexlab.config.schema.LARS``.
-
-    Args:
-        params: parameters or parameter groups. A group with ``lars_exclude=True`` gets plain
-            SGD with momentum (and its own ``weight_decay``, 0 for biases and norms by default).
-    """
+    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols and the ``lars_exclude``
+    groups: the module docstring). The other arguments are the ``optimizer.*`` settings of
+    ``alexlab.config.schema.LARS``."""
 
     def __init__(
         self,
