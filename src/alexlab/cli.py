@@ -62,18 +62,14 @@ def _command(config_name: str, task: str) -> Callable[[], None]:
         try:
             run_task()
         finally:
-            _skip_the_exit_collection()
+            # Python's exit runs a full garbage collection over every object still alive: torch,
+            # Lightning, torchmetrics, scipy and sympy hold millions, and the pass took 5 s after
+            # each run on 2 CPU cores. Moved to the permanent generation, which that pass leaves
+            # alone, they are freed with the process; files, loggers and W&B are closed by now.
+            gc.freeze()
 
     return command
 
 
 train = _command("train", "alexlab.train")
 evaluate = _command("eval", "alexlab.evaluate")
-
-
-def _skip_the_exit_collection() -> None:
-    """Python's exit runs a full garbage collection over every object still alive: torch,
-    Lightning, torchmetrics, scipy and sympy hold millions, and the pass took 5 s after each run
-    on 2 CPU cores. Moved to the permanent generation, which that pass leaves alone, they are
-    freed with the process; files, loggers and W&B are closed before this point."""
-    gc.freeze()
