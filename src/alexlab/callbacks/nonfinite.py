@@ -27,9 +27,6 @@ class NonFiniteLossError(InputError):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Tracks the first non-finite loss on the device; checks it on logging steps, at epoch end
-    and before every checkpoint write, and stops the run there with one paragraph."""
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # made once on the device (a fill kernel, not a host->device copy)
         self.first_bad = torch.full((), NONE, dtype=torch.int64, device=pl_module.device)
