@@ -35,10 +35,8 @@ def _overrides(job_dir: Path) -> dict[str, str]:
 
 def collect(runs_dir: Path) -> tuple[list[str], list[dict]]:
     """``(swept keys, rows)``, one row per job, sorted by the swept values."""
-    jobs = []
-    for metrics_file in sorted(Path(runs_dir).rglob("metrics.json")):
-        summary = json.loads(metrics_file.read_text())
-        jobs.append((_overrides(metrics_file.parent), summary, metrics_file.parent))
+    files = sorted(Path(runs_dir).rglob("metrics.json"))
+    jobs = [(_overrides(f.parent), json.loads(f.read_text()), f.parent) for f in files]
     if not jobs:
         raise FileNotFoundError(f"no metrics.json under {runs_dir}")
     keys = sorted({k for overrides, _, _ in jobs for k in overrides})
