@@ -7,7 +7,10 @@ config files themselves: Hydra's own help re-reads every group of every option (
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -43,47 +46,30 @@ def help_text(config_name: str) -> str:
     return "\n".join(lines)
 
 
-def _answer_help(config_name: str) -> None:
-    if {"--help", "-h"} & set(sys.argv[1:]):
-        print(help_text(config_name))
-        sys.exit(0)
+def _command(config_name: str, task: str) -> Callable[[], None]:
+    """The entry point that runs ``task``'s ``main`` on the config Hydra composes from
+    ``config_name``.yaml."""
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def run_task(cfg: DictConfig) -> Any:
+        quiet_known_warnings()
+        return importlib.import_module(task).main(cfg)
+
+    def command() -> None:
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            print(help_text(config_name))
+            sys.exit(0)
+        try:
+            run_task()
+        finally:
+            # Python's exit runs a full garbage collection over every object still alive: torch,
+            # Lightning, torchmetrics, scipy and sympy hold millions, and the pass took 5 s after
+            # each run on 2 CPU cores. Moved to the permanent generation, which that pass leaves
+            # alone, they are freed with the process; files, loggers and W&B are closed by now.
+            gc.freeze()
+
+    return command
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def _train(cfg: DictConfig) -> float | None:
-    quiet_known_warnings()
-    from alexlab.train import main
-
-    return main(cfg)
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
-def _evaluate(cfg: DictConfig) -> None:
-    quiet_known_warnings()
-    from alexlab.evaluate import main
-
-    return main(cfg)
-
-
-def train() -> None:
-    _answer_help("train")
-    try:
-        _train()
-    finally:
-        _skip_the_exit_collection()
-
-
-def evaluate() -> None:
-    _answer_help("eval")
-    try:
-        _evaluate()
-    finally:
-        _skip_the_exit_collection()
-
-
-def _skip_the_exit_collection() -> None:
-    """Python's exit runs a full garbage collection over every object still alive: torch,
-    Lightning, torchmetrics, scipy and sympy hold millions, and the pass took 5 s after each run
-    on 2 CPU cores. Moved to the permanent generation, which that pass leaves alone, they are
-    freed with the process; files, loggers and W&B are closed before this point."""
-    gc.freeze()
+train = _command("train", "alexlab.train")
+evaluate = _command("eval", "alexlab.evaluate")

@@ -45,8 +45,8 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
     counted here, the first moment its size is known."""
     from alexlab.config.rules import check_steps
 
-    gpu = trainer.strategy.root_device.type == "cuda"
-    about = datamodule.describe(gpu=gpu)
+    device = trainer.strategy.root_device.type
+    about = datamodule.describe(gpu=device == "cuda")
     images = about["images"]
     if "steps_per_epoch" not in about:  # synthetic data sets its steps directly
         check_steps(
@@ -55,16 +55,14 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
             world_size=trainer.world_size,
             accumulation=derived["accumulation"],
         )
-    device = trainer.strategy.root_device.type.upper()
-    precision = trainer.precision
     lr = f"lr {derived['lr']:g}" + (
         f" (scaled from {cfg.optimizer.lr:g})" if cfg.get("scale_lr") else ""
     )
     return (
         f"[alexlab] run dir {out} | data {cfg.data.get('root') or 'in memory'}: "
         + ", ".join(f"{n} {split}" for split, n in images.items())
-        + f" images | loader {about['loader']} | {trainer.world_size} {device} device(s), "
-        f"precision {precision} | global batch {derived['global_batch_size']} = "
+        + f" images | loader {about['loader']} | {trainer.world_size} {device.upper()} device(s), "
+        f"precision {trainer.precision} | global batch {derived['global_batch_size']} = "
         f"{cfg.data.batch_size} per device x {trainer.world_size} x {derived['accumulation']} "
         f"accumulation | {lr}"
     )
@@ -73,14 +71,11 @@ def start_line(cfg: DictConfig, out: Path, datamodule: Any, trainer: Any, derive
 def print_metrics(summary: dict[str, Any], title: str = "alexlab results") -> None:
     """The closing results table (``metrics.json``'s figures), on global rank 0 only."""
     from lightning.pytorch.utilities import rank_zero_only
-
-    rank_zero_only(_print_table)(summary, title)
-
-
-def _print_table(summary: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if rank_zero_only.rank != 0:
+        return
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")

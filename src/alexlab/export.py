@@ -11,7 +11,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
@@ -20,9 +19,7 @@ from alexlab.run.checkpoint import open_checkpoint
 FORMATS = ("onnx",)
 
 
-def export_onnx(
-    ckpt_path: str, output: Path | None = None, *, max_batch: int = 4096
-) -> tuple[Path, float | None]:
+def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float | None]:
     """Write the ONNX file; return its path and the largest |onnxruntime - torch| on a test
     batch (None without onnxruntime)."""
     try:
@@ -36,7 +33,7 @@ def export_onnx(
     net = ckpt.build_net().eval()
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
     example = torch.randn(2, 3, size, size)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         net,
         (example,),
@@ -66,7 +63,6 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"format={cfg.format} is unknown; valid: {', '.join(FORMATS)}.")
     path, diff = export_onnx(cfg.ckpt_path, Path(cfg.output) if cfg.output else None)
     check = f"; onnxruntime vs torch max |diff| {diff:.2e}" if diff is not None else ""
-    rank_zero_info(f"[alexlab] wrote {path}{check}")
     print(f"wrote {path}{check}")
 
 

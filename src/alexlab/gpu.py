@@ -1,12 +1,4 @@
-"""GPU settings applied once when a run starts, and the warning when a GPU goes unused.
-
-- ``float32_matmul_precision`` is set only where the run's device is a CUDA GPU (``high``: TF32
-  matmuls, as cuDNN already runs float32 convolutions); the CPU keeps full float32.
-- ``trainer.accelerator=auto`` on a machine with an NVIDIA driver that torch cannot use (almost
-  always a driver older than torch's CUDA) warns, naming the driver, instead of training on the
-  CPU in silence.
-- ``PerProcessSettings`` compiles and sets the matmul precision in every training process: under
-  ``ddp_spawn`` a child gets a pickled module without its compiled call, in a new interpreter."""
+"""GPU settings applied once when a run starts, and the warning when a GPU goes unused."""
 
 from __future__ import annotations
 
@@ -25,7 +17,8 @@ NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")  # written by the NVIDI
 
 
 def set_matmul_precision(trainer: L.Trainer, precision: str) -> None:
-    """``torch.set_float32_matmul_precision(precision)`` where the run is on a CUDA GPU."""
+    """``torch.set_float32_matmul_precision(precision)`` where the run is on a CUDA GPU (``high``:
+    TF32 matmuls, as cuDNN already runs float32 convolutions); the CPU keeps full float32."""
     if trainer.strategy.root_device.type == "cuda":
         torch.set_float32_matmul_precision(precision)
 
@@ -52,7 +45,8 @@ def nvidia_driver() -> str | None:
 
 
 def warn_if_gpu_unused(trainer: L.Trainer, accelerator: str) -> None:
-    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver."""
+    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver (torch
+    cannot use it), instead of training on the CPU in silence."""
     if accelerator != "auto" or trainer.strategy.root_device.type != "cpu":
         return
     driver = nvidia_driver()
@@ -84,7 +78,8 @@ def sync_then_compile(
 
 class PerProcessSettings(L.Callback):
     """``model.compile`` (with ``backend``) and ``float32_matmul_precision`` (CUDA only), applied
-    by each process that trains (Lightning's ``setup`` runs in each, before the first batch)."""
+    by each process that trains (Lightning's ``setup`` runs in each, before the first batch):
+    under ``ddp_spawn`` a child gets a pickled module without its compiled call."""
 
     def __init__(
         self,

@@ -91,9 +91,7 @@ class ResumableCSVLogger(CSVLogger):
     it: the rows are read first (in the process that starts the writer, a ``ddp_spawn`` child
     too) and handed to the new writer through its public ``log_metrics``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._started = False
+    _started = False  # set on the instance once the writer has taken the old rows
 
     @property
     @rank_zero_experiment

@@ -22,16 +22,9 @@ from alexlab.optim.schedules import report_epoch_metrics, steps_per_epoch
 
 
 class ClassificationModule(L.LightningModule):
-    """Cross-entropy training with top-1/top-5 accuracy.
-
-    Args:
-        net: the network (``alexlab.models``), ``(B, 3, S, S) -> (B, num_classes)`` logits.
-        optimizer: ``_partial_`` optimizer, called with ``params=<param groups>`` (None to
-            evaluate only).
-        schedule: ``_partial_`` schedule, called with the optimizer, ``total_steps`` and
-            ``steps_per_epoch``; stepped after every optimizer step. None for a constant lr.
-        num_classes, label_smoothing, exclude_bias_and_norm: ``alexlab.config.schema.Module``.
-    """
+    """Cross-entropy training with top-1/top-5 accuracy. ``optimizer`` and ``schedule`` are
+    Hydra partials (None: evaluate only, a constant lr); the other settings are documented in
+    ``alexlab.config.schema.Module``."""
 
     def __init__(
         self,

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 from omegaconf import DictConfig
-from PIL import Image
 
 from alexlab.config import CONF_DIR, ConfigError, report_config_errors
 from alexlab.data import images
 from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from alexlab.data.sources import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
 from alexlab.run.checkpoint import open_checkpoint
-
-
-@dataclass
-class Predictions:
-    results: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
 
 URL_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "file://")
 
@@ -47,14 +38,6 @@ def list_inputs(input_: str) -> list[Path]:
     raise ConfigError(
         f"input={path}: no such file or directory. Pass an image or a folder of images."
     )
-
-
-def open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Upright RGB as training saw it (``images.decode``); images above ``max_pixels`` are
-    refused before decoding."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError("not an image file (extension)")
-    return images.decode(str(path), max_pixels)
 
 
 def pick_device(name: str) -> torch.device:
@@ -78,7 +61,8 @@ def pick_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def predict(cfg: DictConfig) -> Predictions:
+def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
+    """``{"results": [per image: file, top (index, class, prob), probs], "skipped": [...]}``."""
     device = pick_device(str(cfg.device))  # input and device first: a bad one fails at once
     files = list_inputs(str(cfg.input))
     ckpt = open_checkpoint(cfg.ckpt_path)
@@ -93,15 +77,19 @@ def predict(cfg: DictConfig) -> Predictions:
         std=data.get("std") or IMAGENET_STD,
     )
     module.to(device)
-    out = Predictions()
+    out: dict[str, list[dict[str, Any]]] = {"results": [], "skipped": []}
     for start in range(0, len(files), cfg.batch_size):
         batch, kept = [], []
         for path in files[start : start + cfg.batch_size]:
             try:
-                batch.append(transform(open_image(path, cfg.max_image_pixels or MAX_IMAGE_PIXELS)))
+                if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                    raise ValueError("not an image file (extension)")
+                # upright RGB as training saw it; one above max_image_pixels is refused undecoded
+                image = images.decode(str(path), cfg.max_image_pixels or MAX_IMAGE_PIXELS)
+                batch.append(transform(image))
                 kept.append(path)
             except Exception as e:  # unreadable, truncated, not an image, too large
-                out.skipped.append({"file": str(path), "reason": str(e) or type(e).__name__})
+                out["skipped"].append({"file": str(path), "reason": str(e) or type(e).__name__})
         if not batch:
             continue
         probs = torch.softmax(module(torch.stack(batch).to(device)), dim=1).cpu()  # (B, classes)
@@ -118,18 +106,18 @@ def predict(cfg: DictConfig) -> Predictions:
             }
             if cfg.show_all_probs:
                 result["probs"] = {label(i): round(float(v), 6) for i, v in enumerate(p)}
-            out.results.append(result)
+            out["results"].append(result)
     return out
 
 
-def render_text(out: Predictions) -> str:
+def render_text(out: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
-    for r in out.results:
+    for r in out["results"]:
         lines.append(r["file"])
         lines += [f"  {t['prob']:.4f}  {t['class']} ({t['index']})" for t in r["top"]]
         if "probs" in r:
             lines += ["  all: " + ", ".join(f"{c} {p:.4f}" for c, p in r["probs"].items())]
-    lines += [f"skipped {s['file']}: {s['reason']}" for s in out.skipped]
+    lines += [f"skipped {s['file']}: {s['reason']}" for s in out["skipped"]]
     return "\n".join(lines)
 
 
@@ -138,10 +126,10 @@ def render_text(out: Predictions) -> str:
 def main(cfg: DictConfig) -> None:
     out = predict(cfg)
     if cfg.format == "json":
-        print(json.dumps({"results": out.results, "skipped": out.skipped}, indent=2))
+        print(json.dumps(out, indent=2))
     else:
         print(render_text(out))
-    if not out.results:
+    if not out["results"]:
         sys.exit(1)  # nothing could be classified
 
 

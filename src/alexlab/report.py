@@ -35,10 +35,8 @@ def _overrides(job_dir: Path) -> dict[str, str]:
 
 def collect(runs_dir: Path) -> tuple[list[str], list[dict]]:
     """``(swept keys, rows)``, one row per job, sorted by the swept values."""
-    jobs = []
-    for metrics_file in sorted(Path(runs_dir).rglob("metrics.json")):
-        summary = json.loads(metrics_file.read_text())
-        jobs.append((_overrides(metrics_file.parent), summary, metrics_file.parent))
+    files = sorted(Path(runs_dir).rglob("metrics.json"))
+    jobs = [(_overrides(f.parent), json.loads(f.read_text()), f.parent) for f in files]
     if not jobs:
         raise FileNotFoundError(f"no metrics.json under {runs_dir}")
     keys = sorted({k for overrides, _, _ in jobs for k in overrides})
@@ -81,12 +79,11 @@ def figure(swept: list[str], rows: list[dict]):
     """val top-1 against the first swept key: bars for categorical values (optimizer names),
     grouped by the second swept key when there is one; a line per value of the second key for
     numeric values, on a log axis for lr and weight decay."""
-    import matplotlib
+    # a Figure of its own, not pyplot's: no GUI backend, nothing to close
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     x_key = swept[0] if swept else "job"
     series_key = swept[1] if len(swept) > 1 else None
     series = sorted({str(r[series_key]) for r in rows} if series_key else {""}, key=_sort_key)
@@ -121,14 +118,6 @@ def figure(swept: list[str], rows: list[dict]):
     return fig
 
 
-def plot(swept: list[str], rows: list[dict], path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = figure(swept, rows)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m alexlab.report", description=__doc__)
     parser.add_argument("runs_dir", type=Path, help="a multirun folder, e.g. runs/multirun/<date>")
@@ -144,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot(swept, rows, args.runs_dir / "report.png")
+    figure(swept, rows).savefig(args.runs_dir / "report.png", dpi=120)
     print(table)
     print(f"\nwrote {args.runs_dir}/report.md, report.csv, report.png")
     return 0

@@ -49,7 +49,6 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def derive_batch_and_lr(cfg: DictConfig, *, world_size: int) -> dict[str, Any]:
-    """Accumulation, global batch and lr, derived once from the config and the world size."""
     accumulation = accumulation_steps(
         global_batch_size=cfg.data.get("global_batch_size"),
         batch_size=cfg.data.batch_size,
@@ -93,7 +92,6 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) 
 
 
 def _per_process_settings(cfg: DictConfig) -> PerProcessSettings:
-    """Compile and matmul precision, applied in each training process (``ddp_spawn``'s too)."""
     return PerProcessSettings(
         compile=bool(cfg.model.get("compile")),
         matmul_precision=cfg.get("float32_matmul_precision"),
@@ -114,7 +112,6 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _build_module(cfg: DictConfig, derived: dict, trainer: L.Trainer) -> L.LightningModule:
-    """The module around the network, the optimizer (with the derived lr) and the schedule."""
     net = build(cfg.model, compile=False) if cfg.model.get("compile") else build(cfg.model)
     has_bn = any(isinstance(m, BATCH_NORMS) for m in net.modules())
     sync = cfg.trainer.get("sync_batchnorm")

@@ -30,7 +30,7 @@ def test_summary_and_image_predictions_do_not_recompile():
     x = torch.randn(16, 3, 64, 64)
     module(x).sum().backward()  # the training graph, at the training batch size
     assert backend.compiles == 1
-    rows = layer_summary(net, 64)  # LayerSummary: batch 1
+    rows, _ = layer_summary(net, 64)  # LayerSummary: batch 1
     assert rows[0].out_shape[0] == 1 and sum(r.macs for r in rows) > 0
     reference = build(**TINY)  # the same weights and statistics, never compiled
     reference.load_state_dict(net.state_dict())

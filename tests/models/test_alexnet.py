@@ -6,7 +6,7 @@ from torch import nn
 from alexlab.config import ConfigError, validate_section
 from alexlab.config.schema import MIN_IMAGE_SIZE
 from alexlab.models.alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, AlexNet, build
-from alexlab.models.summary import layer_summary, total_macs
+from alexlab.models.summary import layer_summary
 
 TV_WIDTHS = (64, 192, 384, 256, 256)
 VARIANTS = {
@@ -34,7 +34,7 @@ def test_full_size_shapes(variant, size):
 
 def test_conv1_output_is_55_for_both_input_sizes():
     for size in (224, 227):
-        rows = layer_summary(AlexNet(input_size=size), size)
+        rows, _ = layer_summary(AlexNet(input_size=size), size)
         assert rows[0].out_shape == (1, 96, 55, 55)
 
 
@@ -62,9 +62,8 @@ def test_torchvision_macs_figure():
     # torchvision publishes 0.714 GMACs ("_ops") for its AlexNet at 224x224
     published = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["_ops"]
     net = AlexNet(norm="none", widths=TV_WIDTHS)
-    macs = total_macs(net, 224)
+    rows, macs = layer_summary(net, 224)
     assert round(macs / 1e9, 3) == published
-    rows = layer_summary(net, 224)
     # conv1 by hand: 64 maps x 55 x 55 positions x (3 x 11 x 11) weights each
     assert rows[0].macs == 64 * 55 * 55 * 363
     assert sum(r.macs for r in rows) == macs  # every MAC belongs to one layer's row

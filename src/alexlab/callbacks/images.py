@@ -70,7 +70,8 @@ class RunImages(L.Callback):
             preds = pl_module.net.forward(images).argmax(dim=1)
         names = getattr(trainer.datamodule, "classes", None) or []
         name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
-        shown = [_for_display(img) for img in images]
+        # each image rescaled to [0, 1] for viewing (make_grid of one image: that image)
+        shown = [make_grid(img.detach().float().cpu(), normalize=True) for img in images]
         captions = [
             f"pred {name(int(p))} / true {name(int(t))}" for p, t in zip(preds, labels, strict=True)
         ]
@@ -83,9 +84,3 @@ class RunImages(L.Callback):
                 logger.experiment.add_images(
                     "val_predictions", torch.stack(shown), trainer.global_step
                 )
-
-
-def _for_display(image: torch.Tensor) -> torch.Tensor:
-    """A normalised (3, H, W) image rescaled to [0, 1] for viewing."""
-    image = image.detach().float().cpu()
-    return (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)

@@ -18,8 +18,7 @@ class LayerSummary(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
         size = getattr(net, "input_size", 224)
-        rows = layer_summary(net, size)
-        macs = sum(r.macs for r in rows)
+        rows, macs = layer_summary(net, size)
         batch = getattr(trainer.datamodule, "batch_size", None)
         if batch:
             pl_module.flops_per_batch = 3 * 2 * macs * batch

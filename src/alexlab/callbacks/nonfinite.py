@@ -27,9 +27,6 @@ class NonFiniteLossError(InputError):
 
 
 class NonFiniteLossGuard(L.Callback):
-    """Tracks the first non-finite loss on the device; checks it on logging steps, at epoch end
-    and before every checkpoint write, and stops the run there with one paragraph."""
-
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # made once on the device (a fill kernel, not a host->device copy)
         self.first_bad = torch.full((), NONE, dtype=torch.int64, device=pl_module.device)
@@ -51,14 +48,7 @@ class NonFiniteLossGuard(L.Callback):
         finite = torch.isfinite(loss.detach())
         self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
 
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         stepped, self.last_step = trainer.global_step != self.last_step, trainer.global_step
         if stepped and logger_step(trainer, done=True):  # this step syncs for the logger anyway
             self.check(trainer)

@@ -25,7 +25,7 @@ class LayerRow:
 
 
 @torch.no_grad()
-def _count(net: nn.Module, input_size: int) -> tuple[list[LayerRow], int]:
+def layer_summary(net: nn.Module, input_size: int) -> tuple[list[LayerRow], int]:
     """The rows (one per leaf module, in execution order) and the network's total MACs, for a
     single ``(1, 3, S, S)`` input. A leaf's MACs are the counter's growth across its forward."""
     rows: list[LayerRow] = []
@@ -59,13 +59,3 @@ def _count(net: nn.Module, input_size: int) -> tuple[list[LayerRow], int]:
         for h in handles:
             h.remove()
     return rows, counter.get_total_flops() // 2
-
-
-def layer_summary(net: nn.Module, input_size: int) -> list[LayerRow]:
-    """One row per leaf module, in execution order, for a single ``(1, 3, S, S)`` input."""
-    return _count(net, input_size)[0]
-
-
-def total_macs(net: nn.Module, input_size: int) -> int:
-    """MACs of one forward pass of a ``(1, 3, S, S)`` input (torch's FLOP count / 2)."""
-    return _count(net, input_size)[1]

@@ -12,20 +12,13 @@ def accumulation_steps(*, global_batch_size: int | None, batch_size: int, world_
         return 1
     per_step = batch_size * world_size
     if global_batch_size % per_step:
+        fits = (b for b in range(batch_size, 0, -1) if global_batch_size % (b * world_size) == 0)
         raise ConfigError(
             f"data.global_batch_size={global_batch_size} is not a multiple of data.batch_size="
             f"{batch_size} x {world_size} device(s) = {per_step}. Pick a per-device batch that "
-            "divides it, e.g. "
-            f"data.batch_size={_largest_divisor(global_batch_size, world_size, batch_size)}."
+            f"divides it, e.g. data.batch_size={next(fits, 1)}."
         )
     return global_batch_size // per_step
-
-
-def _largest_divisor(global_batch: int, world_size: int, at_most: int) -> int:
-    for b in range(at_most, 0, -1):
-        if global_batch % (b * world_size) == 0:
-            return b
-    return 1
 
 
 def scaled_lr(base_lr: float, *, global_batch_size: int, reference_batch_size: int = 256) -> float:

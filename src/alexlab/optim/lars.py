@@ -32,13 +32,9 @@ from alexlab.optim.param_groups import LARS_EXCLUDE
 
 
 class LARS(Optimizer):
-    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols: the module docstring).
-    The other arguments are the ``optimizer.*`` settings of ``alexlab.config.schema.LARS``.
-
-    Args:
-        params: parameters or parameter groups. A group with ``lars_exclude=True`` gets plain
-            SGD with momentum (and its own ``weight_decay``, 0 for biases and norms by default).
-    """
+    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols and the ``lars_exclude``
+    groups: the module docstring). The other arguments are the ``optimizer.*`` settings of
+    ``alexlab.config.schema.LARS``."""
 
     def __init__(
         self,
@@ -93,15 +89,11 @@ class LARS(Optimizer):
         torch._foreach_mul_(d, scales)
         # 3) v = m * v + d;  w = w - v
         if momentum:
-            buffers = [self.state[p].get("momentum_buffer") for p in params]
-            if any(b is None for b in buffers):  # first step: v = d
-                for p, di, b in zip(params, d, buffers, strict=True):
-                    if b is None:
-                        self.state[p]["momentum_buffer"] = di.clone()
-                    else:
-                        b.mul_(momentum).add_(di)
-            else:
-                torch._foreach_mul_(buffers, momentum)
-                torch._foreach_add_(buffers, d)
-            d = [self.state[p]["momentum_buffer"] for p in params]
+            for p in params:  # a new buffer starts at 0: the first step is v = d
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            buffers = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, d)
+            d = buffers
         torch._foreach_sub_(params, d)

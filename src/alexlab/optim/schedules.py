@@ -12,6 +12,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch.optim import Optimizer
@@ -20,6 +21,7 @@ from torch.optim.lr_scheduler import LambdaLR
 Kind = Literal["constant", "step", "cosine", "poly", "plateau"]
 
 
+@dataclass(kw_only=True)
 class WarmupSchedule:
     """Multiplier of the base lr at optimizer step ``t`` (0-based).
 
@@ -36,35 +38,25 @@ class WarmupSchedule:
          three times in all).
     """
 
-    def __init__(
-        self,
-        *,
-        kind: Kind,
-        total_steps: int,
-        warmup_steps: int = 0,
-        milestones: Sequence[int] = (),
-        gamma: float = 0.1,
-        power: float = 2.0,
-        min_factor: float = 0.0,
-        monitor: str = "val/acc1",
-        mode: Literal["max", "min"] = "max",
-        patience: int = 5,
-        max_reductions: int = 3,
-        threshold: float = 1e-4,
-    ) -> None:
-        self.kind = kind
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
-        self.power = float(power)
-        self.min_factor = float(min_factor)
-        # plateau state: plain numbers, so it round-trips through LambdaLR.state_dict()
-        self.monitor, self.mode, self.patience = monitor, mode, int(patience)
-        self.max_reductions, self.threshold = int(max_reductions), float(threshold)
-        self.best: float | None = None
-        self.bad_epochs = 0
-        self.reductions = 0
+    kind: Kind
+    total_steps: int
+    warmup_steps: int = 0
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+    power: float = 2.0
+    min_factor: float = 0.0
+    monitor: str = "val/acc1"
+    mode: Literal["max", "min"] = "max"
+    patience: int = 5
+    max_reductions: int = 3
+    threshold: float = 1e-4
+    # plateau state: plain numbers, so it round-trips through LambdaLR.state_dict()
+    best: float | None = field(default=None, init=False)
+    bad_epochs: int = field(default=0, init=False)
+    reductions: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.milestones = sorted(int(m) for m in self.milestones)
 
     def report(self, metrics: Mapping[str, Any]) -> None:
         """Called once per epoch after validation with the logged metrics (plateau only)."""
@@ -188,21 +180,12 @@ def warmup_lr_scheduler(
     kind: Kind = "cosine",
     warmup_epochs: float = 0.0,
     milestones_epochs: Sequence[float] = (),
-    gamma: float = 0.1,
-    power: float = 2.0,
-    min_factor: float = 0.0,
-    **plateau: Any,
+    **shape: Any,
 ) -> LambdaLR:
-    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer.
-    ``plateau`` takes ``monitor``, ``mode``, ``patience``, ``max_reductions``, ``threshold``."""
+    """Build the schedule; ``total_steps`` and ``steps_per_epoch`` come from the trainer, the
+    lengths are in epochs; ``shape``: ``WarmupSchedule``'s other arguments (gamma, plateau's)."""
     plan = dict(
-        kind=kind,
-        warmup_epochs=warmup_epochs,
-        milestones_epochs=list(milestones_epochs),
-        gamma=gamma,
-        power=power,
-        min_factor=min_factor,
-        **plateau,
+        kind=kind, warmup_epochs=warmup_epochs, milestones_epochs=list(milestones_epochs), **shape
     )
     schedule = _schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **plan)
     return WarmupLR(optimizer, schedule, plan)
