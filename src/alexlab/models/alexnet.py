@@ -20,6 +20,7 @@ arithmetic needs, 55x55 after conv1). ``AdaptiveAvgPool2d`` makes any other size
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -128,7 +129,7 @@ def build(
     net = AlexNet(**kwargs)
     if weights is not None:
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise ValueError(f"model.weights={weights}: no such file") from None
         net.load_state_dict(state)
