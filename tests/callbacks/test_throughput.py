@@ -1,8 +1,11 @@
+from __future__ import annotations
+
 import csv
 import time
 from functools import partial
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
@@ -13,16 +16,32 @@ from alexlab.module import ClassificationModule
 
 
 class Sleep(L.Callback):
-    """Makes each train step take at least ``train`` s and each val batch ``val`` s."""
+    """Makes each train step take at least ``train`` s and each val batch ``val`` s; with a
+    ``clock``, exactly that long on the clock, which moves only here."""
 
-    def __init__(self, train: float = 0.0, val: float = 0.0) -> None:
-        self.train, self.val = train, val
+    def __init__(self, train: float = 0.0, val: float = 0.0, clock: Clock | None = None) -> None:
+        self.train, self.val, self.clock = train, val, clock
+
+    def _wait(self, seconds: float) -> None:
+        if self.clock is None:
+            time.sleep(seconds)
+        else:
+            self.clock.now += seconds
 
     def on_train_batch_end(self, *args) -> None:
-        time.sleep(self.train)
+        self._wait(self.train)
 
     def on_validation_batch_end(self, *args) -> None:
-        time.sleep(self.val)
+        self._wait(self.val)
+
+
+class Clock:
+    """A ``time`` module for the callback whose ``perf_counter`` moves only when told."""
+
+    now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
 
 
 def fit(
@@ -77,15 +96,18 @@ def test_counts_every_micro_batch_and_logs_per_optimizer_step(tmp_path):
     assert abs(rate - 6 * 1000 / interval) < 1e-6 * rate  # 6 batches' FLOPs in the interval
 
 
-def test_train_time_counts_every_step_and_leaves_validation_out(tmp_path):
-    # 2 epochs of 5 steps of >= 0.1 s, logged every 3 steps, stopped at step 9 (so epoch 2 ends
-    # without a validation); the validation of epoch 1 sleeps 2 x 1.5 s. Steps 4-5 run between
-    # the last log of epoch 1 and its validation: they must count.
-    rows = fit(tmp_path, every=3, epochs=2, steps=5, max_steps=9, sleep=Sleep(train=0.1, val=1.5))
+def test_train_time_counts_every_step_and_leaves_validation_out(tmp_path, monkeypatch):
+    # 2 epochs of 5 steps of 0.1 s, logged every 3 steps, stopped at step 9 (so epoch 2 ends
+    # without a validation); the validation of epoch 1 takes 2 x 1.5 s. Steps 4-5 run between
+    # the last log of epoch 1 and its validation: they must count. The callback reads a clock
+    # that moves only by those durations, so the train time is exact whatever the machine's load.
+    clock = Clock()
+    monkeypatch.setattr("alexlab.callbacks.throughput.time", clock)
+    sleep = Sleep(train=0.1, val=1.5, clock=clock)
+    rows = fit(tmp_path, every=3, epochs=2, steps=5, max_steps=9, sleep=sleep)
     assert [int(r["step"]) for r in rows] == [3, 6, 9]
-    # 9 steps: at least their 0.9 s of sleep; with a validation in it, at least 3.9 s (the
-    # margin lets a loaded machine run each step at 0.42 s instead of 0.1 s)
-    assert 0.9 <= float(rows[-1]["train/time"]) < 3.8
+    assert [float(r["train/time"]) for r in rows] == pytest.approx([0.3, 0.6, 0.9])
+    assert clock.now == pytest.approx(0.9 + 2 * 1.5)  # the validation did take its 3 s
 
 
 def test_mfu_is_read_against_the_peak_of_the_precision_in_use():
