@@ -103,6 +103,9 @@ def test_a_second_launch_of_a_running_run_is_refused_and_touches_nothing(tmp_pat
     (line,) = [x for x in stderr.splitlines() if x.startswith("alexlab:")]
     assert f"{run} is in use by another run (PID {first.pid} on {socket.gethostname()}" in line
     assert "resumed" not in stdout + stderr  # it never read the first's files
+    # refused before Hydra wrote anything: the first run's recorded command is its own
+    overrides = (run / ".hydra" / "overrides.yaml").read_text()
+    assert "trainer.max_epochs=500" in overrides and "max_epochs=2" not in overrides
 
 
 @pytest.mark.slow  # 40 s; the fast run: the lock of a SIGKILLed holder is taken over

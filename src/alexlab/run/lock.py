@@ -96,8 +96,8 @@ class RunLock:
                     json.dump(holder_info(), f)
             except FileExistsError:
                 info = _read(path)
-                if info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
-                    path.unlink(missing_ok=True)  # its holder died on this host: stale
+                if _stale(info):
+                    path.unlink(missing_ok=True)
                     continue
                 raise _refuse(
                     self.run_dir,
@@ -117,6 +117,31 @@ class RunLock:
         if self.excl is not None:
             self.excl.unlink(missing_ok=True)
             self.excl = None
+
+
+def check_free(run_dir: Path) -> None:
+    """``RunLockedError`` when a live run holds ``run_dir`` now, taking nothing: the Hydra
+    callback asks before Hydra writes its ``.hydra/`` and log there (``acquire`` still decides)."""
+    path = run_dir / LOCK
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (released by the close)
+        except BlockingIOError:
+            raise _refuse(run_dir, _read(path)) from None
+        except OSError as e:
+            if e.errno not in NO_FLOCK:
+                raise
+        finally:
+            os.close(fd)
+    info = _read(run_dir / EXCL)
+    if info and not _stale(info):
+        raise _refuse(run_dir, info)
+
+
+def _stale(info: dict) -> bool:
+    """The fallback file's holder died on this host."""
+    return info.get("host") == socket.gethostname() and not _alive(info.get("pid"))
 
 
 def _alive(pid: object) -> bool:

@@ -18,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexlab.config import ConfigError, InputError, exit_with
+from alexlab.run.lock import check_free
 
 HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
 
@@ -66,10 +67,13 @@ class FailedStart(AbstractContextManager):
 
 
 class CheckRunDir(Callback):
-    """Hydra callback: the run directory's folder is writable before Hydra makes it."""
+    """Hydra callback: before Hydra makes the run directory or writes its files there, the
+    directory's folder is writable and no live run holds it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
         try:
-            check_writable(Path(str(config.hydra.run.dir)).absolute())
+            check_writable(run_dir)
+            check_free(run_dir)
         except ConfigError as e:
             exit_with(e)
