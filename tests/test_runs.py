@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, TINY_CLI, started, train_cli, train_cli_when
+from subproc import ROOT, TINY_CLI, started, train_cli
 
 from alexlab.config import ConfigError
 from alexlab.run.identity import run_id
@@ -225,13 +225,10 @@ def test_sigterm_and_ctrl_c_save_then_the_same_command_continues(
     cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
     run = tmp_path / "runs" / "r"
     last = run / "checkpoints" / "last.ckpt"
-    go = tmp_path / "go"  # the same command again, started once the first has exited
-    later = train_cli_when(go, *args, f"trainer.max_epochs={EPOCHS_AGAIN}")
-    with started(later, cwd=tmp_path) as again:
-        returncode, out = stop_with(signum, cmd, tmp_path, last)
-        saved = torch.load(last, weights_only=True)["global_step"]  # whole, loadable
-        go.write_text("go")
-        out_again, _ = again.communicate(timeout=300)
+    returncode, out = stop_with(signum, cmd, tmp_path, last)
+    saved = torch.load(last, weights_only=True)["global_step"]  # whole, loadable
+    again = train_cli(*args, f"trainer.max_epochs={EPOCHS_AGAIN}", cwd=tmp_path)  # the same again
+    out_again = again.stdout + again.stderr
     name = signal.Signals(signum).name
     assert returncode == (130 if signum == signal.SIGINT else 0), out[-2000:]
     assert f"{name} at step" in out and "Traceback" not in out

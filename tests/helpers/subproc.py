@@ -26,15 +26,8 @@ TIMEOUT_S = 300  # the slowest of these commands takes ~30 s on 2 CPU cores
 def run(
     cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = TIMEOUT_S
 ) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit.
-
-    ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` are forked from a
-    process that has imported torch and Lightning once (tests/helpers/zygote.py); every other
-    command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
-    if forkable(cmd):
-        proc = zygote.start(cmd, cwd=cwd, env={**os.environ, **(env or {})})
-    else:
-        proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit."""
+    proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -75,7 +68,14 @@ def start(
     env: dict | None = None,
     stderr: int = subprocess.STDOUT,
 ) -> subprocess.Popen:
-    """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text."""
+    """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text.
+
+    ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` are forked from a
+    process that has imported torch and its libraries once (tests/helpers/zygote.py); every other
+    command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
+    if forkable(cmd):
+        merged = {**os.environ, **(env or {})}
+        return zygote.start(cmd, cwd=cwd, env=merged, merge=stderr == subprocess.STDOUT)
     return subprocess.Popen(
         cmd,
         cwd=cwd,
@@ -125,14 +125,6 @@ def started(
         yield proc
     finally:
         kill_group(proc)
-
-
-def train_cli_when(go: Path, *args: str) -> list[str]:
-    """``python train.py ARGS`` that imports torch and Lightning at once but starts only when
-    the file ``go`` exists and is not empty (tests/helpers/preloaded.py): started alongside the
-    command it waits for, its imports overlap that one's instead of following them."""
-    helper = ROOT / "tests" / "helpers" / "preloaded.py"
-    return [sys.executable, str(helper), str(go), str(ROOT / "train.py"), *args]
 
 
 def train_cli(

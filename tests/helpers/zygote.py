@@ -1,14 +1,16 @@
-"""``python train.py ARGS`` for the tests without paying torch's and Lightning's imports each time.
+"""``python train.py ARGS`` for the tests without paying torch's imports each time.
 
-A CLI start spends most of its time importing torch and its libraries (~9 s on 2 CPU cores, more
-than most tiny runs take to train). The server (``python zygote.py SOCKET``) does those imports
-once, then forks one child per command. The child becomes what ``python SCRIPT ARGS`` would be:
-its own session and process group, the caller's working directory, environment, ``PYTHONPATH``
-and stdout/stderr pipes, ``sys.argv``, and ``SCRIPT`` run as ``__main__`` (as
-``tests/helpers/preloaded.py`` does), exiting through the interpreter's normal shutdown. Only the
-imports are shared: what a module computes from the environment at import time is the server's.
-Tests about start-up itself (what a refusal imports, ``-X importtime``) start a fresh
-interpreter; ``subproc.run`` sends only ``python train.py|eval.py|predict.py ...`` here.
+A CLI start spends most of its time importing torch, torchvision and torchmetrics (~13 s of the
+15 s that ``import alexlab.train`` takes on 2 quiet CPU cores; more than most tiny runs take to
+train). The server (``python zygote.py SOCKET``) does those imports once, then forks one child
+per command. The child becomes what ``python SCRIPT ARGS`` would be: its own session and process
+group, the caller's working directory, environment, ``PYTHONPATH``, stdout/stderr pipes and
+``sys.argv``, and ``SCRIPT`` run as ``__main__`` by ``runpy`` (as ``python`` does), exiting
+through the interpreter's normal shutdown. Only those imports are shared (``PRELOAD``: none of
+them reads the environment or logging's state at import time); Lightning and alexlab are
+imported by the child, after Hydra has set up logging, as in a fresh start. Tests about start-up
+itself (what a refusal imports, ``-X importtime``) start a fresh interpreter: ``subproc.start``
+sends only ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` here.
 
 The server is single-threaded (a fork copies only the calling thread, so no other thread can hold
 a lock the child needs): one ``selectors`` loop over the listening socket and the SIGCHLD wake-up
@@ -135,12 +137,16 @@ _SERVER_PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.paths
 
 
 class Forked:
-    """The part of ``subprocess.Popen`` that ``subproc.run`` uses, for a zygote child."""
+    """What the tests use of ``subprocess.Popen(text=True)``, for a zygote child: ``pid``,
+    ``returncode``, ``communicate``, ``poll``, ``wait``, ``send_signal``, ``kill``. Its stdout
+    and stderr are pipes (stderr into stdout with ``merge``, as ``stderr=STDOUT``)."""
 
-    def __init__(self, sock_path: str, cmd: list[str], cwd: Path | None, env: dict) -> None:
+    def __init__(
+        self, sock_path: str, cmd: list[str], cwd: Path | None, env: dict, merge: bool
+    ) -> None:
         self.args, self.returncode = cmd, None
         out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        err_r, err_w = (None, out_w) if merge else os.pipe()
         request = json.dumps({"argv": cmd[1:], "cwd": str(cwd or os.getcwd()), "env": env})
         body = request.encode()
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -149,18 +155,19 @@ class Forked:
             socket.send_fds(
                 self._conn, [HEADER.pack(len(body)) + body], [devnull.fileno(), out_w, err_w]
             )
-        os.close(out_w)
-        os.close(err_w)
-        self._pipes = {out_r: bytearray(), err_r: bytearray()}
+        for fd in {out_w, err_w}:
+            os.close(fd)
         self._out_fd, self._err_fd = out_r, err_r
+        self._pipes = {fd: bytearray() for fd in (out_r, err_r) if fd is not None}
+        self._open = set(self._pipes)  # (not yet read to their end)
         (self.pid,) = HEADER.unpack(_recv_exact(self._conn, HEADER.size))
 
-    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
         """Read stdout and stderr to their end, then wait for the exit code (within ``timeout``:
         else ``subprocess.TimeoutExpired``, and a later call goes on where this one stopped)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
-            for fd in self._pipes:
+            for fd in self._open:
                 sel.register(fd, selectors.EVENT_READ)
             while sel.get_map():
                 left = None if deadline is None else deadline - time.monotonic()
@@ -172,17 +179,34 @@ class Forked:
                         self._pipes[key.fd] += chunk
                     else:
                         sel.unregister(key.fd)
+                        self._open.discard(key.fd)
+                        os.close(key.fd)
+        self.wait(None if deadline is None else max(0.01, deadline - time.monotonic()))
+        err = None if self._err_fd is None else _text(self._pipes[self._err_fd])
+        return _text(self._pipes[self._out_fd]), err
+
+    def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            left = None if deadline is None else max(0.01, deadline - time.monotonic())
-            self._conn.settimeout(left)
+            self._conn.settimeout(timeout)
             try:
                 (self.returncode,) = HEADER.unpack(_recv_exact(self._conn, HEADER.size))
             except TimeoutError:
                 raise subprocess.TimeoutExpired(self.args, timeout) from None
             self._conn.close()
-            for fd in self._pipes:
-                os.close(fd)
-        return _text(self._pipes[self._out_fd]), _text(self._pipes[self._err_fd])
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(0.001)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:  # (once reaped, its pid may be another process's)
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def _text(data: bytes) -> str:
@@ -196,7 +220,7 @@ _sock_path = ""
 _lock = threading.Lock()
 
 
-def start(cmd: list[str], *, cwd: Path | None, env: dict) -> Forked:
+def start(cmd: list[str], *, cwd: Path | None, env: dict, merge: bool = False) -> Forked:
     """Fork ``cmd`` (``[python, SCRIPT, *ARGS]``) from the zygote, starting it the first time."""
     global _server, _sock_path
     with _lock:
@@ -216,7 +240,7 @@ def start(cmd: list[str], *, cwd: Path | None, env: dict) -> Forked:
                 if _server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the test zygote did not start; see {log.name}")
                 time.sleep(0.05)
-    return Forked(_sock_path, cmd, cwd, env)
+    return Forked(_sock_path, cmd, cwd, env, merge)
 
 
 def stop() -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from subproc import ROOT, started, train_cli, train_cli_when
+from subproc import ROOT, started, train_cli
 from subproc import TINY_CLI as TINY
 
 from alexlab.run.lock import EXCL, LOCK, RunLock, RunLockedError
@@ -88,15 +88,12 @@ def test_a_second_launch_of_a_running_run_is_refused_and_touches_nothing(tmp_pat
     args = [*TINY_CLI, f"paths.cache_dir={cache_dir}"]
     cmd = [sys.executable, str(ROOT / "train.py"), *args, "trainer.max_epochs=500"]
     run = tmp_path / "runs" / "r"
-    # the second launch starts once the first holds the lock (its imports done meanwhile)
-    again = train_cli_when(run / LOCK, *args, "trainer.max_epochs=2")
-    with (
-        started(cmd, cwd=tmp_path) as first,
-        started(again, cwd=tmp_path, stderr=subprocess.PIPE) as second,
-    ):
+    again = [*cmd[:-1], "trainer.max_epochs=2"]
+    with started(cmd, cwd=tmp_path) as first:
         holder = _wait_for_holder(run / LOCK, first)
         assert holder["pid"] == first.pid
-        stdout, stderr = second.communicate(timeout=300)
+        with started(again, cwd=tmp_path, stderr=subprocess.PIPE) as second:
+            stdout, stderr = second.communicate(timeout=300)
         assert first.poll() is None  # the first run trains on
     assert second.returncode == 2, stderr[-2000:]
     assert "Traceback" not in stderr
