@@ -68,11 +68,12 @@ def _cmd(cache_dir: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow  # 65 s; the fast run: exact mid-epoch resume in-process, a killed save's files
 def test_sigkill_mid_epoch_then_the_same_command_gives_the_uninterrupted_result(
-    tmp_path, cache_dir, eval_cfg
+    tmp_path, cache_dir, eval_cfg, monkeypatch
 ):
     """Deterministic CPU mode: kill -9 somewhere in epoch 2 (22 steps an epoch), run the same
     command again, and end in the same directory with the same weights, metrics and best
     checkpoint as a run never interrupted."""
+    monkeypatch.setenv("ALEXLAB_TEST_FRESH", "1")  # fresh processes: each its own hash seed
     from alexlab.evaluate import evaluate
 
     whole_dir, killed_dir = tmp_path / "a", tmp_path / "b"
@@ -149,9 +150,10 @@ def test_mid_epoch_resume_is_exact_for_both_loaders(train_cfg, tmp_path, loader)
 
 @pytest.mark.slow  # 6 two-process runs: ~4 min on 2 cores
 @pytest.mark.parametrize("loader", ["dali", "torch"])
-def test_mid_epoch_resume_is_exact_under_two_process_ddp(tmp_path, cache_dir, loader):
+def test_mid_epoch_resume_is_exact_under_two_process_ddp(tmp_path, cache_dir, loader, monkeypatch):
     """2 gloo ranks, killed at step 6 (mid-epoch 2), resumed: the weights of a run never
     interrupted, bit for bit; each rank continues its own slice from the loader state."""
+    monkeypatch.setenv("ALEXLAB_TEST_FRESH", "1")  # fresh processes: each its own hash seed
     from subproc import train_cli
 
     same = [

@@ -19,7 +19,7 @@ from pathlib import Path
 import zygote
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI_SCRIPTS = ("train.py", "eval.py", "predict.py")
+CLI_SCRIPTS = ("train.py", "eval.py")
 TIMEOUT_S = 300  # the slowest of these commands takes ~30 s on 2 CPU cores
 
 
@@ -70,7 +70,7 @@ def start(
 ) -> subprocess.Popen:
     """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text.
 
-    ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` are forked from a
+    ``python train.py|eval.py ...`` and ``python -m alexlab....`` are forked from a
     process that has imported torch and its libraries once (tests/helpers/zygote.py); every other
     command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
     if forkable(cmd):

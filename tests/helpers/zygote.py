@@ -7,15 +7,24 @@ per command. The child becomes what ``python SCRIPT ARGS`` would be: its own ses
 group, the caller's working directory, environment, ``PYTHONPATH``, stdout/stderr pipes and
 ``sys.argv``, and ``SCRIPT`` run as ``__main__`` by ``runpy`` (as ``python`` does), exiting
 through the interpreter's normal shutdown. Only those imports are shared (``PRELOAD``: none of
-them reads the environment or logging's state at import time); Lightning and alexlab are
+them sets anything up from logging's state at import time); Lightning and alexlab are
 imported by the child, after Hydra has set up logging, as in a fresh start. Tests about start-up
 itself (what a refusal imports, ``-X importtime``) start a fresh interpreter: ``subproc.start``
-sends only ``python train.py|eval.py|predict.py ...`` and ``python -m alexlab....`` here.
+sends only ``python train.py|eval.py ...`` and ``python -m alexlab....`` here.
 
-The server is single-threaded (a fork copies only the calling thread, so no other thread can hold
-a lock the child needs): one ``selectors`` loop over the listening socket and the SIGCHLD wake-up
-pipe. Per command: the client sends a length-prefixed JSON request with its three pipe ends; the
-server answers with the child's pid, and with its exit code once it has reaped it.
+What the child does not get from a fresh start: what the interpreter reads once at its own start
+(``PYTHONHASHSEED``, so every child has the server's hash seed; ``PYTHONWARNINGS``, ``-X``
+options, the stdio encoding) and what the preloaded libraries read when they load (their thread
+counts, ``TORCH_LOGS``) are the server's, and its stdin is /dev/null. The tests set none of
+these per command; a test that compares separate runs for exactness (the SIGKILL and DDP resumes)
+starts them fresh, so that each has its own hash seed.
+
+Python runs one thread in the server (numpy's and scipy's OpenBLAS start their own, with fork
+handlers): one ``selectors`` loop over the listening socket and the SIGCHLD wake-up pipe, which
+also notices when pytest is gone, however it ended, and then removes its folder and exits. Per
+command: the client sends a length-prefixed JSON request with its three pipe ends; the server
+forks, answers with the child's pid once the child is in its own session, and with its exit code
+once it has reaped it.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import locale
 import os
 import runpy
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -72,15 +82,23 @@ def _serve(path: str) -> tuple[dict, list[int]]:
     sel = selectors.DefaultSelector()
     sel.register(server, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+    parent = os.getppid()
     while True:
-        for key, _ in sel.select():
+        if os.getppid() != parent:  # pytest is gone, however it ended: so is this
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+            os._exit(0)
+        for key, _ in sel.select(timeout=1.0):
             if key.fileobj is server:
                 conn, _ = server.accept()
                 msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
                 (size,) = HEADER.unpack(msg[: HEADER.size])
                 body = msg[HEADER.size :] + _recv_exact(conn, size - len(msg) + HEADER.size)
+                ready_r, ready_w = os.pipe()
                 pid = os.fork()
-                if pid == 0:  # the child: drop the server's state, become the command
+                if pid == 0:  # the child: its own session, then drop the server's state
+                    os.setsid()  # as start_new_session=True: its own group, for os.killpg
+                    os.close(ready_r)
+                    os.close(ready_w)  # (the server reads EOF: the session exists)
                     sel.close()
                     for sock in (server, conn, *children.values()):
                         sock.close()
@@ -89,6 +107,9 @@ def _serve(path: str) -> tuple[dict, list[int]]:
                     os.close(wake_r)
                     os.close(wake_w)
                     return json.loads(body), fds
+                os.close(ready_w)
+                os.read(ready_r, 1)  # until the child is in its session (as Popen returns)
+                os.close(ready_r)
                 for fd in fds:
                     os.close(fd)
                 children[pid] = conn
@@ -109,7 +130,6 @@ def _serve(path: str) -> tuple[dict, list[int]]:
 def _become(request: dict, fds: list[int]) -> None:
     """In the forked child: the process ``python SCRIPT ARGS`` (or ``python -m MODULE ARGS``)
     would have been at its start, then run it as ``__main__``."""
-    os.setsid()  # as start_new_session=True: its own group, stopped with os.killpg
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -121,7 +141,9 @@ def _become(request: dict, fds: list[int]) -> None:
     script = None if module else str(Path(first).resolve())
     # sys.path as python builds it: the script's folder (-m: the working directory), PYTHONPATH,
     # then the rest
-    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    extra = [
+        os.path.abspath(p) for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
     inherited = [p for p in sys.path[1:] if p not in extra and p not in _SERVER_PYTHONPATH]
     sys.path[:] = [str(Path(script).parent) if script else os.getcwd(), *extra, *inherited]
     sys.argv = [script or "-m", *args]
@@ -131,7 +153,9 @@ def _become(request: dict, fds: list[int]) -> None:
         runpy.run_path(script, run_name="__main__")
 
 
-_SERVER_PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+_SERVER_PYTHONPATH = [
+    os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+]
 
 # ---- the client ------------------------------------------------------------------------------
 
@@ -208,6 +232,12 @@ class Forked:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def __del__(self) -> None:  # (as Popen's pipes close with it)
+        for fd in self._open:
+            os.close(fd)
+        self._open.clear()
+        self._conn.close()
+
 
 def _text(data: bytes) -> str:
     """As ``Popen(text=True)`` reads a pipe: the locale's encoding, universal newlines."""
@@ -227,13 +257,13 @@ def start(cmd: list[str], *, cwd: Path | None, env: dict, merge: bool = False) -
         if _server is None or _server.poll() is not None:
             folder = tempfile.mkdtemp(prefix="alexlab-zygote-")
             _sock_path = os.path.join(folder, "sock")
-            log = open(os.path.join(folder, "server.log"), "wb")  # noqa: SIM115 (the server's)
-            _server = subprocess.Popen(
-                [sys.executable, __file__, _sock_path],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
+            with open(os.path.join(folder, "server.log"), "wb") as log:  # (the server's now)
+                _server = subprocess.Popen(
+                    [sys.executable, __file__, _sock_path],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
             atexit.register(stop)
             deadline = time.monotonic() + 300
             while not os.path.exists(_sock_path):
@@ -247,6 +277,7 @@ def stop() -> None:
     if _server is not None:
         _server.kill()
         _server.wait()
+        shutil.rmtree(Path(_sock_path).parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 from subproc import ROOT, started, train_cli
 from subproc import TINY_CLI as TINY
 
-from alexlab.run.lock import EXCL, LOCK, RunLock, RunLockedError
+from alexlab.run.lock import EXCL, LOCK, RunLock, RunLockedError, check_free
 
 HOLD = """
 import sys, time
@@ -51,6 +51,16 @@ def test_the_lock_of_a_process_killed_with_sigkill_is_taken_over(tmp_path):
     lock = RunLock(tmp_path).acquire()  # the kernel released the dead holder's lock
     assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
     lock.release()
+
+
+def test_check_free_asks_a_held_lock_without_taking_it(tmp_path):
+    check_free(tmp_path)  # no lock file yet
+    held = RunLock(tmp_path).acquire()
+    with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
+        check_free(tmp_path)  # another open file description: the shared probe is refused
+    held.release()
+    check_free(tmp_path)  # a finished run's lock file: free
+    RunLock(tmp_path).acquire().release()  # and the probe left nothing held
 
 
 def test_without_flock_a_dead_holder_on_this_host_is_taken_over_another_host_refused(tmp_path):

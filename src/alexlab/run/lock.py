@@ -123,18 +123,23 @@ def check_free(run_dir: Path) -> None:
     """``RunLockedError`` when a live run holds ``run_dir`` now, taking nothing: the Hydra
     callback asks before Hydra writes its ``.hydra/`` and log there (``acquire`` still decides)."""
     path = run_dir / LOCK
-    if path.is_file():
+    try:
         fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (released by the close)
-        except BlockingIOError:
-            raise _refuse(run_dir, _read(path)) from None
-        except OSError as e:
-            if e.errno not in NO_FLOCK:
-                raise
-        finally:
-            os.close(fd)
-    info = _read(run_dir / EXCL)
+    except OSError:  # no lock file yet (or unreadable: acquire says so)
+        return
+    try:
+        # shared: it conflicts only with a holder's exclusive lock, and NFS grants it on a
+        # read-only descriptor (an exclusive one there needs the file open for writing)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        raise _refuse(run_dir, _read(path)) from None
+    except OSError as e:
+        if e.errno not in NO_FLOCK:
+            return  # acquire meets it and says so
+    finally:
+        os.close(fd)  # (releases the probe)
+    info = _read(run_dir / EXCL)  # no flock here: acquire's fallback file decides
     if info and not _stale(info):
         raise _refuse(run_dir, info)
 

@@ -21,16 +21,10 @@ from alexlab.config import ConfigError, InputError, exit_with
 from alexlab.run.lock import check_free
 
 HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
-# Set by a launcher for a process that is not the run's first (Lightning's own launcher, torchrun,
-# SLURM, LSF): it starts while that first process holds the run's lock, which is its own run's.
-LAUNCHED_RANKS = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "SLURM_PROCID",
-    "JSM_NAMESPACE_RANK",
-)
+# The variables Lightning reads for a process's rank, the first one set deciding (as for
+# ``rank_zero_only.rank``, which picks who takes the lock in ``alexlab.train``): a launched rank
+# other than 0 starts while rank 0 holds it.
+LAUNCHED_RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def check_writable(run_dir: Path) -> None:
@@ -84,7 +78,8 @@ class CheckRunDir(Callback):
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         try:
             check_writable(run_dir)
-            if not any(os.environ.get(key, "0") != "0" for key in LAUNCHED_RANKS):
+            rank = next((os.environ[key] for key in LAUNCHED_RANKS if key in os.environ), "0")
+            if rank == "0":
                 check_free(run_dir)
         except ConfigError as e:
             exit_with(e)
