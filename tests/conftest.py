@@ -67,6 +67,19 @@ def compose_config(
     return cfg
 
 
+def finished_tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, *overrides: str
+) -> Path:
+    """A tiny 1-epoch run (3 steps) trained in-process, loader in the main process: its folder."""
+    from alexlab.train import train
+
+    out = tmp_path_factory.mktemp("base") / "run"
+    cfg = compose_config("train", [*TINY, *overrides], output_dir=out, cache_dir=cache_dir)
+    cfg.data.num_workers = 0
+    train(cfg)
+    return out
+
+
 @pytest.fixture
 def train_cfg(tmp_path: Path, cache_dir: Path) -> Callable[..., DictConfig]:
     """``train_cfg("optimizer=adam", ...)``: the real train config, tiny, writing to tmp_path."""

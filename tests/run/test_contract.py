@@ -48,13 +48,9 @@ def test_every_key_of_every_group_option_has_a_kind(train_cfg):
 @pytest.fixture(scope="module")
 def one_epoch(tmp_path_factory, cache_dir):
     """A finished 1-epoch run (3 steps, cosine from lr 0.01), logged to CSV every step."""
-    from conftest import TINY, compose_config
+    from conftest import finished_tiny_run
 
-    out = tmp_path_factory.mktemp("base") / "run"
-    cfg = compose_config("train", [*TINY, *LOGGED], output_dir=out, cache_dir=cache_dir)
-    cfg.data.num_workers = 0
-    train(cfg)
-    return out
+    return finished_tiny_run(tmp_path_factory, cache_dir, *LOGGED)
 
 
 def cosine(lr, step, total, warmup=0):

@@ -17,13 +17,9 @@ FAST = ["data.loader=torch"]
 @pytest.fixture(scope="module")
 def one_epoch(tmp_path_factory, cache_dir):
     """A finished 1-epoch run (3 steps): last.ckpt and best-epoch000.ckpt."""
-    from conftest import TINY, compose_config
+    from conftest import finished_tiny_run
 
-    out = tmp_path_factory.mktemp("base") / "run"
-    cfg = compose_config("train", [*TINY, *FAST], output_dir=out, cache_dir=cache_dir)
-    cfg.data.num_workers = 0
-    train(cfg)
-    return out
+    return finished_tiny_run(tmp_path_factory, cache_dir, *FAST)
 
 
 def test_saving_last_keeps_the_previous_last(tmp_path):
