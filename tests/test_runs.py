@@ -11,18 +11,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, TINY_CLI, started, train_cli
+from subproc import ROOT, TINY_CLI, run, started, train_cli
 
 from alexlab.config import ConfigError
 from alexlab.run.identity import run_id
 from alexlab.train import train
 
 
-def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):
-    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+def test_run_id_is_the_name_else_the_slurm_job_else_torchruns_else_the_time(monkeypatch):
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(key, raising=False)
     assert run_id("mine") == "mine"
     assert run_id(None) != run_id(None)  # timestamp + random suffix: never shared
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun without --rdzv-id: no id
+    assert run_id(None) != run_id(None)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job7")  # every rank, node and elastic restart
+    assert run_id(None) == "torchrun-job7"
     monkeypatch.setenv("SLURM_JOB_ID", "123")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
     assert run_id(None) == "slurm-123"
@@ -30,8 +34,46 @@ def test_run_id_is_the_name_else_the_slurm_job_else_the_time(monkeypatch):
     assert run_id(None) == "slurm-123"
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "100")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
-    assert run_id(None) == "slurm-100_7"
+    assert run_id(None) == "slurm-100_7"  # SLURM's id first (torchrun inside an allocation)
     assert run_id("mine") == "mine"
+
+
+def test_torchrun_without_a_rendezvous_id_needs_a_run_name(tmp_path):
+    """Its processes share no id: each would make a run directory of its own."""
+    env = {"TORCHELASTIC_RUN_ID": "none"}
+    refused = train_cli(*TINY_CLI, cwd=tmp_path, env=env)
+    assert refused.returncode == 2
+    assert "run_name=null under torchrun without --rdzv-id" in refused.stderr
+    assert "--rdzv-id=<id>" in refused.stderr and "run_name=<name>" in refused.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # 25 s: two fresh ranks; the fast run: the run id and the refusal
+def test_torchrun_ranks_share_one_run_directory(tmp_path):
+    """As docs/scale-out.md launches it: every rank names runs/torchrun-<rendezvous id>."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = run(
+        [
+            str(torchrun),
+            "--nproc-per-node=2",
+            "--rdzv-backend=c10d",
+            "--rdzv-endpoint=localhost:0",
+            "--rdzv-id=exp1",
+            str(ROOT / "train.py"),
+            "strategy=ddp",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            *TINY_CLI,
+        ],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name == "torchrun-exp1"
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["world_size"] == 2 and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.slow  # 55 s; the fast run: run ids under SLURM, USR2 -> save -> submitit hand-off

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
+from alexlab.run.identity import NO_RDZV_ID
 
 
 def show(value: Any) -> str:
@@ -92,7 +93,18 @@ def check_trains_something(cfg: DictConfig) -> None:
         )
 
 
+def check_run_name(cfg: DictConfig) -> None:
+    """Every process of a torchrun launch names the same run directory."""
+    if _get(cfg, "run_name") is None and os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID:
+        raise ConfigError(
+            "run_name=null under torchrun without --rdzv-id: its processes share no id, so each "
+            "would make its own run directory. Pass torchrun --rdzv-id=<id> (the same on every "
+            "node), or set run_name=<name>."
+        )
+
+
 def check_cross_keys(cfg: DictConfig) -> None:
+    check_run_name(cfg)
     check_model_and_images(cfg)
     check_sweep_strategy(cfg)
     if "trainer" not in cfg:
