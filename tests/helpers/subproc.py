@@ -42,13 +42,15 @@ def run(
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def forkable(cmd: list[str]) -> bool:
-    """Whether ``cmd`` is one of alexlab's commands, which the zygote can run."""
+def forkable(cmd: list[str], cwd: Path | str | None = None) -> bool:
+    """Whether ``cmd`` (started in ``cwd``) is one of alexlab's commands, which the zygote can
+    run."""
     if os.environ.get("ALEXLAB_TEST_FRESH") == "1" or len(cmd) < 2 or cmd[0] != sys.executable:
         return False
     if cmd[1] == "-m":
         return len(cmd) > 2 and cmd[2].startswith("alexlab.")
-    return Path(cmd[1]).parent == ROOT and Path(cmd[1]).name in CLI_SCRIPTS
+    script = Path(cwd or os.getcwd(), cmd[1]).resolve()
+    return script.parent == ROOT and script.name in CLI_SCRIPTS
 
 
 @contextlib.contextmanager
@@ -73,7 +75,7 @@ def start(
     ``python train.py|eval.py ...`` and ``python -m alexlab....`` are forked from a
     process that has imported torch and its libraries once (tests/helpers/zygote.py); every other
     command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
-    if forkable(cmd):
+    if forkable(cmd, cwd):
         merged = {**os.environ, **(env or {})}
         return zygote.start(cmd, cwd=cwd, env=merged, merge=stderr == subprocess.STDOUT)
     return subprocess.Popen(
