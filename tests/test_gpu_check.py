@@ -3,12 +3,11 @@ arrives), its report and BENCHMARKS section written to tmp_path, never the repos
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from subproc import forkable, run, side_by_side
+from subproc import run, side_by_side, through_zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,14 +49,7 @@ def test_tiny_dry_run_runs_every_kind_of_step_and_reports(tmp_path, capsys, monk
 
     # its train.py, eval.py and `-m alexlab....` commands fork from the tests' preloaded process
     # (tests/helpers/zygote.py); the plain-script test below starts them fresh
-    fresh = subprocess.run
-
-    def launch(cmd, *, cwd=None, env=None, timeout=None, **kwargs):
-        if forkable(cmd, cwd):
-            return run(cmd, cwd=cwd, env=env, timeout=timeout)
-        return fresh(cmd, cwd=cwd, env=env, timeout=timeout, **kwargs)
-
-    monkeypatch.setattr(gpu_check.subprocess, "run", launch)
+    monkeypatch.setattr(gpu_check.subprocess, "run", through_zygote())
     bench = tmp_path / "BENCH.md"
     bench.write_text("# kept\n")
     path = gpu_check.main(["--tiny", "--out", str(tmp_path / "out"), "--benchmarks", str(bench)])

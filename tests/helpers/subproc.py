@@ -24,10 +24,16 @@ TIMEOUT_S = 300  # the slowest of these commands takes ~30 s on 2 CPU cores
 
 
 def run(
-    cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = TIMEOUT_S
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = TIMEOUT_S,
+    fork: bool | None = None,
 ) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit."""
-    proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE)
+    """``subprocess.run(cmd, capture_output=True, text=True)`` with a group-wide time limit
+    (``fork``: as in ``start``)."""
+    proc = start(cmd, cwd=cwd, env=env, stderr=subprocess.PIPE, fork=fork)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -53,6 +59,20 @@ def forkable(cmd: list[str], cwd: Path | str | None = None) -> bool:
     return script.parent == ROOT and script.name in CLI_SCRIPTS
 
 
+def through_zygote(*, code: bool = False) -> Callable[..., subprocess.CompletedProcess]:
+    """A stand-in for ``subprocess.run`` in a benchmark script a test calls in-process: alexlab's
+    commands (with ``code``, also ``python -c CODE``) fork from the zygote, and every other
+    command runs as before."""
+    real = subprocess.run
+
+    def launch(cmd, *, cwd=None, env=None, timeout=None, **kwargs):
+        if forkable(cmd, cwd) or (code and cmd[:2] == [sys.executable, "-c"]):
+            return run(cmd, cwd=cwd, env=env, timeout=timeout or TIMEOUT_S, fork=True)
+        return real(cmd, cwd=cwd, env=env, timeout=timeout, **kwargs)
+
+    return launch
+
+
 @contextlib.contextmanager
 def side_by_side() -> Iterator[Callable[..., Future]]:
     """``with side_by_side() as launch:`` ``launch(cmd, cwd=..., env=...)`` starts ``run(cmd)``
@@ -69,13 +89,16 @@ def start(
     cwd: Path | None = None,
     env: dict | None = None,
     stderr: int = subprocess.STDOUT,
+    fork: bool | None = None,
 ) -> subprocess.Popen:
     """A ``Popen`` in a new process group (stop it with ``kill_group``), output captured as text.
 
     ``python train.py|eval.py ...`` and ``python -m alexlab....`` are forked from a
     process that has imported torch and its libraries once (tests/helpers/zygote.py); every other
-    command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter."""
-    if forkable(cmd, cwd):
+    command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter.
+    ``fork=True`` forks any ``python -c|-m|SCRIPT`` whose start-up is not what a test checks."""
+    fresh = os.environ.get("ALEXLAB_TEST_FRESH") == "1"
+    if (fork and not fresh) or (fork is None and forkable(cmd, cwd)):
         merged = {**os.environ, **(env or {})}
         return zygote.start(cmd, cwd=cwd, env=merged, merge=stderr == subprocess.STDOUT)
     return subprocess.Popen(

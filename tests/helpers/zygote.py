@@ -10,7 +10,8 @@ through the interpreter's normal shutdown. Only those imports are shared (``PREL
 them sets anything up from logging's state at import time); Lightning and alexlab are
 imported by the child, after Hydra has set up logging, as in a fresh start. Tests about start-up
 itself (what a refusal imports, ``-X importtime``) start a fresh interpreter: ``subproc.start``
-sends only ``python train.py|eval.py ...`` and ``python -m alexlab....`` here.
+sends only ``python train.py|eval.py ...`` and ``python -m alexlab....`` here, and a
+``python -c CODE`` that a test opts in (``fork=True``: the bench's measuring processes).
 
 What the child does not get from a fresh start: what the interpreter reads once at its own start
 (``PYTHONHASHSEED``, so every child has the server's hash seed; ``PYTHONWARNINGS``, ``-X``
@@ -30,6 +31,7 @@ once it has reaped it.
 from __future__ import annotations
 
 import atexit
+import builtins
 import contextlib
 import io
 import json
@@ -141,17 +143,21 @@ def _become(request: dict, fds: list[int]) -> None:
     os.environ.update(request["env"])
     first, *args = request["argv"]
     module = args.pop(0) if first == "-m" else None
-    script = None if module else str(Path(first).resolve())
-    # sys.path as python builds it: the script's folder (-m: the working directory), PYTHONPATH,
-    # then the rest
+    code = args.pop(0) if first == "-c" else None
+    script = None if module or code else str(Path(first).resolve())
+    # sys.path as python builds it: the script's folder (-m: the working directory; -c: ''),
+    # PYTHONPATH, then the rest
     extra = [
         os.path.abspath(p) for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p
     ]
     inherited = [p for p in sys.path[1:] if p not in extra and p not in _SERVER_PYTHONPATH]
-    sys.path[:] = [str(Path(script).parent) if script else os.getcwd(), *extra, *inherited]
-    sys.argv = [script or "-m", *args]
+    first_path = str(Path(script).parent) if script else "" if code else os.getcwd()
+    sys.path[:] = [first_path, *extra, *inherited]
+    sys.argv = [script or first, *args]
     if module:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
+    elif code is not None:
+        exec(compile(code, "<string>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
     else:
         runpy.run_path(script, run_name="__main__")
 
