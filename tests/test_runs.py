@@ -208,10 +208,12 @@ def test_temp_files_of_a_killed_save_are_removed_at_the_next_start(train_cfg, tm
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
 
-def stop_with(signum: int, cmd: list[str], cwd: Path, last: Path) -> tuple[int, str]:
+def stop_with(
+    signum: int, cmd: list[str], cwd: Path, last: Path, fork: bool | None = None
+) -> tuple[int, str]:
     """Starts ``cmd``, sends ``signum`` once ``last`` is written and the run is into the next
     epoch; its exit status and output."""
-    with started(cmd, cwd=cwd) as proc:
+    with started(cmd, cwd=cwd, fork=fork) as proc:
         deadline = time.time() + 120
         while not last.exists() and time.time() < deadline:
             time.sleep(0.2)  # wait for the first epoch's checkpoint
@@ -250,7 +252,10 @@ def usr2_run(request, tmp_path_factory, cache_dir, digits_root):
     ]
     last = cwd / "runs" / "q" / "checkpoints" / "last.ckpt"
     with ThreadPoolExecutor(1) as pool:
-        yield pool.submit(lambda: (*stop_with(signal.SIGUSR2, cmd, cwd, last), cwd))
+        # forked like train.py itself: the stand-in's handler is set in the child, before
+        # alexlab's, as submitit sets its own
+        stop = pool.submit(lambda: (*stop_with(signal.SIGUSR2, cmd, cwd, last, fork=True), cwd))
+        yield stop
 
 
 EPOCHS_AGAIN = 10  # the resumed run's max_epochs (3 steps each): the first stops well before

@@ -142,10 +142,14 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def started(
-    cmd: list[str], *, cwd: Path | None = None, stderr: int = subprocess.STDOUT
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    stderr: int = subprocess.STDOUT,
+    fork: bool | None = None,
 ) -> Iterator[subprocess.Popen]:
     """``start(cmd)`` for a ``with`` block; its process group is killed when the block ends."""
-    proc = start(cmd, cwd=cwd, stderr=stderr)
+    proc = start(cmd, cwd=cwd, stderr=stderr, fork=fork)
     try:
         yield proc
     finally:
