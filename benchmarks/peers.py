@@ -10,6 +10,9 @@ each timed round):
   (file reader, ``decoders.image_random_crop``, ``resize``, ``crop_mirror_normalize``), both
   on DALI's CPU backend.
 
+DALI stage rows: the two DALI pipelines grown one operator at a time (read, random-crop decode,
+resize, crop-mirror-normalise) on one thread, milliseconds per image: where the time goes.
+
 Whole-job row: one epoch of a minimal plain-PyTorch loop (the reference loader, AlexNet
 (torchvision layout), cross-entropy, SGD) against ``python train.py`` on the same tree, as
 processes timed from their start to their exit, with each one's fixed costs: start-up to the
@@ -35,7 +38,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from alexlab.data.augment import IMAGENET_MEAN, IMAGENET_STD, Augment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +68,11 @@ def torchvision_reference(
     )
 
 
+# NVIDIA's example's random-crop decode and resize arguments
+NV_CROP = dict(random_aspect_ratio=[0.8, 1.25], random_area=[0.1, 1.0], num_attempts=100)
+NV_RESIZE = dict(interp_type="INTERP_TRIANGULAR")
+
+
 def nvidia_example(root: Path, *, batch_size: int, threads: int):
     """NVIDIA's DALI ResNet-50 example pipeline (DALI's use_cases/pytorch/resnet50), training
     branch, with ``dali_cpu=True``: CPU decoding, CPU resize, float CHW out."""
@@ -77,15 +85,14 @@ def nvidia_example(root: Path, *, batch_size: int, threads: int):
             file_root=data_dir, random_shuffle=True, pad_last_batch=True, name="Reader"
         )
         images = fn.decoders.image_random_crop(
-            images,
-            device="cpu",
-            output_type=types.RGB,
-            random_aspect_ratio=[0.8, 1.25],
-            random_area=[0.1, 1.0],
-            num_attempts=100,
+            images, device="cpu", output_type=types.RGB, **NV_CROP
         )
         images = fn.resize(
-            images, device="cpu", resize_x=crop, resize_y=crop, interp_type=types.INTERP_TRIANGULAR
+            images,
+            device="cpu",
+            resize_x=crop,
+            resize_y=crop,
+            interp_type=getattr(types, NV_RESIZE["interp_type"]),
         )
         mirror = fn.random.coin_flip(probability=0.5)
         images = fn.crop_mirror_normalize(
@@ -330,7 +337,76 @@ def whole_job_rows(root: Path, *, batch_size: int, workers: int, loaders: list[s
     return rows
 
 
-def table(loaders: list[dict], jobs: list[dict]) -> str:
+STAGES = ("read", "+ decode (random crop)", "+ resize", "+ crop-mirror-normalise")
+
+
+def dali_stage_rows(root: Path, *, batch_size: int, batches: int, rounds: int) -> list[dict]:
+    """Milliseconds of one DALI CPU thread per image as each train pipeline grows by a stage
+    (``STAGES``), with alexlab's arguments and with NVIDIA's example's; interleaved rounds,
+    medians. Where the loader rows' time goes, and what the two pipelines do differently."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    a = Augment()
+    files = sorted(str(p) for p in (root / "train").glob("*/*"))
+    sides = {  # (decode, resize) arguments
+        "alexlab": (
+            dict(random_area=list(a.scale), random_aspect_ratio=list(a.ratio), use_fast_idct=True),
+            {},
+        ),
+        "NVIDIA example": (
+            NV_CROP,
+            {"interp_type": getattr(types, NV_RESIZE["interp_type"])},
+        ),
+    }
+
+    @pipeline_def
+    def staged(stage: int, decode: dict, resize: dict):
+        out, labels = fn.readers.file(files=files, name="Reader")
+        if stage >= 1:
+            out = fn.decoders.image_random_crop(out, device="cpu", output_type=types.RGB, **decode)
+        if stage >= 2:
+            out = fn.resize(out, resize_x=a.image_size, resize_y=a.image_size, **resize)
+        if stage >= 3:
+            out = fn.crop_mirror_normalize(
+                out,
+                dtype=types.FLOAT,
+                output_layout="CHW",
+                mirror=fn.random.coin_flip(probability=a.hflip_prob),
+                mean=[255 * m for m in a.mean],
+                std=[255 * s for s in a.std],
+            )
+        return out, labels
+
+    pipes = {}
+    for side, (decode, resize) in sides.items():
+        for stage in range(len(STAGES)):
+            pipe = staged(
+                stage,
+                decode,
+                resize,
+                batch_size=batch_size,
+                num_threads=1,
+                device_id=None,
+                seed=0,
+                prefetch_queue_depth=1,
+            )
+            pipe.build()
+            pipe.run()  # (first-run allocations)
+            pipes[side, stage] = pipe
+    ms: dict[tuple, list[float]] = {key: [] for key in pipes}
+    for _ in range(rounds):
+        for key, pipe in pipes.items():
+            start = time.perf_counter()
+            for _ in range(batches):
+                pipe.run()
+            ms[key].append((time.perf_counter() - start) * 1000 / (batches * batch_size))
+    return [
+        {"stage": name, **{side: statistics.median(ms[side, i]) for side in sides}}
+        for i, name in enumerate(STAGES)
+    ]
+
+
+def table(loaders: list[dict], jobs: list[dict], stages: list[dict] | None = None) -> str:
     """The peers table as Markdown."""
     lines = ["| alexlab | images/s | peer | images/s | ratio |", "|---|---|---|---|---|"]
     lines += [
@@ -350,6 +426,15 @@ def table(loaders: list[dict], jobs: list[dict]) -> str:
         f"{r.get('ratio', 1.0):.2f}x |"
         for r in jobs
     ]
+    if stages:
+        lines += [
+            "",
+            "| DALI CPU train pipeline, 1 thread: ms per image | alexlab | NVIDIA example |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['stage']} | {r['alexlab']:.2f} | {r['NVIDIA example']:.2f} |" for r in stages
+        ]
     return "\n".join(lines)
 
 
@@ -369,6 +454,11 @@ def report(
     loaders = loader_rows(
         root, batch_size=batch_size, workers=workers, batches=batches, rounds=rounds
     )
+    stages = (
+        dali_stage_rows(root, batch_size=batch_size, batches=batches, rounds=rounds)
+        if dali.DALI_AVAILABLE
+        else None
+    )
     jobs = whole_job_rows(
         job_root or root,
         batch_size=job_batch_size,
@@ -382,8 +472,9 @@ def report(
         f"normalised batches; median of {rounds} interleaved rounds of {batches} batches, "
         f"prefetched batches drained before each. Whole job: one epoch of "
         f"{(job_root or root).name}, AlexNet (torchvision layout), batch {job_batch_size}, CPU, "
-        "processes timed from start to exit.\n\n"
-        f"{table(loaders, jobs)}\n"
+        "processes timed from start to exit. DALI stages: the train pipeline grown one "
+        "operator at a time, one thread, the same rounds.\n\n"
+        f"{table(loaders, jobs, stages)}\n"
     )
 
 

@@ -32,6 +32,17 @@ def test_each_loader_row_sits_next_to_its_peer_with_the_same_batches(tree):
     assert "| torch loader |" in peers.table(rows, [])
 
 
+@pytest.mark.skipif(not dali.DALI_AVAILABLE, reason="DALI is not installed")
+def test_dali_stage_rows_grow_both_pipelines_one_operator_at_a_time(tree):
+    rows = peers.dali_stage_rows(tree, batch_size=2, batches=1, rounds=2)
+    assert [r["stage"] for r in rows] == list(peers.STAGES)
+    for side in ("alexlab", "NVIDIA example"):
+        # decoding, resizing and normalising two JPEGs cost more than reading their bytes
+        assert 0 < rows[0][side] < rows[-1][side]
+    table = peers.table([], [], rows)
+    assert "| + resize |" in table and "| DALI CPU train pipeline, 1 thread" in table
+
+
 @pytest.mark.slow  # four processes, an AlexNet epoch each
 def test_whole_job_rows_time_the_plain_loop_the_reference_script_and_train_py(tree):
     jobs = peers.whole_job_rows(tree, batch_size=4, workers=1, loaders=["torch"])
