@@ -350,7 +350,12 @@ def dali_stage_rows(root: Path, *, batch_size: int, batches: int, rounds: int) -
     files = sorted(str(p) for p in (root / "train").glob("*/*"))
     sides = {  # (decode, resize) arguments
         "alexlab": (
-            dict(random_area=list(a.scale), random_aspect_ratio=list(a.ratio), use_fast_idct=True),
+            dict(  # as alexlab.data.dali.train_pipeline passes them
+                random_area=list(a.scale),
+                random_aspect_ratio=list(a.ratio),
+                num_attempts=100,
+                use_fast_idct=True,
+            ),
             {},
         ),
         "NVIDIA example": (

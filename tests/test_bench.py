@@ -18,7 +18,7 @@ def rows(report: str, heading: str) -> list[tuple[str, float, float]]:
 def test_bench_writes_loader_training_and_overhead_tables(tmp_path, capsys, monkeypatch):
     # its measuring processes (python -c) fork from the tests' preloaded process: the rows, not
     # the start-up, are what this test checks
-    monkeypatch.setattr(bench_loaders.subprocess, "run", through_zygote(code=True))
+    monkeypatch.setattr(bench_loaders, "subprocess", through_zygote(code=True))
     out = tmp_path / "BENCH.md"
     out.write_text("# kept\n")
     main(

@@ -49,7 +49,7 @@ def test_tiny_dry_run_runs_every_kind_of_step_and_reports(tmp_path, capsys, monk
 
     # its train.py, eval.py and `-m alexlab....` commands fork from the tests' preloaded process
     # (tests/helpers/zygote.py); the plain-script test below starts them fresh
-    monkeypatch.setattr(gpu_check.subprocess, "run", through_zygote())
+    monkeypatch.setattr(gpu_check, "subprocess", through_zygote())
     bench = tmp_path / "BENCH.md"
     bench.write_text("# kept\n")
     path = gpu_check.main(["--tiny", "--out", str(tmp_path / "out"), "--benchmarks", str(bench)])

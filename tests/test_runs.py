@@ -13,7 +13,7 @@ import pytest
 import torch
 from subproc import ROOT, TINY_CLI, run, started, train_cli
 
-from alexlab.config import ConfigError
+from alexlab.config import ConfigError, validate_config
 from alexlab.run.identity import run_id
 from alexlab.train import train
 
@@ -38,20 +38,29 @@ def test_run_id_is_the_name_else_the_slurm_job_else_torchruns_else_the_time(monk
     assert run_id("mine") == "mine"
 
 
-def test_torchrun_without_a_rendezvous_id_needs_a_run_name(tmp_path):
-    """Its processes share no id: each would make a run directory of its own."""
-    env = {"TORCHELASTIC_RUN_ID": "none"}
-    refused = train_cli(*TINY_CLI, cwd=tmp_path, env=env)
+def test_torchrun_without_a_rendezvous_id_needs_a_run_name(tmp_path, monkeypatch, train_cfg):
+    """Its rendezvous id is "none": each process would make a run directory of its own."""
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(key, raising=False)
+    refused = train_cli(*TINY_CLI, cwd=tmp_path, env={"TORCHELASTIC_RUN_ID": "none"})
     assert refused.returncode == 2
-    assert "run_name=null under torchrun without --rdzv-id" in refused.stderr
+    assert "run_name is unset under torchrun without --rdzv-id" in refused.stderr
     assert "--rdzv-id=<id>" in refused.stderr and "run_name=<name>" in refused.stderr
     assert not (tmp_path / "runs").exists()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with pytest.raises(ConfigError, match="run_name is unset"):
+        validate_config(train_cfg("run_name=''"))  # an empty name names nothing either
+    validate_config(train_cfg("run_name=mine"))
+    monkeypatch.setenv("SLURM_JOB_ID", "5")  # torchrun in a SLURM job: runs/slurm-5 for all
+    validate_config(train_cfg())
 
 
 @pytest.mark.slow  # 25 s: two fresh ranks; the fast run: the run id and the refusal
-def test_torchrun_ranks_share_one_run_directory(tmp_path):
+def test_torchrun_ranks_share_one_run_directory(tmp_path, monkeypatch):
     """As docs/scale-out.md launches it: every rank names runs/torchrun-<rendezvous id>."""
     torchrun = Path(sys.executable).with_name("torchrun")
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(key, raising=False)  # (inside a SLURM job: runs/slurm-<job id>)
     done = run(
         [
             str(torchrun),

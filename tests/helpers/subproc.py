@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -59,18 +60,25 @@ def forkable(cmd: list[str], cwd: Path | str | None = None) -> bool:
     return script.parent == ROOT and script.name in CLI_SCRIPTS
 
 
-def through_zygote(*, code: bool = False) -> Callable[..., subprocess.CompletedProcess]:
-    """A stand-in for ``subprocess.run`` in a benchmark script a test calls in-process: alexlab's
-    commands (with ``code``, also ``python -c CODE``) fork from the zygote, and every other
-    command runs as before."""
-    real = subprocess.run
+CAPTURED_UNCHECKED = {"capture_output": True, "text": True, "check": False}
+
+
+def through_zygote(*, code: bool = False) -> types.ModuleType:
+    """A stand-in for the ``subprocess`` module of a benchmark script that a test calls
+    in-process (``monkeypatch.setattr(script, "subprocess", through_zygote())``: that script's
+    name only). Its ``run(cmd, capture_output=True, text=True)`` forks alexlab's commands (with
+    ``code``, also ``python -c CODE``) from the zygote; any other call runs as before."""
+    stand_in = types.ModuleType("subprocess")
+    stand_in.__dict__.update(vars(subprocess))
 
     def launch(cmd, *, cwd=None, env=None, timeout=None, **kwargs):
-        if forkable(cmd, cwd) or (code and cmd[:2] == [sys.executable, "-c"]):
+        simple = kwargs in ({"capture_output": True, "text": True}, CAPTURED_UNCHECKED)
+        if simple and (forkable(cmd, cwd) or (code and cmd[:2] == [sys.executable, "-c"])):
             return run(cmd, cwd=cwd, env=env, timeout=timeout or TIMEOUT_S, fork=True)
-        return real(cmd, cwd=cwd, env=env, timeout=timeout, **kwargs)
+        return subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, **kwargs)
 
-    return launch
+    stand_in.run = launch
+    return stand_in
 
 
 @contextlib.contextmanager

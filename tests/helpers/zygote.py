@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 HEADER = struct.Struct("!i")
@@ -156,8 +157,10 @@ def _become(request: dict, fds: list[int]) -> None:
     sys.argv = [script or first, *args]
     if module:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
-    elif code is not None:
-        exec(compile(code, "<string>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
+    elif code is not None:  # as python -c: a __main__ module of its own, in sys.modules
+        main = sys.modules["__main__"] = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        exec(compile(code, "<string>", "exec"), main.__dict__)
     else:
         runpy.run_path(script, run_name="__main__")
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
-from alexlab.run.identity import NO_RDZV_ID
+from alexlab.run.identity import NO_RDZV_ID, launch_id
 
 
 def show(value: Any) -> str:
@@ -94,12 +94,15 @@ def check_trains_something(cfg: DictConfig) -> None:
 
 
 def check_run_name(cfg: DictConfig) -> None:
-    """Every process of a torchrun launch names the same run directory."""
-    if _get(cfg, "run_name") is None and os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID:
+    """Every process of a torchrun launch names the same run directory (train: eval's own
+    directory does not take ``run_name``)."""
+    if "run_name" not in cfg or _get(cfg, "run_name") or launch_id() is not None:
+        return
+    if os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID:
         raise ConfigError(
-            "run_name=null under torchrun without --rdzv-id: its processes share no id, so each "
-            "would make its own run directory. Pass torchrun --rdzv-id=<id> (the same on every "
-            "node), or set run_name=<name>."
+            "run_name is unset under torchrun without --rdzv-id: alexlab names the run "
+            "directory after the rendezvous id, so each process would make its own. Pass "
+            "torchrun --rdzv-id=<id> (the same on every node), or set run_name=<name>."
         )
 
 

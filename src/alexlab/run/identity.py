@@ -7,7 +7,8 @@ import os
 import secrets
 from datetime import datetime
 
-# torchrun's rendezvous id when none is given (its default for --rdzv-backend c10d)
+# torchrun's rendezvous id when --rdzv-id is not given (a one-node launch without
+# --rdzv-endpoint or --master-port, and --standalone, get a fresh uuid instead)
 NO_RDZV_ID = "none"
 
 
