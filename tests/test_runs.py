@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import signal
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from subproc import ROOT, TINY_CLI, run, started, train_cli
+from subproc import ROOT, TINY_CLI, run, side_by_side, started, train_cli
 
 from alexlab.config import ConfigError, validate_config
-from alexlab.run.identity import run_id
+from alexlab.run.identity import (
+    LAUNCHED_RANKS,
+    first_process,
+    node_launched_by_hand,
+    run_id,
+)
 from alexlab.train import train
 
 
@@ -53,6 +59,58 @@ def test_torchrun_without_a_rendezvous_id_needs_a_run_name(tmp_path, monkeypatch
     validate_config(train_cfg("run_name=mine"))
     monkeypatch.setenv("SLURM_JOB_ID", "5")  # torchrun in a SLURM job: runs/slurm-5 for all
     validate_config(train_cfg())
+
+
+def test_the_first_process_is_rank_0_on_node_0(monkeypatch):
+    """Who takes the run lock, told from the environment before the Trainer exists."""
+    for key in (*LAUNCHED_RANKS, "NODE_RANK", "GROUP_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert first_process() and not node_launched_by_hand()  # python train.py
+    cases = [
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False, False),  # a rank Lightning started
+        ({"NODE_RANK": "1"}, False, True),  # node 1 of a launch by hand
+        ({"NODE_RANK": "0"}, True, True),
+        ({"RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0"}, True, False),  # torchrun
+        ({"RANK": "9", "LOCAL_RANK": "1", "GROUP_RANK": "1"}, False, False),
+        ({"SLURM_PROCID": "0"}, True, False),
+        ({"SLURM_PROCID": "3"}, False, False),
+    ]
+    for env, first, by_hand in cases:
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                m.setenv(key, value)
+            assert (first_process(), node_launched_by_hand()) == (first, by_hand), env
+
+
+def test_nodes_started_by_hand_train_one_run_in_one_directory(tmp_path):
+    """Lightning's plain multi-node launch (MASTER_ADDR, MASTER_PORT, NODE_RANK on each node),
+    two nodes of one CPU process each on this machine: node 1 starts while node 0 holds the run
+    lock, and the run is one directory. Without run_name, node 1 is refused before any work."""
+    args = [*TINY_CLI, "logger=csv", "strategy=ddp", "trainer.num_nodes=2", "trainer.max_epochs=1"]
+    refused = train_cli(*args, cwd=tmp_path, env={"NODE_RANK": "1"})
+    assert refused.returncode == 2 and "run_name is unset on a node started by hand" in (
+        refused.stderr
+    )
+    assert not (tmp_path / "runs").exists()
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, "run_name=two-nodes"]
+    with side_by_side() as launch:
+        nodes = [
+            launch(
+                cmd,
+                cwd=tmp_path,
+                env={"MASTER_ADDR": "localhost", "MASTER_PORT": str(port), "NODE_RANK": str(n)},
+            )
+            for n in (0, 1)
+        ]
+    for node in nodes:
+        assert node.result().returncode == 0, node.result().stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert run_dir.name == "two-nodes" and summary["world_size"] == 2
+    assert summary["global_step"] == 3
 
 
 @pytest.mark.slow  # 25 s: two fresh ranks; the fast run: the run id and the refusal

@@ -36,6 +36,7 @@ from alexlab.optim.batch_size import accumulation_steps, scaled_lr
 from alexlab.run.checkpoint import Checkpoint, open_checkpoint
 from alexlab.run.contract import show
 from alexlab.run.files import AtomicCheckpointIO, best_and_last
+from alexlab.run.identity import first_process
 from alexlab.run.interrupt import SaveOnInterrupt
 from alexlab.run.lock import RunLock
 from alexlab.run.resume import check_resume, resume_checkpoint
@@ -167,10 +168,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     validate_config(cfg)
     out = Path(cfg.paths.output_dir)
     check_writable(out)
-    rank_zero = rank_zero_only.rank == 0  # (DDP's other ranks start after rank 0 holds the lock)
-    lock = RunLock(out).acquire() if rank_zero else None  # refused: the directory is another's
+    first = first_process()  # (the launch's other processes start while it holds the lock)
+    lock = RunLock(out).acquire() if first else None  # refused: the directory is another's
     try:
-        with FailedStart(out, enabled=rank_zero) as start:
+        with FailedStart(out, enabled=first) as start:
             return _train(cfg, out, start)
     finally:
         if lock is not None:

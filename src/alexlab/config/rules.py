@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
-from alexlab.run.identity import NO_RDZV_ID, launch_id
+from alexlab.run.identity import NO_RDZV_ID, launch_id, node_launched_by_hand, node_rank
 
 
 def show(value: Any) -> str:
@@ -94,8 +94,8 @@ def check_trains_something(cfg: DictConfig) -> None:
 
 
 def check_run_name(cfg: DictConfig) -> None:
-    """Every process of a torchrun launch names the same run directory (train: eval's own
-    directory does not take ``run_name``)."""
+    """Every process of a launch names the same run directory (train: eval's own directory
+    does not take ``run_name``)."""
     if "run_name" not in cfg or _get(cfg, "run_name") or launch_id() is not None:
         return
     if os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID:
@@ -103,6 +103,13 @@ def check_run_name(cfg: DictConfig) -> None:
             "run_name is unset under torchrun without --rdzv-id: alexlab names the run "
             "directory after the rendezvous id, so each process would make its own. Pass "
             "torchrun --rdzv-id=<id> (the same on every node), or set run_name=<name>."
+        )
+    if (_get(cfg, "trainer.num_nodes") or 1) > 1 and node_launched_by_hand():
+        raise ConfigError(
+            f"run_name is unset on a node started by hand (NODE_RANK={node_rank()}, "
+            f"trainer.num_nodes={_get(cfg, 'trainer.num_nodes')}): each node would name its "
+            f"own run directory and resume from its own. Set run_name=<name>, the same on every "
+            f"node."
         )
 
 

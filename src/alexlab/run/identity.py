@@ -1,5 +1,6 @@
-"""A run's identity: the name of its directory, ``runs/<run id>/`` (docs/runs.md). Imported by
-the config resolvers before torch loads: nothing heavy here."""
+"""A run's identity: the name of its directory, ``runs/<run id>/``, and which of the launch's
+processes is its first (docs/runs.md). Imported by the config resolvers before torch loads:
+nothing heavy here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from datetime import datetime
 # torchrun's rendezvous id when --rdzv-id is not given (a one-node launch without
 # --rdzv-endpoint or --master-port, and --standalone, get a fresh uuid instead)
 NO_RDZV_ID = "none"
+# The variables Lightning reads for a process's rank, the first one set deciding (as for
+# ``rank_zero_only.rank``); LOCAL_RANK is set only in the ranks Lightning itself starts
+LAUNCHED_RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def run_id(name: str | None) -> str:
@@ -32,3 +36,23 @@ def launch_id() -> str | None:
     if rdzv and rdzv != NO_RDZV_ID:
         return f"torchrun-{rdzv}"
     return None
+
+
+def node_rank() -> str | None:
+    """This machine's index in a launch by hand (Lightning's plain environment reads
+    ``NODE_RANK``, else ``GROUP_RANK``), or None."""
+    return os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK"))
+
+
+def first_process() -> bool:
+    """Whether this process is the launch's rank 0, told before the Trainer exists: the rank
+    Lightning reads is 0 (or unset) and so is the node. The first process takes the run lock;
+    the others start while it holds it."""
+    rank = next((os.environ[key] for key in LAUNCHED_RANKS if key in os.environ), "0")
+    return rank == "0" and (node_rank() or "0") == "0"
+
+
+def node_launched_by_hand() -> bool:
+    """A process that its user started on one node of several (``NODE_RANK`` set, no launcher's
+    rank), which names its run directory on its own."""
+    return node_rank() is not None and not any(key in os.environ for key in LAUNCHED_RANKS)

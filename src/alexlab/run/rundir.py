@@ -18,13 +18,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from alexlab.config import ConfigError, InputError, exit_with
+from alexlab.run.identity import first_process
 from alexlab.run.lock import check_free
 
 HYDRA_FILES = {".hydra", "run.lock"}  # and Hydra's <job name>.log
-# The variables Lightning reads for a process's rank, the first one set deciding (as for
-# ``rank_zero_only.rank``, which picks who takes the lock in ``alexlab.train``): a launched rank
-# other than 0 starts while rank 0 holds it.
-LAUNCHED_RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def check_writable(run_dir: Path) -> None:
@@ -78,8 +75,7 @@ class CheckRunDir(Callback):
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         try:
             check_writable(run_dir)
-            rank = next((os.environ[key] for key in LAUNCHED_RANKS if key in os.environ), "0")
-            if rank == "0":
+            if first_process():  # the others start while it holds the lock
                 check_free(run_dir)
         except ConfigError as e:
             exit_with(e)
