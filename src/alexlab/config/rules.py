@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
-from alexlab.run.identity import NO_RDZV_ID, launch_id, node_launched_by_hand, node_rank
+from alexlab.run.identity import NO_RDZV_ID, launch_id
 
 
 def show(value: Any) -> str:
@@ -104,12 +104,11 @@ def check_run_name(cfg: DictConfig) -> None:
             "directory after the rendezvous id, so each process would make its own. Pass "
             "torchrun --rdzv-id=<id> (the same on every node), or set run_name=<name>."
         )
-    if (_get(cfg, "trainer.num_nodes") or 1) > 1 and node_launched_by_hand():
+    if (nodes := _get(cfg, "trainer.num_nodes") or 1) > 1:
         raise ConfigError(
-            f"run_name is unset on a node started by hand (NODE_RANK={node_rank()}, "
-            f"trainer.num_nodes={_get(cfg, 'trainer.num_nodes')}): each node would name its "
-            f"own run directory and resume from its own. Set run_name=<name>, the same on every "
-            f"node."
+            f"run_name is unset for a run on trainer.num_nodes={nodes} nodes outside SLURM and "
+            f"torchrun: each node would name its own run directory and resume from its own. Set "
+            f"run_name=<name>, the same on every node."
         )
 
 

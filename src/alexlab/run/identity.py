@@ -38,21 +38,16 @@ def launch_id() -> str | None:
     return None
 
 
-def node_rank() -> str | None:
-    """This machine's index in a launch by hand (Lightning's plain environment reads
-    ``NODE_RANK``, else ``GROUP_RANK``), or None."""
-    return os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK"))
-
-
 def first_process() -> bool:
-    """Whether this process is the launch's rank 0, told before the Trainer exists: the rank
-    Lightning reads is 0 (or unset) and so is the node. The first process takes the run lock;
-    the others start while it holds it."""
-    rank = next((os.environ[key] for key in LAUNCHED_RANKS if key in os.environ), "0")
-    return rank == "0" and (node_rank() or "0") == "0"
-
-
-def node_launched_by_hand() -> bool:
-    """A process that its user started on one node of several (``NODE_RANK`` set, no launcher's
-    rank), which names its run directory on its own."""
-    return node_rank() is not None and not any(key in os.environ for key in LAUNCHED_RANKS)
+    """Whether this process is the launch's rank 0, told before the Trainer exists. The first of
+    ``LAUNCHED_RANKS`` that is set is read as Lightning reads it; ``RANK`` (torchrun, Kubeflow)
+    and ``JSM_NAMESPACE_RANK`` (LSF) are global ranks and decide alone, while after
+    ``LOCAL_RANK``, ``SLURM_PROCID`` (which Lightning ignores outside a SLURM batch) or none of
+    them the node must be 0 too: ``NODE_RANK``, else ``GROUP_RANK``, as Lightning's plain
+    environment reads it for nodes started by hand. The first process takes the run lock; the
+    others start while it holds it."""
+    key = next((key for key in LAUNCHED_RANKS if key in os.environ), None)
+    if key is not None and int(os.environ[key]) != 0:
+        return False
+    node = os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0"))
+    return key in ("RANK", "JSM_NAMESPACE_RANK") or int(node) == 0
