@@ -52,15 +52,12 @@ def run(
 def forkable(cmd: list[str], cwd: Path | str | None = None) -> bool:
     """Whether ``cmd`` (started in ``cwd``) is one of alexlab's commands, which the zygote can
     run."""
-    if os.environ.get("ALEXLAB_TEST_FRESH") == "1" or len(cmd) < 2 or cmd[0] != sys.executable:
+    if len(cmd) < 2 or cmd[0] != sys.executable:
         return False
     if cmd[1] == "-m":
         return len(cmd) > 2 and cmd[2].startswith("alexlab.")
     script = Path(cwd or os.getcwd(), cmd[1]).resolve()
     return script.parent == ROOT and script.name in CLI_SCRIPTS
-
-
-CAPTURED_UNCHECKED = {"capture_output": True, "text": True, "check": False}
 
 
 def through_zygote(*, code: bool = False) -> types.ModuleType:
@@ -72,10 +69,11 @@ def through_zygote(*, code: bool = False) -> types.ModuleType:
     stand_in.__dict__.update(vars(subprocess))
 
     def launch(cmd, *, cwd=None, env=None, timeout=None, **kwargs):
-        simple = kwargs in ({"capture_output": True, "text": True}, CAPTURED_UNCHECKED)
+        check = kwargs.pop("check", False)
+        simple = not check and kwargs == {"capture_output": True, "text": True}
         if simple and (forkable(cmd, cwd) or (code and cmd[:2] == [sys.executable, "-c"])):
             return run(cmd, cwd=cwd, env=env, timeout=timeout or TIMEOUT_S, fork=True)
-        return subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, **kwargs)
+        return subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, check=check, **kwargs)
 
     stand_in.run = launch
     return stand_in
@@ -105,8 +103,9 @@ def start(
     process that has imported torch and its libraries once (tests/helpers/zygote.py); every other
     command, and every command when ``ALEXLAB_TEST_FRESH=1``, starts a fresh interpreter.
     ``fork=True`` forks any ``python -c|-m|SCRIPT`` whose start-up is not what a test checks."""
-    fresh = os.environ.get("ALEXLAB_TEST_FRESH") == "1"
-    if (fork and not fresh) or (fork is None and forkable(cmd, cwd)):
+    if fork is None:
+        fork = forkable(cmd, cwd)
+    if fork and os.environ.get("ALEXLAB_TEST_FRESH") != "1":
         merged = {**os.environ, **(env or {})}
         return zygote.start(cmd, cwd=cwd, env=merged, merge=stderr == subprocess.STDOUT)
     return subprocess.Popen(

@@ -31,7 +31,6 @@ once it has reaped it.
 from __future__ import annotations
 
 import atexit
-import builtins
 import contextlib
 import io
 import json
@@ -159,8 +158,7 @@ def _become(request: dict, fds: list[int]) -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     elif code is not None:  # as python -c: a __main__ module of its own, in sys.modules
         main = sys.modules["__main__"] = types.ModuleType("__main__")
-        main.__builtins__ = builtins
-        exec(compile(code, "<string>", "exec"), main.__dict__)
+        exec(compile(code, "<string>", "exec"), main.__dict__)  # (exec adds __builtins__)
     else:
         runpy.run_path(script, run_name="__main__")
 

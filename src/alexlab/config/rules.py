@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexlab.config.errors import ConfigError
 from alexlab.metric_names import all_metric_names
-from alexlab.run.identity import NO_RDZV_ID, launch_id
+from alexlab.run.identity import launch_id, torchrun_without_id
 
 
 def show(value: Any) -> str:
@@ -98,7 +98,7 @@ def check_run_name(cfg: DictConfig) -> None:
     does not take ``run_name``)."""
     if "run_name" not in cfg or _get(cfg, "run_name") or launch_id() is not None:
         return
-    if os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID:
+    if torchrun_without_id():
         raise ConfigError(
             "run_name is unset under torchrun without --rdzv-id: alexlab names the run "
             "directory after the rendezvous id, so each process would make its own. Pass "

@@ -38,6 +38,11 @@ def launch_id() -> str | None:
     return None
 
 
+def torchrun_without_id() -> bool:
+    """A torchrun launch whose processes share no usable id (no ``--rdzv-id``)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") == NO_RDZV_ID
+
+
 def first_process() -> bool:
     """Whether this process is the launch's rank 0, told before the Trainer exists. The first of
     ``LAUNCHED_RANKS`` that is set is read as Lightning reads it; ``RANK`` (torchrun, Kubeflow)
