@@ -82,30 +82,23 @@ def _build_trainer(cfg: DictConfig, resume: Checkpoint | None, state: RunState) 
     prepare_loggers(
         cfg, sweep_name=_sweep_name(), resume_ids=resume.logger_versions if resume else {}
     )
-    return instantiate(
-        cfg.trainer,
-        strategy=instantiate(cfg.strategy),  # (a sweep of re-launching DDP: config/rules.py)
-        sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
-        callbacks=[state, *instantiate_all(cfg.get("callbacks")), _per_process_settings(cfg)],
-        logger=instantiate_all(cfg.get("logger")) or False,
-        plugins=_plugins(),
-    )
-
-
-def _per_process_settings(cfg: DictConfig) -> PerProcessSettings:
-    return PerProcessSettings(
+    settings = PerProcessSettings(
         compile=bool(cfg.model.get("compile")),
         matmul_precision=cfg.get("float32_matmul_precision"),
     )
-
-
-def _plugins() -> list[Any]:
     # checkpoint temp files beside the checkpoint, never in /tmp; under SLURM, submitit requeues
     # (alexlab.run.interrupt), so Lightning's own auto-requeue (a mid-step save) is off
     plugins: list[Any] = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    return plugins
+    return instantiate(
+        cfg.trainer,
+        strategy=instantiate(cfg.strategy),  # (a sweep of re-launching DDP: config/rules.py)
+        sync_batchnorm=False,  # alexlab converts BatchNorm itself, before compile (_build_module)
+        callbacks=[state, *instantiate_all(cfg.get("callbacks")), settings],
+        logger=instantiate_all(cfg.get("logger")) or False,
+        plugins=plugins,
+    )
 
 
 # torch's public BatchNorm classes (a Lazy* one becomes one of these at its first forward)
@@ -209,7 +202,7 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
         note = f"{n} of {cfg.data.batch_size} per device per stage, no accumulation"
         rank_zero_info(f"[alexlab] trainer.fast_dev_run: {note} (global batch not filled)")
     module = _build_module(cfg, derived, trainer)
-    _save_config(cfg, out / "config.yaml")
+    _write(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     # 3) fit, then the best checkpoint's metrics
     start.done()
@@ -230,6 +223,7 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
         metrics = _evaluate_best(trainer, module, datamodule, test=cfg.get("test", True))
     finally:  # also when the fit fails or is interrupted
         _finish_wandb(trainer)
+    done = global_step - (resume.global_step if resume is not None else 0)
     summary = {
         "monitor": cfg.monitor,
         "value": metrics.get(cfg.monitor),
@@ -238,31 +232,19 @@ def _train(cfg: DictConfig, out: Path, start: FailedStart) -> dict[str, Any]:
         "last_ckpt": last,
         "epochs": epochs,
         "global_step": global_step,
-        **_resume_record(resume, changes),
-        **derived,
-        **_speed(global_step, resume, derived, fit_seconds),
-        "output_dir": str(out),
-    }
-    _write_json(summary, out / "metrics.json")
-    return summary
-
-
-def _resume_record(resume: Checkpoint | None, changes: list) -> dict[str, Any]:
-    return {
         "resumed_from": str(resume.path) if resume is not None else None,
         "resumed_from_step": resume.global_step if resume is not None else None,
-        # plan keys this command changed against the checkpoint: [key, was, now]
-        "plan_changes": [list(c) for c in changes],
+        "plan_changes": [list(c) for c in changes],  # plan keys changed: [key, was, now]
+        **derived,
+        # over the whole fit, validation included: a lower bound on training throughput
+        "fit_seconds": round(fit_seconds, 2),
+        "images_per_sec": (
+            round(done * derived["global_batch_size"] / fit_seconds, 1) if fit_seconds else None
+        ),
+        "output_dir": str(out),
     }
-
-
-def _speed(global_step: int, resume: Checkpoint | None, derived: dict, seconds: float) -> dict:
-    # over the whole fit, validation included: a lower bound on training throughput
-    images = (global_step - (resume.global_step if resume else 0)) * derived["global_batch_size"]
-    return {
-        "fit_seconds": round(seconds, 2),
-        "images_per_sec": round(images / seconds, 1) if seconds else None,
-    }
+    _write(out / "metrics.json", json.dumps(summary, indent=2))
+    return summary
 
 
 def _resume_note(resume: Checkpoint | None, changes: list) -> str:
@@ -293,15 +275,10 @@ def _finish_wandb(trainer: L.Trainer) -> None:
 
 
 @rank_zero_only
-def _save_config(cfg: DictConfig, path: Path) -> None:
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-@rank_zero_only
-def _write_json(data: dict, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)  # never a half-written metrics.json
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # never a half-written file
 
 
 @report_config_errors
