@@ -1,2 +1,1 @@
-"""Lightning callbacks: layer summary with MACs, non-finite loss guard, throughput, images,
-a progress bar that reads values only on logging steps."""
+"""Lightning callbacks: layer summary, non-finite loss guard, throughput, images, progress bar."""

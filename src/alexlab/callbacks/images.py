@@ -1,9 +1,6 @@
-"""Pictures of a run: conv1's filters each epoch (Krizhevsky et al. 2012, Figure 3) and a few
-validation images with predicted and true labels.
-
-Filter grids are written as PNG into ``<run>/filters/`` whatever the logger, and sent to W&B
-(``log_image``) and TensorBoard (``add_image``) when those loggers are active.
-"""
+"""Pictures of a run: conv1's filters each epoch (Krizhevsky et al. 2012, Figure 3; PNG in
+``<run>/filters/`` whatever the logger) and a few validation images with predicted and true
+labels, both sent to W&B and TensorBoard when those loggers are active."""
 
 from __future__ import annotations
 
@@ -19,14 +16,6 @@ from torch import nn
 from torchvision.utils import make_grid, save_image
 
 
-def conv1_grid(net: nn.Module) -> torch.Tensor:
-    """(3, H, W) image in [0, 1] of the first conv layer's filters, each scaled to its own range."""
-    conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    w = conv.weight.detach().float().cpu()  # (out, 3, k, k)
-    w = torch.nn.functional.interpolate(w, scale_factor=4, mode="nearest")
-    return make_grid(w, nrow=16, padding=2, pad_value=1.0, normalize=True, scale_each=True)
-
-
 class RunImages(L.Callback):
     """Settings: ``callbacks.run_images.*`` (``alexlab.config.schema.RunImages``)."""
 
@@ -39,7 +28,11 @@ class RunImages(L.Callback):
         fitting = trainer.state.fn == TrainerFn.FITTING  # not the final validate()
         if trainer.sanity_checking or not fitting or trainer.current_epoch % self.every_n_epochs:
             return
-        grid = conv1_grid(pl_module.net)
+        conv = next(m for m in pl_module.net.modules() if isinstance(m, nn.Conv2d))
+        w = conv.weight.detach().float().cpu()  # (out, 3, k, k)
+        w = torch.nn.functional.interpolate(w, scale_factor=4, mode="nearest")
+        # (3, H, W) in [0, 1], each filter scaled to its own range
+        grid = make_grid(w, nrow=16, padding=2, pad_value=1.0, normalize=True, scale_each=True)
         out = Path(trainer.default_root_dir) / "filters"
         out.mkdir(parents=True, exist_ok=True)
         save_image(grid, out / f"conv1_epoch{trainer.current_epoch:03d}.png")
@@ -51,19 +44,12 @@ class RunImages(L.Callback):
 
     @rank_zero_only
     def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, *_: Any
     ) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
         if batch_idx != 0 or trainer.sanity_checking or not loggers or not self.num_val_images:
             return
-        images, labels = batch
-        images, labels = images[: self.num_val_images], labels[: self.num_val_images]
+        images, labels = (t[: self.num_val_images] for t in batch)
         with torch.no_grad():
             # the network's Python forward, never its compiled call (model.compile=true): batch 8
             # would recompile the training graph
@@ -75,12 +61,9 @@ class RunImages(L.Callback):
         captions = [
             f"pred {name(int(p))} / true {name(int(t))}" for p, t in zip(preds, labels, strict=True)
         ]
+        step = trainer.global_step
         for logger in loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(
-                    key="val_predictions", images=shown, caption=captions, step=trainer.global_step
-                )
+                logger.log_image(key="val_predictions", images=shown, caption=captions, step=step)
             else:
-                logger.experiment.add_images(
-                    "val_predictions", torch.stack(shown), trainer.global_step
-                )
+                logger.experiment.add_images("val_predictions", torch.stack(shown), step)

@@ -30,14 +30,9 @@ class LayerSummary(L.Callback):
         for col in ("layer", "type", "output", "params", "MACs"):
             table.add_column(col, justify="left" if col in ("layer", "type") else "right")
         for r in rows:
-            shape = "x".join(str(d) for d in r.out_shape[1:])
-            table.add_row(
-                r.name,
-                r.kind,
-                shape,
-                f"{r.params:,}" if r.params else "",
-                f"{r.macs / 1e6:,.1f}M" if r.macs else "",
-            )
+            params = f"{r.params:,}" if r.params else ""
+            layer_macs = f"{r.macs / 1e6:,.1f}M" if r.macs else ""
+            table.add_row(r.name, r.kind, "x".join(map(str, r.out_shape[1:])), params, layer_macs)
         params = sum(r.params for r in rows)
         table.add_row("total", "", "", f"{params:,}", f"{macs / 1e9:.3f}G", style="bold")
         Console().print(table)

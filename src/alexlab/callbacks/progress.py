@@ -1,10 +1,8 @@
-"""A Rich progress bar that reads logged values on the host only where the loggers do.
-
-Lightning's ``RichProgressBar`` refreshes after every training batch, reading
-``trainer.progress_bar_metrics``, which converts every cached ``prog_bar`` tensor to a number
-(``.item()``: the host waits for the GPU). So the module logs its step values without
-``prog_bar`` and this bar shows them (``show``), re-read only on the logger's steps and at epoch
-and validation ends."""
+"""A Rich progress bar that reads logged values on the host only where the loggers do: Lightning's
+``RichProgressBar`` refreshes after every training batch, reading ``trainer.progress_bar_metrics``,
+which converts every cached ``prog_bar`` tensor to a number (``.item()``: the host waits for the
+GPU). So the module logs its step values without ``prog_bar`` and this bar shows them (``show``),
+re-read only on the logger's steps and at epoch and validation ends."""
 
 from __future__ import annotations
 
@@ -18,8 +16,7 @@ from alexlab.loggers import logger_step
 
 
 class LoggedStepsProgressBar(RichProgressBar):
-    """``RichProgressBar`` (its arguments) whose values change on the logger's steps only;
-    ``show``: values logged without ``prog_bar`` that it shows too."""
+    """Args: ``RichProgressBar``'s, and ``show``: values logged without ``prog_bar`` to show too."""
 
     def __init__(self, *args: Any, show: Sequence[str] = ("train/loss",), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -37,12 +34,7 @@ class LoggedStepsProgressBar(RichProgressBar):
         return self._shown
 
     def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         stepped, self._last_step = trainer.global_step != self._last_step, trainer.global_step
         self._frozen = not (stepped and logger_step(trainer, done=True))

@@ -22,21 +22,10 @@ PRECISION_DTYPE = {"bf16": torch.bfloat16, "16": torch.float16, "64": torch.floa
 # https://www.nvidia.com/en-us/data-center/h200/) gives the tensor-core figures with 2:4
 # sparsity; a dense network's peak is half of them (SXM: TF32 989, BF16/FP16 1,979 TFLOPS sparse;
 # NVL: 835 and 1,671). FP32 and FP64 are dense already. Longest name first.
-GPU_PEAKS: dict[str, dict[torch.dtype | str, float]] = {
-    "h200 nvl": {
-        torch.float64: 30e12,
-        torch.float32: 60e12,
-        "tfloat32": 417.5e12,
-        torch.bfloat16: 835.5e12,
-        torch.float16: 835.5e12,
-    },
-    "h200": {
-        torch.float64: 34e12,
-        torch.float32: 67e12,
-        "tfloat32": 494.5e12,
-        torch.bfloat16: 989.5e12,
-        torch.float16: 989.5e12,
-    },
+PEAK_DTYPES = (torch.float64, torch.float32, "tfloat32", torch.bfloat16, torch.float16)
+GPU_PEAKS: dict[str, tuple[float, ...]] = {  # in PEAK_DTYPES' order
+    "h200 nvl": (30e12, 60e12, 417.5e12, 835.5e12, 835.5e12),
+    "h200": (34e12, 67e12, 494.5e12, 989.5e12, 989.5e12),
 }
 
 
@@ -47,7 +36,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype | str) -> float | None:
         name = torch.cuda.get_device_name(device).lower()
         chip = next((c for c in GPU_PEAKS if c in name), None)
         if chip is not None:
-            return GPU_PEAKS[chip].get(dtype)
+            return dict(zip(PEAK_DTYPES, GPU_PEAKS[chip], strict=True)).get(dtype)
     return get_available_flops(device, dtype)
 
 
@@ -61,15 +50,6 @@ def peak_dtype(precision: str, *, tf32: bool) -> torch.dtype | str:
     """
     dtype = PRECISION_DTYPE.get(str(precision).split("-")[0], torch.float32)
     return "tfloat32" if dtype is torch.float32 and tf32 else dtype
-
-
-def _tf32(device: torch.device) -> bool:
-    """True where float32 convolutions run on TF32 tensor cores (CUDA, compute capability >= 8)."""
-    return (
-        device.type == "cuda"
-        and torch.backends.cudnn.allow_tf32
-        and torch.cuda.get_device_capability(device)[0] >= 8
-    )
 
 
 class TrainThroughput(L.Callback):
@@ -86,7 +66,9 @@ class TrainThroughput(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         device = trainer.strategy.root_device
-        peak = peak_flops(device, peak_dtype(trainer.precision, tf32=_tf32(device)))
+        ampere = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+        tf32 = ampere and torch.backends.cudnn.allow_tf32
+        peak = peak_flops(device, peak_dtype(trainer.precision, tf32=tf32))
         self.meter = Throughput(
             available_flops=peak, world_size=trainer.world_size, window_size=self.window_size
         )
@@ -102,12 +84,7 @@ class TrainThroughput(L.Callback):
         return self.elapsed
 
     def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.samples += self.batch_size_fn(batch)
         self.batches += 1

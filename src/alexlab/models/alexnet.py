@@ -34,14 +34,9 @@ Init = Literal["paper", "default"]
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 
-def _local_response_norm() -> nn.LocalResponseNorm:
-    return nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K)
-
-
 class AlexNet(nn.Module):
-    """AlexNet, AlexNet-BN or torchvision's AlexNet, chosen by ``norm`` and ``widths``. The
-    arguments are the ``model.*`` settings, each documented (type, range, default) once in
-    ``alexlab.config.schema.Model``; ``input_size`` 227 sets conv1's padding to 0 (else 2)."""
+    """The arguments are the ``model.*`` settings (the module docstring), each documented (type,
+    range, default) once in ``alexlab.config.schema.Model``."""
 
     def __init__(
         self,
@@ -62,16 +57,14 @@ class AlexNet(nn.Module):
         conv1_padding = 0 if input_size == 227 else 2
 
         def conv(cin: int, cout: int, k: int, *, stride: int = 1, pad: int, g: int = 1) -> list:
-            layers: list[nn.Module] = [
-                nn.Conv2d(cin, cout, k, stride=stride, padding=pad, groups=g, bias=norm != "bn")
-            ]
-            if norm == "bn":
-                layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.ReLU(inplace=True))
-            return layers
+            bn = [nn.BatchNorm2d(cout)] if norm == "bn" else []
+            c = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, groups=g, bias=not bn)
+            return [c, *bn, nn.ReLU(inplace=True)]
 
         def lrn() -> list:
-            return [_local_response_norm()] if norm == "lrn" else []
+            if norm != "lrn":
+                return []
+            return [nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA * LRN_SIZE, LRN_BETA, LRN_K)]
 
         pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731 (overlapping pool, §3.4)
         self.features = nn.Sequential(
@@ -113,10 +106,8 @@ class AlexNet(nn.Module):
                 nn.init.constant_(m.bias, 1.0 if m in ones else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (B, 3, H, W) -> (B, c5, 6, 6) at 224/227
-        x = self.avgpool(x)
-        x = torch.flatten(x, 1)  # (B, c5 * 36)
-        return self.classifier(x)  # (B, num_classes)
+        # (B, 3, H, W) -> features (B, c5, 6, 6) at 224/227 -> (B, c5 * 36) -> (B, num_classes)
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 def build(

@@ -51,9 +51,7 @@ def layer_summary(net: nn.Module, input_size: int) -> tuple[list[LayerRow], int]
         # the Python forward, not the compiled call (model.compile=true): batch 1 would recompile
         # the training graph and teach it a dynamic batch size
         with counter:
-            net.forward(
-                torch.zeros(1, 3, input_size, input_size, device=weight.device, dtype=weight.dtype)
-            )
+            net.forward(weight.new_zeros(1, 3, input_size, input_size))
     finally:
         net.train(was_training)
         for h in handles:

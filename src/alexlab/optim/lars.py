@@ -32,9 +32,8 @@ from alexlab.optim.param_groups import LARS_EXCLUDE
 
 
 class LARS(Optimizer):
-    """LARS with momentum (You et al. 2017, Algorithm 1; the symbols and the ``lars_exclude``
-    groups: the module docstring). The other arguments are the ``optimizer.*`` settings of
-    ``alexlab.config.schema.LARS``."""
+    """LARS with momentum (the module docstring); the arguments are the ``optimizer.*`` settings
+    of ``alexlab.config.schema.LARS``."""
 
     def __init__(
         self,
@@ -66,34 +65,32 @@ class LARS(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                self._update_group(group, params)
+            if not params:
+                continue
+            lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            grads = [p.grad for p in params]
+            # 1) local lr per tensor, all tensors at once: (n_tensors,)
+            if group[LARS_EXCLUDE]:
+                scales: list[torch.Tensor] | float = lr
+            else:
+                w_norm = torch.stack(torch._foreach_norm(params))
+                g_norm = torch.stack(torch._foreach_norm(grads))
+                trust = group["trust_coefficient"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
+                if group["trust_clip"]:
+                    trust = torch.clamp(trust / lr, max=1.0)
+                scales = list((trust * lr).unbind())
+            # 2) d = lr * local_lr * (g + beta * w)
+            d = torch._foreach_add(grads, params, alpha=wd) if wd else [g.clone() for g in grads]
+            torch._foreach_mul_(d, scales)
+            # 3) v = m * v + d;  w = w - v
+            if momentum:
+                for p in params:  # a new buffer starts at 0: the first step is v = d
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                buffers = [self.state[p]["momentum_buffer"] for p in params]
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, d)
+                d = buffers
+            torch._foreach_sub_(params, d)
         return loss
-
-    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
-        lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
-        grads = [p.grad for p in params]
-        # 1) local lr per tensor, all tensors at once: (n_tensors,)
-        if group[LARS_EXCLUDE]:
-            scales: list[torch.Tensor] | float = lr
-        else:
-            w_norm = torch.stack(torch._foreach_norm(params))
-            g_norm = torch.stack(torch._foreach_norm(grads))
-            trust = group["trust_coefficient"] * w_norm / (g_norm + wd * w_norm + group["eps"])
-            trust = torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
-            if group["trust_clip"]:
-                trust = torch.clamp(trust / lr, max=1.0)
-            scales = list((trust * lr).unbind())
-        # 2) d = lr * local_lr * (g + beta * w)
-        d = torch._foreach_add(grads, params, alpha=wd) if wd else [g.clone() for g in grads]
-        torch._foreach_mul_(d, scales)
-        # 3) v = m * v + d;  w = w - v
-        if momentum:
-            for p in params:  # a new buffer starts at 0: the first step is v = d
-                if "momentum_buffer" not in self.state[p]:
-                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-            buffers = [self.state[p]["momentum_buffer"] for p in params]
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, d)
-            d = buffers
-        torch._foreach_sub_(params, d)

@@ -19,9 +19,8 @@ def param_groups(net: nn.Module, *, exclude_bias_and_norm: bool = True) -> list[
     trainable = [p for p in net.parameters() if p.requires_grad]
     if not exclude_bias_and_norm:
         return [{"params": trainable}]
-    weights = [p for p in trainable if p.ndim > 1]
     others = [p for p in trainable if p.ndim <= 1]
-    groups = [{"params": weights}]
+    groups = [{"params": [p for p in trainable if p.ndim > 1]}]
     if others:
         groups.append({"params": others, "weight_decay": 0.0, LARS_EXCLUDE: True})
     return groups

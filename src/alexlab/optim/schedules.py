@@ -132,13 +132,7 @@ class WarmupLR(LambdaLR):
     ) -> float:
         """Lengths in epochs counted from the resumed point (``start_epoch`` at optimizer step
         ``start_step``) with this run's steps per epoch; returns the lr at ``start_step``."""
-        fresh = _schedule(
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
-            start_step=start_step,
-            start_epoch=start_epoch,
-            **self.plan,
-        )
+        fresh = _schedule(total_steps, steps_per_epoch, start_step, start_epoch, **self.plan)
         for fn in {id(f): f for f in self.lr_lambdas}.values():
             vars(fn).update({k: v for k, v in vars(fresh).items() if k not in RUN_STATE})
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
@@ -149,11 +143,11 @@ class WarmupLR(LambdaLR):
 
 
 def _schedule(
-    *,
     total_steps: int,
     steps_per_epoch: int,
     start_step: int = 0,
     start_epoch: float = 0.0,
+    *,
     warmup_epochs: float = 0.0,
     milestones_epochs: Sequence[float] = (),
     **kwargs: Any,
@@ -187,8 +181,7 @@ def warmup_lr_scheduler(
     plan = dict(
         kind=kind, warmup_epochs=warmup_epochs, milestones_epochs=list(milestones_epochs), **shape
     )
-    schedule = _schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **plan)
-    return WarmupLR(optimizer, schedule, plan)
+    return WarmupLR(optimizer, _schedule(total_steps, steps_per_epoch, **plan), plan)
 
 
 def steps_per_epoch(trainer: Any) -> int:
@@ -199,7 +192,6 @@ def steps_per_epoch(trainer: Any) -> int:
 def report_epoch_metrics(scheduler: Any, metrics: Mapping[str, Any]) -> None:
     """Hand an epoch's validation metrics to every schedule that reacts to them (plateau)."""
     # LambdaLR holds the same schedule once per param group: report to each object once
-    unique = {id(fn): fn for fn in getattr(scheduler, "lr_lambdas", [])}
-    for fn in unique.values():
+    for fn in {id(fn): fn for fn in getattr(scheduler, "lr_lambdas", [])}.values():
         if isinstance(fn, WarmupSchedule):
             fn.report(metrics)

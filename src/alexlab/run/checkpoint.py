@@ -1,18 +1,16 @@
-"""A checkpoint, opened safely and read through one typed interface (train resume, eval,
-predict, export).
-
-Nothing stored in a checkpoint is ever instantiated or imported: the file is loaded with
-``weights_only=True``, and the network is rebuilt only through alexlab's own builder from values
-checked by the config schema; a stored ``_target_`` other than that builder, an unknown key or a
-nested mapping is refused, naming the file, key and value (docs/runs.md, "Checkpoints are data,
-never code"). The layout is ``alexlab.run.state``'s."""
+"""A checkpoint, opened safely and read through one typed interface (train resume, eval, predict,
+export; the layout is ``alexlab.run.state``'s). Nothing stored in it is ever instantiated or
+imported: the file is loaded with ``weights_only=True``, and the network is rebuilt only through
+alexlab's own builder from values checked by the config schema; a stored ``_target_`` other than
+that builder, an unknown key or a nested mapping is refused, naming the file, key and value
+(docs/runs.md, "Checkpoints are data, never code")."""
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
@@ -28,6 +26,8 @@ MODEL_BUILDER = "alexlab.models.alexnet.build"
 # `weights` path is never opened) and the network is never compiled when read back.
 IGNORED_WHEN_READ = ("weights", "compile")
 DATA_KEYS = ("image_size", "resize_size", "mean", "std")  # what predict and export read
+# what torch.load raises on a truncated, tampered or foreign file
+UNREADABLE = (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, UnpicklingError)
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,7 @@ class Checkpoint:
         target = self.run_config["model"].get("_target_")
         if target != MODEL_BUILDER:
             raise self._refuse(f"run_config.model._target_={target!r} is not {MODEL_BUILDER}")
-        kwargs = self._checked("model")
-        return {k: v for k, v in kwargs.items() if k not in IGNORED_WHEN_READ}
+        return {k: v for k, v in self._checked("model").items() if k not in IGNORED_WHEN_READ}
 
     def image_settings(self) -> dict[str, Any]:
         return self._checked("data", only=DATA_KEYS)
@@ -160,14 +159,7 @@ def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> Checkpoint:
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        pickle.UnpicklingError,
-    ) as e:
+    except UNREADABLE as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
             f"{key}={path} is not a readable checkpoint ({reason}). It may be truncated, tampered "

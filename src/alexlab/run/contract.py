@@ -1,8 +1,8 @@
 """The resume contract: what a run resumed from a checkpoint keeps, and what a new command may
-change. Every config key is one of three kinds, declared once in ``CONTRACT`` (first match
-wins; a name covers its sub-keys): identity (a change is refused before any work), plan (used
-from the resumed step on, the schedule re-planned by ``alexlab.run.state.RunState``) and free.
-docs/runs.md, "The resume contract", shows the table and what each kind means."""
+change. Every config key is one of three kinds, declared once in ``CONTRACT`` as rows of (kind,
+keys, what happens), the first match winning and a name covering its sub-keys: identity (a change
+is refused before any work), plan (used from the resumed step on, the schedule re-planned by
+``alexlab.run.state.RunState``) and free. docs/runs.md, "The resume contract", shows the table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from alexlab.config import ConfigError
 
 IDENTITY, PLAN, FREE = "identity", "plan", "free"
 
-# (kind, keys, what happens); docs/runs.md shows this table
 CONTRACT: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         FREE,

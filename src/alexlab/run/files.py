@@ -1,14 +1,11 @@
-"""A run's checkpoint files: where they are, how they are written, which one a run resumes from.
+"""A run's checkpoint files: how they are written, which one a run resumes from (docs/runs.md,
+"Checkpoints that survive").
 
-- ``AtomicCheckpointIO`` writes every checkpoint to ``.<name>.tmp-<pid>`` beside its target and
-  renames it into place: readers see the old file or the new one, never a part. A process killed
-  mid-write leaves that file; the next start of the run removes it (``clean_temp_files``).
-  (Lightning's own writer stages the file in the system temp directory: 70+ MB left in /tmp per
-  killed save.)
-- Before ``last.ckpt`` is replaced, the file it replaces is kept as ``last-previous.ckpt``: a
-  ``last.ckpt`` damaged later (a full disk, a copy cut short) leaves a loadable checkpoint of
-  the same run one save older (``resumable``).
-"""
+``AtomicCheckpointIO`` writes each checkpoint beside its target as ``.<name>.tmp-<pid>`` and
+renames it into place, so readers never see a part (Lightning's own writer stages it in the system
+temp directory: 70+ MB left in /tmp per killed save; ``clean_temp_files`` removes a killed
+write's), and keeps the ``last.ckpt`` it replaces as ``last-previous.ckpt``, for when a later
+``last.ckpt`` is damaged (a full disk, a copy cut short)."""
 
 from __future__ import annotations
 
@@ -56,14 +53,11 @@ def candidates(checkpoints: Path) -> list[Path]:
 
 
 def best_and_last(trainer: L.Trainer) -> tuple[str | None, str | None]:
-    """``(best, last)`` paths from the run's ModelCheckpoint callbacks; None where not written.
-
-    The callback without a monitor writes ``last.ckpt``; the monitored one keeps the best.
-    The latest is looked for where its callback writes it first: the path a restored callback
-    remembers can be another directory's (a run copied or moved, or started from another run's
-    checkpoint), and under ``ddp_spawn`` the training ran in child processes and Lightning hands
-    back only the first callback's path.
-    """
+    """``(best, last)`` paths from the run's ModelCheckpoint callbacks (the monitored one keeps the
+    best, the other writes ``last.ckpt``); None where not written. The latest is looked for where
+    its callback writes it first: a restored callback may remember another directory's path (a run
+    copied, moved or started from another run's checkpoint), and under ``ddp_spawn`` Lightning
+    hands back only the first callback's path (the training ran in child processes)."""
     best = last = None
     for callback in trainer.checkpoint_callbacks:
         path = getattr(callback, "best_model_path", "") or None

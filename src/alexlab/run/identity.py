@@ -44,13 +44,12 @@ def torchrun_without_id() -> bool:
 
 
 def first_process() -> bool:
-    """Whether this process is the launch's rank 0, told before the Trainer exists. The first of
-    ``LAUNCHED_RANKS`` that is set is read as Lightning reads it; ``RANK`` (torchrun, Kubeflow)
-    and ``JSM_NAMESPACE_RANK`` (LSF) are global ranks and decide alone, while after
-    ``LOCAL_RANK``, ``SLURM_PROCID`` (which Lightning ignores outside a SLURM batch) or none of
-    them the node must be 0 too: ``NODE_RANK``, else ``GROUP_RANK``, as Lightning's plain
-    environment reads it for nodes started by hand. The first process takes the run lock; the
-    others start while it holds it."""
+    """Whether this process is the launch's rank 0 (it takes the run lock; the others start while
+    it holds it), told before the Trainer exists. The first of ``LAUNCHED_RANKS`` set is read as
+    Lightning reads it: a global rank (``RANK``: torchrun, Kubeflow; ``JSM_NAMESPACE_RANK``: LSF)
+    decides alone; after ``LOCAL_RANK``, ``SLURM_PROCID`` (Lightning ignores it outside a SLURM
+    batch) or none, the node must be 0 too (``NODE_RANK``, else ``GROUP_RANK``, as Lightning's
+    plain environment reads them for nodes started by hand)."""
     key = next((key for key in LAUNCHED_RANKS if key in os.environ), None)
     if key is not None and int(os.environ[key]) != 0:
         return False

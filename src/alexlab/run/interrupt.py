@@ -1,11 +1,9 @@
-"""Interruptions lose nothing: SIGTERM (SLURM preemption), USR2 (submitit's warning before a
-SLURM time limit) and Ctrl-C stop the run at the next step boundary with ``last.ckpt`` written
-(docs/runs.md, "Interruptions" and "SLURM").
-
-SIGINT and USR2 are turned into a SIGTERM to this process, so DDP ranks stop together at a step
-boundary (Lightning's ``SIGTERMException``), never inside a step; ``SaveOnInterrupt`` writes
-``last.ckpt`` there, before teardown. Requeue is submitit's alone: after the save,
-``alexlab.train.main`` hands USR2 to submitit's own handler."""
+"""Interruptions lose nothing (docs/runs.md, "Interruptions" and "SLURM"): SIGTERM (SLURM
+preemption), USR2 (submitit's warning before a time limit) and Ctrl-C stop the run at the next
+step boundary with ``last.ckpt`` written. SIGINT and USR2 become a SIGTERM to this process, so
+DDP ranks stop together at a step boundary (Lightning's ``SIGTERMException``), never inside a
+step; ``SaveOnInterrupt`` writes ``last.ckpt`` there, before teardown. Requeue is submitit's
+alone: after the save, ``alexlab.train.main`` hands USR2 to submitit's own handler."""
 
 from __future__ import annotations
 
@@ -37,8 +35,7 @@ class SaveOnInterrupt(L.Callback):
             self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        SaveOnInterrupt.stopped_by = name
+        SaveOnInterrupt.stopped_by = name = signal.Signals(signum).name
         previous = self._previous.get(signum)
         if signum == signal.SIGUSR2 and callable(previous):
             SaveOnInterrupt.requeue = previous  # submitit's: requeue once last.ckpt is saved
@@ -52,9 +49,7 @@ class SaveOnInterrupt(L.Callback):
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
             return
         SaveOnInterrupt.stopped_by = SaveOnInterrupt.stopped_by or "SIGTERM"

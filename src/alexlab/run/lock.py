@@ -85,10 +85,6 @@ class RunLock:
                 os.write(fd, json.dumps(holder_info()).encode())
                 self.fd = fd
                 return self
-        self._acquire_excl()
-        return self
-
-    def _acquire_excl(self) -> None:
         path = self.run_dir / EXCL
         for _ in range(2):  # a second try after removing a dead holder's file
             try:
@@ -99,15 +95,14 @@ class RunLock:
                 if _stale(info):
                     path.unlink(missing_ok=True)
                     continue
-                raise _refuse(
-                    self.run_dir,
-                    info,
+                hint = (
                     f" (flock is unavailable on this filesystem, so a holder on another host "
-                    f"cannot be checked: if that job is gone, delete {path}.)",
-                ) from None
+                    f"cannot be checked: if that job is gone, delete {path}.)"
+                )
+                raise _refuse(self.run_dir, info, hint) from None
             self.excl = path
             atexit.register(self.release)
-            return
+            return self
         raise _refuse(self.run_dir, _read(path))
 
     def release(self) -> None:
@@ -146,16 +141,14 @@ def check_free(run_dir: Path) -> None:
 
 def _stale(info: dict) -> bool:
     """The fallback file's holder died on this host."""
-    return info.get("host") == socket.gethostname() and not _alive(info.get("pid"))
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
+    if info.get("host") != socket.gethostname():
         return False
+    if not isinstance(pid := info.get("pid"), int):
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return True
     except PermissionError:
-        return True  # someone else's process
-    return True
+        pass  # someone else's process: alive
+    return False

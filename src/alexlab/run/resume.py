@@ -46,10 +46,6 @@ def resume_checkpoint(cfg: DictConfig) -> Checkpoint | None:
             f"resume=never, but {checkpoints} already holds checkpoints of an earlier run. "
             f"Pick another run_name, or use resume=auto to continue that run."
         )
-    return _newest_loadable(files, checkpoints)
-
-
-def _newest_loadable(files: list[Path], checkpoints: Path) -> Checkpoint:
     damaged: list[str] = []
     for path in files:
         try:

@@ -1,10 +1,6 @@
-"""The run directory before any work: writable, and removed again when a start fails.
-
-``check_writable`` runs twice: from a Hydra callback (``CheckRunDir``) before Hydra makes the
-directory, and from ``alexlab.train.train`` for callers that skip the CLI. ``FailedStart``
-removes a directory that this start made (it holds nothing but Hydra's files) when an error of
-the user's (``InputError``) stops the start before training.
-"""
+"""The run directory before any work: writable (checked by the Hydra callback ``CheckRunDir``
+before Hydra makes it, and by ``alexlab.train.train`` for callers that skip the CLI), and removed
+again when an error of the user's stops a start before training (``FailedStart``)."""
 
 from __future__ import annotations
 
@@ -56,14 +52,13 @@ class FailedStart(AbstractContextManager):
 
     def __init__(self, run_dir: Path, *, enabled: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.fresh = enabled and only_hydra_files(self.run_dir)
-        self.started = False
+        self.fresh = enabled and only_hydra_files(self.run_dir)  # until done()
 
     def done(self) -> None:
-        self.started = True
+        self.fresh = False
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
-        if isinstance(error, InputError) and self.fresh and not self.started:
+        if isinstance(error, InputError) and self.fresh:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 

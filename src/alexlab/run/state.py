@@ -11,12 +11,11 @@
     epoch             the epoch being trained at the save (0-based)
     steps_into_epoch  optimizer steps of that epoch done at the save
 
-On a resume it also applies the plan of this command (``alexlab.run.contract``): the
-optimizer takes this command's hyper-parameters (Lightning restored the checkpoint's) and the lr
-schedule is re-planned over the steps left. Both happen in ``on_train_start``, once Lightning
-has restored the optimizer and the step count and the module sits on its final device (which is
-also where each rank's RNG state is restored: a CUDA state needs the device).
-"""
+On a resume it applies this command's plan (``alexlab.run.contract``) in ``on_train_start``, once
+Lightning has restored the optimizer and the step count and the module sits on its final device
+(where each rank's RNG state is restored too: a CUDA state needs it): the optimizer takes this
+command's hyper-parameters (Lightning restored the checkpoint's), the lr schedule is re-planned
+over the steps left."""
 
 from __future__ import annotations
 
@@ -61,9 +60,7 @@ class RunState(L.Callback):
             self.epochs_done = trainer.current_epoch + 1
 
     # --- save / load ---
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: Any, checkpoint: dict) -> None:
         # every rank runs this hook (Lightning builds the checkpoint on all ranks, rank 0
         # writes it), so the RNG states are gathered to one list indexed by rank
         datamodule = getattr(trainer, "datamodule", None)
@@ -77,9 +74,7 @@ class RunState(L.Callback):
             "steps_into_epoch": trainer.global_step - self.epoch_start_step,
         }
 
-    def on_load_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: Any, checkpoint: dict) -> None:
         # called before the module moves to its device: keep it for on_train_start
         self.loaded = checkpoint.get(KEY) or {}
         self.epochs_done = int(self.loaded.get("epochs_done", 0))
@@ -91,10 +86,8 @@ class RunState(L.Callback):
         restore_rng_state(loaded.get("rng") or {}, trainer.global_rank, pl_module.device)
         # Lightning resumes in the saved epoch (a save within it) or the next (at its end)
         same_epoch = loaded.get("epoch") == trainer.current_epoch
-        self._apply_plan(trainer, int(loaded.get("steps_into_epoch", 0)) if same_epoch else 0)
-
-    def _apply_plan(self, trainer: L.Trainer, steps_into_epoch: int) -> None:
-        """This command's optimizer settings, and the schedule over the steps left."""
+        steps_into_epoch = int(loaded.get("steps_into_epoch", 0)) if same_epoch else 0
+        # this command's optimizer settings, and the schedule over the steps left
         scheduled = {id(c.scheduler.optimizer) for c in trainer.lr_scheduler_configs}
         for opt, fresh in zip(trainer.optimizers, self.fresh, strict=True):
             skip = {"lr", "initial_lr"} if id(opt) in scheduled else set()
@@ -125,11 +118,7 @@ def gather_rng_states(pl_module: L.LightningModule) -> list[dict[str, torch.Tens
     """Each rank's CPU and (on a GPU) CUDA RNG state, one entry per rank."""
     device = pl_module.device
     cpu = torch.get_rng_state()  # (5056,) uint8
-    cuda = (
-        torch.cuda.get_rng_state(device)  # this rank's device only
-        if device.type == "cuda"
-        else torch.empty(0, dtype=torch.uint8)
-    )
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else cpu[:0]  # this rank's
     mine = torch.cat([cpu, cuda]).to(device)
     gathered = pl_module.all_gather(mine) if pl_module.trainer.world_size > 1 else mine[None]
     # each its own storage: torch.set_rng_state reads from a storage's start, not a view's
