@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,6 @@ from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
 
 _AUGMENT = Augment()  # the augmentation defaults, declared once (in ``Augment``)
-
-
-def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
-    """``auto``: ``dali`` where DALI imports, else ``torch``; ``skip_corrupt`` needs ``torch``."""
-    if loader == "dali" and skip_corrupt:
-        rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
-    elif loader == "dali" and not dali.DALI_AVAILABLE:
-        rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
-    return "dali" if loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE else "torch"
 
 
 def default_dali_threads(local_processes: int = 1) -> int:
@@ -85,19 +77,16 @@ class ImageDataModule(L.LightningDataModule):
         std: Sequence[float] = _AUGMENT.std,
     ) -> None:
         super().__init__()
-        self.augment = Augment(
-            image_size=image_size,
-            resize_size=resize_size,
-            crop=crop,
-            scale=scale,
-            ratio=ratio,
-            hflip_prob=hflip_prob,
-            lighting_std=lighting_std,
-            mean=mean,
-            std=std,
-        )
+        arguments = locals()  # the augmentation settings, handed to `Augment` by name
+        self.augment = Augment(**{f.name: arguments[f.name] for f in fields(Augment)})
         self.skip_corrupt = skip_corrupt
-        self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
+        # auto: DALI where it imports, else torch; skip_corrupt (per image) needs torch
+        if loader == "dali" and skip_corrupt:
+            rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
+        elif loader == "dali" and not dali.DALI_AVAILABLE:
+            rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
+        usable = loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE
+        self.loader = "dali" if usable else "torch"
         self.source = source(root)  # checks the paths now, before any training starts
         found = len(self.source.classes)
         if num_classes is not None and found != num_classes:
@@ -217,12 +206,11 @@ class ImageDataModule(L.LightningDataModule):
         if images.ndim == 5:  # (B, 10, 3, S, S): the paper's test views, normalised already
             return batch
         trainer = getattr(self, "trainer", None)
-        training = trainer is not None and trainer.training
         # uint8: for a GPU; float: normalised by the loader (a CPU-only fit; under a *-true
         # precision Lightning has cast it to that dtype already, before the transfer)
         images = self.on_device(
             images,
-            train=training,
+            train=trainer is not None and trainer.training,
             normalised=images.is_floating_point(),
             dtype=input_dtype(trainer, self.on_device.dtype),
         )
