@@ -11,6 +11,7 @@ batch of its slice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,12 +67,9 @@ class EpochOrder(Sampler):
         if not self.train:
             return list(range(self.start, self.stop))
         g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        perm = torch.randperm(self.size, generator=g)[
-            : self.steps * self.batch_size * self.world_size
-        ]
-        return (
-            perm.view(self.steps, self.world_size, self.batch_size)[:, self.rank].flatten().tolist()
-        )
+        batches = (self.steps, self.world_size, self.batch_size)  # global batch k, rank r
+        perm = torch.randperm(self.size, generator=g)[: math.prod(batches)]
+        return perm.view(batches)[:, self.rank].flatten().tolist()
 
     def remaining(self) -> list[int]:
         """``indices()`` from the first batch not yet consumed in this epoch."""
