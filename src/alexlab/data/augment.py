@@ -13,8 +13,6 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from alexlab.data.crops import TrainCrop
-
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,11 +45,6 @@ class Augment:
     def __post_init__(self) -> None:
         for name in ("scale", "ratio", "mean", "std"):  # lists from YAML -> hashable tuples
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
-
-    def train_transform(self) -> TrainCrop:
-        """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
-        needs (``crops``; the lighting runs on the device)."""
-        return TrainCrop(self)
 
     def _resized(self, *then: Any) -> v2.Compose:
         """PIL image -> uint8 (3, H, W), shorter side ``resize_size`` -> ``then``."""

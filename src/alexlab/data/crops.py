@@ -10,7 +10,6 @@ Evaluation decodes the whole image at full scale (exact, as DALI's eval pipeline
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,9 +18,7 @@ from torchvision import transforms
 from torchvision.transforms import v2
 
 from alexlab.data import images
-
-if TYPE_CHECKING:
-    from alexlab.data.augment import Augment
+from alexlab.data.augment import Augment
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

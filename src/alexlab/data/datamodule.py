@@ -21,6 +21,7 @@ from torchvision.transforms import v2
 from alexlab.config import ConfigError
 from alexlab.data import dali, images, sources
 from alexlab.data.augment import Augment, OnDevice, input_dtype
+from alexlab.data.crops import TrainCrop
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
@@ -137,29 +138,19 @@ class ImageDataModule(L.LightningDataModule):
             self._listings[split] = listing.samples
         return self._listings[split]
 
-    def _placement(self) -> dict[str, Any]:
-        """Rank, world size, device and accumulation of the trainer served (or 0 of 1, CPU)."""
-        if (trainer := getattr(self, "trainer", None)) is None:
-            return dict(rank=0, world_size=1, device=torch.device("cpu"), accumulation=1)
-        return dict(
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-            device=trainer.strategy.root_device,
-            accumulation=trainer.accumulate_grad_batches,
-        )
-
     def _loader(self, split: str, *, train: bool, views: bool = False) -> Iterable:
         """``views``: the 2012 paper's 10 test views per image (torch transforms, normalised)."""
-        samples, place = self.samples(split), self._placement()
-        gpu = place["device"].type == "cuda"
+        samples, trainer = self.samples(split), getattr(self, "trainer", None)  # None: 0 of 1, CPU
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        gpu = device.type == "cuda"
         uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
         order = EpochOrder(
             len(samples),
             batch_size=self.batch_size,
             seed=self.seed,
-            rank=place["rank"],
-            world_size=place["world_size"],
-            accumulation=place["accumulation"] if train else 1,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            accumulation=trainer.accumulate_grad_batches if trainer and train else 1,
             train=train,
         )
         if train:
@@ -173,7 +164,7 @@ class ImageDataModule(L.LightningDataModule):
             return self._torch_loader(samples, tf, order, pin=False)
         if self.loader == "torch":
             if train:
-                tf = self.augment.train_transform()
+                tf = TrainCrop(self.augment)  # the lighting runs on the device
             else:  # the whole upright picture (exact, as DALI's eval pipeline)
                 tf = v2.Compose([images.load_rgb, self.augment.eval_transform()])
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
@@ -183,7 +174,7 @@ class ImageDataModule(L.LightningDataModule):
             dali.train_pipeline if train else dali.eval_pipeline,
             batch_size=self.batch_size,
             num_threads=self.dali_threads,
-            device_id=place["device"].index if gpu else None,
+            device_id=device.index if gpu else None,
             prefetch_queue_depth=self.dali_prefetch,
             gpu=gpu,
             uint8=uint8,
@@ -217,11 +208,11 @@ class ImageDataModule(L.LightningDataModule):
         return images, labels
 
     def train_dataloader(self) -> Iterable:
-        self._train_loader = self._loader("train", train=True)
+        self._train_loader = loader = self._loader("train", train=True)
         if states := self._train_state:  # one per rank (DALI's random state differs)
-            self._train_loader.load_state_dict(states[self._placement()["rank"] % len(states)])
+            loader.load_state_dict(states[loader.sampler.rank % len(states)])
             self._train_state = None
-        return self._train_loader
+        return loader
 
     # Every rank's loader state also travels in the datamodule's (gathered: Lightning saves rank
     # 0's loader state only, and a loader built early for `estimated_stepping_batches` never
