@@ -207,14 +207,13 @@ class DaliLoader:
             self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
         )
         chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
-        seed = mix_seed(order.seed, order.rank, order.epoch) % 2**31  # (DALI's seed range)
         iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
             pipe = self._build(
                 files=[self.samples[i][0] for i in chosen],
                 labels=[self.samples[i][1] for i in chosen],
                 max_pixels=self.max_pixels,
-                seed=seed,
+                seed=mix_seed(order.seed, order.rank, order.epoch) % 2**31,  # DALI's seed range
                 checkpoint=checkpoint,
             )
             iterator = DALIGenericIterator(

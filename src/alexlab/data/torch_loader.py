@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from alexlab.config import CorruptImageError
 from alexlab.data import images
-from alexlab.data.images import MAX_IMAGE_PIXELS
 from alexlab.data.order import EpochOrder, mix_seed
 from alexlab.data.sources import bad_files_error
 
@@ -43,7 +42,7 @@ class FileDataset(Dataset):
         *,
         seed: int = 0,
         skip_corrupt: bool = False,
-        max_pixels: int = MAX_IMAGE_PIXELS,
+        max_pixels: int = images.MAX_IMAGE_PIXELS,
     ) -> None:
         self.samples, self.transform, self.seed = samples, transform, seed
         self.skip_corrupt, self.max_pixels = skip_corrupt, max_pixels
