@@ -13,8 +13,6 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from alexlab.data.crops import TrainCrop
-
 # ImageNet channel statistics in [0, 1] (torchvision's references).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,20 +46,13 @@ class Augment:
         for name in ("scale", "ratio", "mean", "std"):  # lists from YAML -> hashable tuples
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
 
-    def train_transform(self) -> TrainCrop:
-        """Opened image -> uint8 (3, S, S): the train crop and flip, decoding only what the crop
-        needs (``crops``; the lighting runs on the device)."""
-        return TrainCrop(self)
+    def _resized(self, *then: Any) -> v2.Compose:
+        """PIL image -> uint8 (3, H, W), shorter side ``resize_size`` -> ``then``."""
+        return v2.Compose([v2.PILToTensor(), v2.Resize(self.resize_size, antialias=True), *then])
 
     def eval_transform(self) -> v2.Compose:
         """PIL image -> uint8 (3, S, S): shorter side to ``resize_size``, centre crop."""
-        return v2.Compose(
-            [
-                v2.PILToTensor(),
-                v2.Resize(self.resize_size, antialias=True),
-                v2.CenterCrop(self.image_size),
-            ]
-        )
+        return self._resized(v2.CenterCrop(self.image_size))
 
     def normalise(self) -> Normalise:
         return Normalise(self.mean, self.std)
@@ -70,15 +61,7 @@ class Augment:
         """PIL -> float (10, 3, S, S), normalised: 4 corner + centre crops and their mirror
         images (Krizhevsky et al. 2012 §4.1 test). ``Compose`` hands the tuple of 10 views to
         ``torch.stack`` whole (``v2.Lambda`` would apply it to each view separately)."""
-        return v2.Compose(
-            [
-                v2.PILToTensor(),
-                v2.Resize(self.resize_size, antialias=True),
-                v2.TenCrop(self.image_size),
-                torch.stack,
-                self.normalise(),
-            ]
-        )
+        return self._resized(v2.TenCrop(self.image_size), torch.stack, self.normalise())
 
 
 class Normalise:
@@ -125,12 +108,8 @@ class OnDevice:
     def __init__(self, augment: Augment, *, dtype: torch.dtype = torch.float32) -> None:
         self.lighting_std, self.dtype = augment.lighting_std, dtype
         normalise = augment.normalise()  # its (3, 1, 1) constants broadcast over a batch
-        self._host = dict(
-            scale=normalise.scale,
-            shift=normalise.shift,
-            eigval=torch.tensor(IMAGENET_EIGVAL),
-            eigvec=torch.tensor(IMAGENET_EIGVEC),
-        )
+        eigen = dict(eigval=torch.tensor(IMAGENET_EIGVAL), eigvec=torch.tensor(IMAGENET_EIGVEC))
+        self._host = dict(scale=normalise.scale, shift=normalise.shift, **eigen)
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     def constants(self, device: torch.device) -> dict[str, torch.Tensor]:

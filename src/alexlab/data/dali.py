@@ -64,46 +64,34 @@ def _read(files: list[str], labels: list[int], gpu: bool, max_pixels: int):
     return jpegs, (labels.gpu() if gpu else labels), too_large
 
 
-def memory_padding(threads: int) -> dict[str, int]:
-    """The ``mixed`` decoder's nvJPEG buffer sizes for a pipeline of ``threads`` threads.
-
-    DALI preallocates them per thread: one device buffer and two pinned host buffers each
-    (``fn.decoders.image``'s docs). NVIDIA's values at 16 threads would take 3.4 GB of device
-    memory and 4.5 GB pinned per rank, so their total at their thread count stays the budget,
-    shared among more threads: a thread that meets a larger image reallocates once.
-    """
-    share = min(1.0, PADDING_THREADS / max(1, threads))
-    return dict(
-        device_memory_padding=int(DEVICE_MEMORY_PADDING * share),
-        host_memory_padding=int(HOST_MEMORY_PADDING * share),
-    )
-
-
 def _decoder(gpu: bool, hw_decoder_load: float, threads: int | None = None) -> dict[str, Any]:
-    """``threads``: the pipeline's; None: that of the pipeline being defined."""
+    """The decoder's settings; ``threads``: the pipeline's (None: the one being defined).
+
+    ``mixed``: DALI preallocates nvJPEG's buffers per thread (one device and two pinned host
+    buffers; ``fn.decoders.image``'s docs). NVIDIA's values at 16 threads would take 3.4 GB of
+    device memory and 4.5 GB pinned per rank, so their total at their thread count stays the
+    budget, shared among more threads: a thread that meets a larger image reallocates once.
+    """
     if not gpu:
         return dict(device="cpu", output_type=types.RGB)
-    threads = threads or Pipeline.current().num_threads
+    share = min(1.0, PADDING_THREADS / max(1, threads or Pipeline.current().num_threads))
     return dict(
         device="mixed",
         output_type=types.RGB,
         hw_decoder_load=hw_decoder_load,
-        **memory_padding(threads),
+        device_memory_padding=int(DEVICE_MEMORY_PADDING * share),
+        host_memory_padding=int(HOST_MEMORY_PADDING * share),
     )
 
 
 def _output(augment: Augment, uint8: bool, channels_last: bool) -> dict[str, Any]:
     """``crop_mirror_normalize``'s output: uint8 (for a GPU: normalised on the device after a 4x
     smaller copy) or float normalised here (on the CPU backend, in DALI's threads)."""
-    layout = dict(output_layout="HWC" if channels_last else "CHW")
+    layout = "HWC" if channels_last else "CHW"
     if uint8:
-        return dict(dtype=types.UINT8, **layout)
-    return dict(
-        dtype=types.FLOAT,
-        mean=[255 * m for m in augment.mean],
-        std=[255 * s for s in augment.std],
-        **layout,
-    )
+        return dict(dtype=types.UINT8, output_layout=layout)
+    scaled = {k: [255 * v for v in getattr(augment, k)] for k in ("mean", "std")}
+    return dict(dtype=types.FLOAT, output_layout=layout, **scaled)
 
 
 if DALI_AVAILABLE:
@@ -177,21 +165,16 @@ if DALI_AVAILABLE:
 
 
 class DaliLoader:
-    """Iterable of ``(images (B, 3, S, S), labels int64 (B,))`` for ``order``'s slice.
+    """Iterable of ``(images (B, 3, S, S), labels int64 (B,))`` for ``order``'s slice (this
+    rank's ``EpochOrder``, the ``sampler``: Lightning calls its ``set_epoch``).
 
-    Args:
-        build: ``build(files=, labels=, max_pixels=, seed=, checkpoint=) -> Pipeline``.
-        order: this rank's ``EpochOrder`` (``sampler``: Lightning calls its ``set_epoch``).
-        samples: the split's ``(path, label)`` list, as scanned.
-        channels_last: the pipeline emits NHWC; hand out an NCHW view of it.
-        max_pixels: images above it are refused, naming the file (handed to ``build``: the
-            pipeline never decodes them).
-        prefetch: the pipeline's prefetch depth (batches it may run ahead of the consumer).
-
-    Each ``iter()`` builds the epoch's pipeline (seeded by ``(seed, rank, epoch)``) over the
-    epoch's files. ``state_dict()`` adds DALI's own checkpoint (reader position and random
-    state) to the order's, so a resumed epoch continues at the next unseen batch with the same
-    augmentation as an uninterrupted one, decoding nothing twice.
+    Each ``iter()`` builds the epoch's pipeline, ``build(files=, labels=, max_pixels=, seed=,
+    checkpoint=)``, seeded by ``(seed, rank, epoch)``, over the epoch's files; it never decodes an
+    image above ``max_pixels``, and the loader refuses it, naming the file. ``channels_last``:
+    the pipeline emits NHWC, handed out as an NCHW view; ``prefetch``: its prefetch depth.
+    ``state_dict()`` adds DALI's own checkpoint (reader position and random state) to the
+    order's, so a resumed epoch continues at the next unseen batch with the same augmentation as
+    an uninterrupted one, decoding nothing twice.
     """
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
@@ -224,35 +207,40 @@ class DaliLoader:
             self._resume.pop("dali", None) if self._resume.get("epoch") == order.epoch else None
         )
         chosen = indices if checkpoint or not start else indices[start * order.batch_size :]
-        seed = mix_seed(order.seed, order.rank, order.epoch) % 2**31  # (DALI's seed range)
         iterator, batch = None, start  # batch: the next batch of `indices` to come
         try:
             pipe = self._build(
                 files=[self.samples[i][0] for i in chosen],
                 labels=[self.samples[i][1] for i in chosen],
                 max_pixels=self.max_pixels,
-                seed=seed,
+                seed=mix_seed(order.seed, order.rank, order.epoch) % 2**31,  # DALI's seed range
                 checkpoint=checkpoint,
             )
-            policy = LastBatchPolicy.DROP if order.train else LastBatchPolicy.PARTIAL
             iterator = DALIGenericIterator(
                 [pipe],
                 ["images", "labels", "too_large"],
                 reader_name=READER,
-                last_batch_policy=policy,
+                last_batch_policy=LastBatchPolicy.DROP if order.train else LastBatchPolicy.PARTIAL,
             )
             self._iterator = iterator
             for data in iterator:
                 out = data[0]
-                self._refuse_too_large(out["too_large"], indices, batch)
+                if too_large := out["too_large"].reshape(-1).nonzero().flatten().tolist():
+                    files = self._files(indices, batch, 1)
+                    files = [files[i] for i in too_large]  # (flagged: the images not decoded)
+                    bad = [(f, image_problem(f, self.max_pixels) or "too large") for f in files]
+                    raise bad_files_error(bad)
                 batch += 1
                 images = out["images"]  # (B, 3, S, S), or (B, S, S, 3) with channels_last
                 if self.channels_last:
                     images = images.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
                 order.consumed += order.train
                 yield images, out["labels"].reshape(-1).long()
-        except RuntimeError as e:
-            raise self._decode_error(e, indices, batch) from None
+        except RuntimeError as e:  # DALI's decoder errors do not say which file: check the
+            # batches it may have been preparing (the next one and the prefetched ones)
+            files = self._files(indices, batch, self.prefetch + 1)
+            problems = [(f, why) for f in files if (why := image_problem(f, self.max_pixels))]
+            raise (bad_files_error(problems) if problems else e) from None
         finally:  # (an epoch cut short ends here when its generator is collected)
             if self._iterator is iterator:
                 self._iterator = None
@@ -260,25 +248,6 @@ class DaliLoader:
     def _files(self, indices: list[int], first_batch: int, batches: int) -> list[str]:
         b = self.sampler.batch_size
         return [self.samples[i][0] for i in indices[first_batch * b : (first_batch + batches) * b]]
-
-    def _refuse_too_large(self, flags: torch.Tensor, indices: list[int], batch: int) -> None:
-        """``flags``: (B,) bool on the host, the images the pipeline did not decode."""
-        too_large = flags.reshape(-1).nonzero()
-        if len(too_large):
-            files = self._files(indices, batch, 1)
-            raise bad_files_error(
-                [
-                    (files[i], image_problem(files[i], self.max_pixels) or "too large")
-                    for i in too_large.flatten().tolist()
-                ]
-            )
-
-    def _decode_error(self, error: RuntimeError, indices: list[int], batch: int) -> Exception:
-        """DALI's decoder errors do not say which file: check the batches it may have been
-        preparing (the next one and the prefetched ones) and name the unusable files."""
-        files = self._files(indices, batch, self.prefetch + 1)
-        problems = [(f, reason) for f in files if (reason := image_problem(f, self.max_pixels))]
-        return bad_files_error(problems) if problems else error
 
     def state_dict(self) -> dict[str, Any]:
         state = self.sampler.state_dict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,12 @@ from torchvision.transforms import v2
 from alexlab.config import ConfigError
 from alexlab.data import dali, images, sources
 from alexlab.data.augment import Augment, OnDevice, input_dtype
+from alexlab.data.crops import TrainCrop
 from alexlab.data.order import EpochOrder
 from alexlab.data.sources import FolderSource, bad_files_error
 from alexlab.data.torch_loader import FileDataset, TorchLoader
 
 _AUGMENT = Augment()  # the augmentation defaults, declared once (in ``Augment``)
-
-
-def resolve_loader(loader: str, *, skip_corrupt: bool = False) -> str:
-    """``auto``: ``dali`` where DALI imports, else ``torch``; ``skip_corrupt`` needs ``torch``."""
-    if loader == "dali" and skip_corrupt:
-        rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
-    elif loader == "dali" and not dali.DALI_AVAILABLE:
-        rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
-    return "dali" if loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE else "torch"
 
 
 def default_dali_threads(local_processes: int = 1) -> int:
@@ -85,19 +78,16 @@ class ImageDataModule(L.LightningDataModule):
         std: Sequence[float] = _AUGMENT.std,
     ) -> None:
         super().__init__()
-        self.augment = Augment(
-            image_size=image_size,
-            resize_size=resize_size,
-            crop=crop,
-            scale=scale,
-            ratio=ratio,
-            hflip_prob=hflip_prob,
-            lighting_std=lighting_std,
-            mean=mean,
-            std=std,
-        )
+        arguments = locals()  # the augmentation settings, handed to `Augment` by name
+        self.augment = Augment(**{f.name: arguments[f.name] for f in fields(Augment)})
         self.skip_corrupt = skip_corrupt
-        self.loader = resolve_loader(loader, skip_corrupt=skip_corrupt)
+        # auto: DALI where it imports, else torch; skip_corrupt (per image) needs torch
+        if loader == "dali" and skip_corrupt:
+            rank_zero_warn("data.skip_corrupt=true skips per image: using the torch loader.")
+        elif loader == "dali" and not dali.DALI_AVAILABLE:
+            rank_zero_warn("data.loader=dali: NVIDIA DALI is not installed here; using torch.")
+        usable = loader != "torch" and not skip_corrupt and dali.DALI_AVAILABLE
+        self.loader = "dali" if usable else "torch"
         self.source = source(root)  # checks the paths now, before any training starts
         found = len(self.source.classes)
         if num_classes is not None and found != num_classes:
@@ -148,29 +138,19 @@ class ImageDataModule(L.LightningDataModule):
             self._listings[split] = listing.samples
         return self._listings[split]
 
-    def _placement(self) -> dict[str, Any]:
-        """Rank, world size, device and accumulation of the trainer served (or 0 of 1, CPU)."""
-        if (trainer := getattr(self, "trainer", None)) is None:
-            return dict(rank=0, world_size=1, device=torch.device("cpu"), accumulation=1)
-        return dict(
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-            device=trainer.strategy.root_device,
-            accumulation=trainer.accumulate_grad_batches,
-        )
-
     def _loader(self, split: str, *, train: bool, views: bool = False) -> Iterable:
         """``views``: the 2012 paper's 10 test views per image (torch transforms, normalised)."""
-        samples, place = self.samples(split), self._placement()
-        gpu = place["device"].type == "cuda"
+        samples, trainer = self.samples(split), getattr(self, "trainer", None)  # None: 0 of 1, CPU
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        gpu = device.type == "cuda"
         uint8 = gpu if self.normalise_on_device is None else self.normalise_on_device
         order = EpochOrder(
             len(samples),
             batch_size=self.batch_size,
             seed=self.seed,
-            rank=place["rank"],
-            world_size=place["world_size"],
-            accumulation=place["accumulation"] if train else 1,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+            accumulation=trainer.accumulate_grad_batches if trainer and train else 1,
             train=train,
         )
         if train:
@@ -184,7 +164,7 @@ class ImageDataModule(L.LightningDataModule):
             return self._torch_loader(samples, tf, order, pin=False)
         if self.loader == "torch":
             if train:
-                tf = self.augment.train_transform()
+                tf = TrainCrop(self.augment)  # the lighting runs on the device
             else:  # the whole upright picture (exact, as DALI's eval pipeline)
                 tf = v2.Compose([images.load_rgb, self.augment.eval_transform()])
             tf = tf if uint8 else v2.Compose([tf, self.augment.normalise()])
@@ -194,7 +174,7 @@ class ImageDataModule(L.LightningDataModule):
             dali.train_pipeline if train else dali.eval_pipeline,
             batch_size=self.batch_size,
             num_threads=self.dali_threads,
-            device_id=place["device"].index if gpu else None,
+            device_id=device.index if gpu else None,
             prefetch_queue_depth=self.dali_prefetch,
             gpu=gpu,
             uint8=uint8,
@@ -217,23 +197,22 @@ class ImageDataModule(L.LightningDataModule):
         if images.ndim == 5:  # (B, 10, 3, S, S): the paper's test views, normalised already
             return batch
         trainer = getattr(self, "trainer", None)
-        training = trainer is not None and trainer.training
         # uint8: for a GPU; float: normalised by the loader (a CPU-only fit; under a *-true
         # precision Lightning has cast it to that dtype already, before the transfer)
         images = self.on_device(
             images,
-            train=training,
+            train=trainer is not None and trainer.training,
             normalised=images.is_floating_point(),
             dtype=input_dtype(trainer, self.on_device.dtype),
         )
         return images, labels
 
     def train_dataloader(self) -> Iterable:
-        self._train_loader = self._loader("train", train=True)
+        self._train_loader = loader = self._loader("train", train=True)
         if states := self._train_state:  # one per rank (DALI's random state differs)
-            self._train_loader.load_state_dict(states[self._placement()["rank"] % len(states)])
+            loader.load_state_dict(states[loader.sampler.rank % len(states)])
             self._train_state = None
-        return self._train_loader
+        return loader
 
     # Every rank's loader state also travels in the datamodule's (gathered: Lightning saves rank
     # 0's loader state only, and a loader built early for `estimated_stepping_batches` never

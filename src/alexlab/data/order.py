@@ -4,13 +4,13 @@ Training: epoch ``e`` reads a permutation fixed by ``(seed, e)``; its ``k``-th `
 are global batch ``k``, rank ``r`` of ``W`` taking the ``r``-th ``B`` (what one process with
 ``W x B`` would read). New order and rank subsets every epoch; no sample read twice. Each rank
 gets whole optimizer steps; the rest (under one global step) is left out, counted in ``dropped``.
-Evaluation: in order, rank ``r`` takes ``[N r / W, N (r + 1) / W)``: every sample exactly once.
-``state_dict()`` is ``(epoch, batches consumed)``: a resumed epoch continues at the next unseen
-batch of its slice.
+Evaluation: every sample exactly once, in order, in contiguous rank shares. A resumed epoch
+continues at the next unseen batch of its slice (``state_dict()``: epoch, batches consumed).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,8 +50,7 @@ class EpochOrder(Sampler):
             self.steps = size // step * accumulation  # batches per rank per epoch
             self.dropped = size - self.steps * batch_size * world_size
         else:
-            self.start = size * rank // world_size
-            self.stop = size * (rank + 1) // world_size
+            self.start, self.stop = size * rank // world_size, size * (rank + 1) // world_size
             self.steps = -(-(self.stop - self.start) // batch_size)
             self.dropped = 0
         self.epoch, self.consumed = 0, 0
@@ -66,12 +65,9 @@ class EpochOrder(Sampler):
         if not self.train:
             return list(range(self.start, self.stop))
         g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        perm = torch.randperm(self.size, generator=g)[
-            : self.steps * self.batch_size * self.world_size
-        ]
-        return (
-            perm.view(self.steps, self.world_size, self.batch_size)[:, self.rank].flatten().tolist()
-        )
+        batches = (self.steps, self.world_size, self.batch_size)  # global batch k, rank r
+        perm = torch.randperm(self.size, generator=g)[: math.prod(batches)]
+        return perm.view(batches)[:, self.rank].flatten().tolist()
 
     def remaining(self) -> list[int]:
         """``indices()`` from the first batch not yet consumed in this epoch."""

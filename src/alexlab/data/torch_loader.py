@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from alexlab.config import CorruptImageError
 from alexlab.data import images
-from alexlab.data.images import MAX_IMAGE_PIXELS
 from alexlab.data.order import EpochOrder, mix_seed
 from alexlab.data.sources import bad_files_error
 
@@ -43,7 +42,7 @@ class FileDataset(Dataset):
         *,
         seed: int = 0,
         skip_corrupt: bool = False,
-        max_pixels: int = MAX_IMAGE_PIXELS,
+        max_pixels: int = images.MAX_IMAGE_PIXELS,
     ) -> None:
         self.samples, self.transform, self.seed = samples, transform, seed
         self.skip_corrupt, self.max_pixels = skip_corrupt, max_pixels
@@ -57,7 +56,15 @@ class FileDataset(Dataset):
             # the CPU generator only: torch.manual_seed also queues a seed per accelerator
             # type, formatting a stack trace each time (2-4 ms a sample on a CPU)
             torch.default_generator.manual_seed(mix_seed(self.seed, epoch, index))
-            return self._get(index)
+            if not self.skip_corrupt:
+                return self._load(index)
+            for offset in range(len(self)):
+                try:
+                    return self._load((index + offset) % len(self))
+                except CorruptImageError as e:
+                    type(self).skipped += 1
+                    log.warning("skipped image %d (data.skip_corrupt=true): %s", self.skipped, e)
+            raise CorruptImageError("no usable image at all in the split")
 
     def _load(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
@@ -67,28 +74,15 @@ class FileDataset(Dataset):
         except images.ImageError as e:
             raise bad_files_error([(path, str(e))]) from None
 
-    def _get(self, index: int) -> tuple[Any, int]:
-        if not self.skip_corrupt:
-            return self._load(index)
-        for offset in range(len(self)):
-            try:
-                return self._load((index + offset) % len(self))
-            except CorruptImageError as e:
-                type(self).skipped += 1
-                log.warning("skipped image %d (data.skip_corrupt=true): %s", self.skipped, e)
-        raise CorruptImageError("no usable image at all in the split")
-
 
 class TorchLoader:
     """``(images uint8 (B, 3, S, S), labels int64 (B,))`` over ``order``'s slice; ``sampler``
     (Lightning calls its ``set_epoch``) and the state Lightning saves are the order's.
 
     The worker processes persist across epochs and stop at ``close()`` (the datamodule's
-    ``teardown``, at the end of each stage). Lightning stops the workers of the ``DataLoader``s it
-    is handed, not of a wrapper like this one; left to the garbage collector at exit (DALI's
-    ``atexit`` runs ``gc.collect()``), the DataLoader's queues are finalised before its iterator,
-    so the workers never receive their stop message and each is joined until a 5 s time-out.
-    ``close()`` drops the last reference instead, so the iterator stops them while its queues run.
+    ``teardown``): Lightning stops only the workers of the ``DataLoader``s it is handed, and at
+    exit (DALI's ``atexit`` GC) the queues would be finalised before the iterator, each worker
+    waiting out a 5 s time-out (docs/data.md, "Worker processes stop with their stage").
     """
 
     batch_sampler = None  # (Lightning looks for it next to `sampler`)
