@@ -52,9 +52,8 @@ class ClassificationModule(L.LightningModule):
                 prefix=f"{stage}/",
             )
             setattr(self, f"{stage}_metrics", metrics)
-        # val/test loss as a metric object too: reduced over ranks, readable at epoch end
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+            # the loss as a metric object too: reduced over ranks, readable at epoch end
+            setattr(self, f"{stage}_loss", MeanMetric())
         # train: running (loss x n, top-1 hits, top-5 hits, n) on the device, reduced per epoch
         self._train_sums: torch.Tensor | None = None
 

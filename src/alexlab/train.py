@@ -299,10 +299,9 @@ def _stopped(cfg: DictConfig) -> None:
         SaveOnInterrupt.requeue(signal.SIGUSR2, None)  # counts the time-out, requeues, exits
     out = Path(cfg.paths.output_dir)
     sweep = _sweep_name()
-    again = (
-        f"the same -m command with run_name={sweep}"
-        if sweep
-        else f"the same command with run_name={out.name}"
+    command, name = ("-m command", sweep) if sweep else ("command", out.name)
+    rank_zero_info(
+        f"[alexlab] stopped; {out} continues from last.ckpt with the same {command} with "
+        f"run_name={name}"
     )
-    rank_zero_info(f"[alexlab] stopped; {out} continues from last.ckpt with {again}")
     sys.exit(130 if SaveOnInterrupt.stopped_by == "SIGINT" else 0)

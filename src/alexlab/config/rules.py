@@ -142,9 +142,8 @@ def check_cross_keys(cfg: DictConfig) -> None:
             "trainer.enable_progress_bar=false but callbacks.progress_bar is set (Lightning "
             "refuses the pair). Also pass ~callbacks.progress_bar, or keep the bar on."
         )
-    if _get(cfg, "trainer.limit_val_batches") == 0 and str(cfg.get("monitor", "")).startswith(
-        "val/"
-    ):
+    monitor = str(cfg.get("monitor", ""))
+    if _get(cfg, "trainer.limit_val_batches") == 0 and monitor.startswith("val/"):
         raise ConfigError(
             f"trainer.limit_val_batches=0 runs no validation, but monitor={cfg.monitor} (the "
             f"best checkpoint, metrics.json) needs it. Set trainer.limit_val_batches to a "
