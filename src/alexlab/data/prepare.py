@@ -13,11 +13,14 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image
+from rich import progress as rp
+from rich.console import Console
 
 from alexlab.config import ConfigError
 from alexlab.data import images
@@ -82,16 +85,8 @@ class Summary:
     dst: Path
     seconds: float
     workers: int
-    results: list[Result] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)  # folders and files not written
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-
-def _image_format(path: Path) -> str:
-    """The format a file's extension names (``.JPEG`` -> JPEG): what its bytes must hold."""
-    return Image.registered_extensions().get(path.suffix.lower(), "JPEG")
+    results: list[Result]
+    problems: list[Problem]  # folders and files not written
 
 
 def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
@@ -116,11 +111,6 @@ def _conversions(img: Image.Image, want: str, suffix: str) -> list[str]:
     return notes
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as img:
-        return img.size
-
-
 def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
     """Resize (and convert where needed) one image from ``src`` to ``dst``."""
     if not src.exists():
@@ -128,11 +118,14 @@ def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
     result = Result(rel, "problem", bytes_in=src.stat().st_size)
     if dst.exists():  # renamed into place by an earlier run: finished
         result.status, result.bytes_out = "done", dst.stat().st_size
-        result.size_in, result.size_out = _header_size(src), _header_size(dst)
+        with Image.open(src) as before, Image.open(dst) as after:
+            result.size_in, result.size_out = before.size, after.size
         return result
     try:
         with images.open_image(str(src)) as img:
-            result.size_in, want = img.size, _image_format(dst)
+            result.size_in = img.size
+            # the format dst's extension names (.JPEG -> JPEG): what its bytes must hold
+            want = Image.registered_extensions().get(dst.suffix.lower(), "JPEG")
             notes = _conversions(img, want, src.suffix)
             size, box = settings.plan(*images.upright_size(img))
             dst.parent.mkdir(parents=True, exist_ok=True)  # sub-folders within a class
@@ -199,22 +192,6 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     marker.write_text(json.dumps(wanted, indent=1) + "\n")
 
 
-def _progress(enabled: bool):
-    """A bar with done/total, elapsed time and an ETA, on stderr (stdout keeps the report)."""
-    from rich import progress as rp
-    from rich.console import Console
-
-    columns = [
-        rp.TextColumn("prepare"),
-        rp.BarColumn(),
-        rp.MofNCompleteColumn(),
-        rp.TimeElapsedColumn(),
-        rp.TextColumn("ETA"),
-        rp.TimeRemainingColumn(),
-    ]
-    return rp.Progress(*columns, console=Console(stderr=True), disable=not enabled)
-
-
 def _run(jobs: list, workers: int) -> Iterable[Result]:
     if workers == 1:
         yield from map(_prepare_job, jobs)
@@ -239,22 +216,14 @@ def prepare_tree(
     for part in dst.rglob(".*.part"):  # an earlier run's unfinished temporary files
         part.unlink(missing_ok=True)
     start = time.perf_counter()
-    summary = Summary(src, dst, 0.0, workers, problems=problems)
-    with _progress(progress) as bar:
-        task = bar.add_task("prepare", total=len(jobs))
-        for result in _run(jobs, workers):
-            summary.results.append(result)
-            bar.advance(task)
-    summary.results.sort(key=lambda r: r.rel)
-    summary.problems += [
-        Problem(src / r.rel, r.note) for r in summary.results if r.status == "problem"
-    ]
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    # done/total, elapsed time and an ETA, on stderr (stdout keeps the report)
+    columns = ["prepare", rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), "ETA"]
+    with rp.Progress(
+        *columns, rp.TimeRemainingColumn(), console=Console(stderr=True), disable=not progress
+    ) as bar:
+        results = sorted(bar.track(_run(jobs, workers), total=len(jobs)), key=lambda r: r.rel)
+    problems += [Problem(src / r.rel, r.note) for r in results if r.status == "problem"]
+    return Summary(src, dst, time.perf_counter() - start, workers, results, problems)
 
 
 def _mean_size(sizes: list[tuple[int, int]]) -> str:
@@ -267,17 +236,18 @@ def _mean_size(sizes: list[tuple[int, int]]) -> str:
 def report(summary: Summary) -> str:
     """The converted files, the problems and the sizes before and after, for people."""
     ok = [r for r in summary.results if r.status != "problem"]
+    count = Counter(r.status for r in summary.results)
     lines = [f"converted: {summary.src / r.rel}: {r.note}" for r in ok if r.note]
     lines += [f"not written: {p.path}: {p.reason}" for p in summary.problems]
     before, after = sum(r.bytes_in for r in ok), sum(r.bytes_out for r in ok)
     lines += [
         f"prepared {len(ok)} of {len(summary.results)} files of {summary.src} into {summary.dst} "
-        f"in {summary.seconds:.1f} s ({summary.workers} workers): {summary.count('resized')} "
-        f"resized, {summary.count('copied')} copied as they were, {summary.count('done')} done "
+        f"in {summary.seconds:.1f} s ({summary.workers} workers): {count['resized']} "
+        f"resized, {count['copied']} copied as they were, {count['done']} done "
         f"by an earlier run; {sum(bool(r.note) for r in ok)} converted, "
         f"{len(summary.problems)} problem(s)",
-        f"before: {_megabytes(before)}, mean {_mean_size([r.size_in for r in ok])} px",
-        f"after:  {_megabytes(after)} ({after / max(before, 1):.0%}), "
+        f"before: {before / 1e6:,.1f} MB, mean {_mean_size([r.size_in for r in ok])} px",
+        f"after:  {after / 1e6:,.1f} MB ({after / max(before, 1):.0%}), "
         f"mean {_mean_size([r.size_out for r in ok])} px",
     ]
     return "\n".join(lines)
