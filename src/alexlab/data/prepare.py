@@ -1,13 +1,10 @@
 """A copy of a class-folder tree at training resolution: decode less every epoch (docs/data.md,
-"A prepared copy").
-
-``paper=True`` is Krizhevsky et al. 2012 §2 ("down-sampled to a fixed resolution of 256 x
-256"): shorter side to 256, then the central square. Each output file is written to a hidden
-temporary file and renamed into place, so a file that exists is finished and a killed run
-continues where it stopped."""
+"A prepared copy"). ``paper=True`` is Krizhevsky et al. 2012 §2 ("down-sampled to a fixed
+resolution of 256 x 256"): shorter side to 256, then the central square."""
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -52,12 +49,9 @@ class Settings:
 
     def plan(self, width: int, height: int) -> tuple[tuple[int, int], tuple | None]:
         """``((resized width, height), central crop box or None)`` for an input image."""
-        short, long = min(width, height), max(width, height)
-        scale = self.shorter_side / short
-        if not self.paper:
-            if self.max_side is not None:
-                scale = min(scale, self.max_side / long)
-            scale = min(scale, 1.0)  # never enlarge: the loader resizes anyway
+        scale = self.shorter_side / min(width, height)
+        if not self.paper:  # never enlarge (the loader resizes anyway); longer side <= --max-side
+            scale = min(scale, 1.0, (self.max_side or float("inf")) / max(width, height))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         if not self.paper:
             return size, None
@@ -90,6 +84,8 @@ class Summary:
 
 
 def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
+    """Through a hidden temporary file renamed into place: a file that exists is finished, and
+    a killed run continues where it stopped."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         write(tmp)
@@ -111,8 +107,9 @@ def _conversions(img: Image.Image, want: str, suffix: str) -> list[str]:
     return notes
 
 
-def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
-    """Resize (and convert where needed) one image from ``src`` to ``dst``."""
+def prepare_one(rel: str, src_root: Path, dst_root: Path, settings: Settings) -> Result:
+    """Resize (and convert where needed) one image, ``src_root / rel`` to ``dst_root / rel``."""
+    src, dst = src_root / rel, dst_root / rel
     if not src.exists():
         return Result(rel, "problem", note="broken link (its target is gone)")
     result = Result(rel, "problem", bytes_in=src.stat().st_size)
@@ -150,12 +147,8 @@ def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
     return result
 
 
-def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
-    return prepare_one(*job)
-
-
-def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Problem]]:
-    """``(jobs, problems)`` for every file of every class folder of every split of ``src``.
+def list_jobs(src: Path, dst: Path) -> tuple[list[str], list[Problem]]:
+    """``(jobs, problems)``: every file (relative to ``src``) of every class folder of every split.
     Creates every class folder in ``dst``, even one whose files all fail: labels stay put."""
     jobs, problems = [], []
     for split in split_folders(src):
@@ -167,9 +160,7 @@ def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Prob
             files = sorted(f for f in (split / name).rglob("*") if f.is_file() or f.is_symlink())
             if not files:
                 problems.append(Problem(split / name, "empty class folder"))
-            for f in files:
-                rel = f.relative_to(src)
-                jobs.append((f, dst / rel, rel.as_posix(), settings))
+            jobs += [f.relative_to(src).as_posix() for f in files]
     return jobs, problems
 
 
@@ -192,12 +183,12 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     marker.write_text(json.dumps(wanted, indent=1) + "\n")
 
 
-def _run(jobs: list, workers: int) -> Iterable[Result]:
+def _run(work: Callable[[str], Result], jobs: list[str], workers: int) -> Iterable[Result]:
     if workers == 1:
-        yield from map(_prepare_job, jobs)
+        yield from map(work, jobs)
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(_prepare_job, jobs, chunksize=8)
+        yield from pool.imap_unordered(work, jobs, chunksize=8)
 
 
 def prepare_tree(
@@ -212,7 +203,7 @@ def prepare_tree(
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
     _check_destination(src, dst, settings)
-    jobs, problems = list_jobs(src, dst, settings)
+    jobs, problems = list_jobs(src, dst)
     for part in dst.rglob(".*.part"):  # an earlier run's unfinished temporary files
         part.unlink(missing_ok=True)
     start = time.perf_counter()
@@ -221,7 +212,8 @@ def prepare_tree(
     with rp.Progress(
         *columns, rp.TimeRemainingColumn(), console=Console(stderr=True), disable=not progress
     ) as bar:
-        results = sorted(bar.track(_run(jobs, workers), total=len(jobs)), key=lambda r: r.rel)
+        work = functools.partial(prepare_one, src_root=src, dst_root=dst, settings=settings)
+        results = sorted(bar.track(_run(work, jobs, workers), total=len(jobs)), key=lambda r: r.rel)
     problems += [Problem(src / r.rel, r.note) for r in results if r.status == "problem"]
     return Summary(src, dst, time.perf_counter() - start, workers, results, problems)
 
