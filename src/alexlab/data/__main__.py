@@ -8,7 +8,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from alexlab.config import ConfigError
+from alexlab.data.fake_imagenet import SIZES, write_fake_imagenet
 from alexlab.data.images import MAX_IMAGE_PIXELS
+from alexlab.data.prepare import Settings, prepare_tree, report
+from alexlab.data.prepare_imagenet import prepare_val
+from alexlab.data.sources import verify_tree
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--seed", type=int, default=0)
     fake.add_argument(
         "--sizes",
-        choices=("typical", "imagenet"),
+        choices=SIZES,
         default="typical",
         help="typical: 400-599 x 300-449; imagenet: ~400x350 mean, 3%% at 1-5 MP",
     )
@@ -74,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: v for k, v in vars(args).items() if k != "command"}  # the function's keywords
     try:
         if args.command == "verify":
-            from alexlab.data.sources import verify_tree
-
             if not args.root.is_dir():
                 raise ConfigError(f"{args.root}: no such directory")
             checked, problems = verify_tree(args.root, args.max_pixels)
@@ -84,21 +86,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checked {checked} files: {len(problems)} problem(s)")
             return 1 if problems else 0
         if args.command == "fake-imagenet":
-            from alexlab.data.fake_imagenet import write_fake_imagenet
-
             print(f"wrote {write_fake_imagenet(**options)} ({args.classes} classes)")
             return 0
         if args.command == "prepare":
-            from alexlab.data.prepare import Settings, prepare_tree, report
-
             settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
             summary = prepare_tree(
                 args.src, args.dst, settings, workers=args.workers, progress=not args.no_progress
             )
             print(report(summary))
             return 1 if summary.problems else 0
-        from alexlab.data.prepare_imagenet import prepare_val
-
         print(f"linked {prepare_val(**options)} images into {args.out_dir}/<wnid>/")
         return 0
     except (ConfigError, FileExistsError) as e:
