@@ -25,6 +25,7 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
+Split = tuple[torch.Tensor, torch.Tensor]  # (images, labels)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -49,7 +50,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def read_batch(path: Path) -> Split:
     """One CIFAR batch file -> (uint8 (N, 3, 32, 32), int64 (N,))."""
     try:
         with open(path, "rb") as f:
@@ -63,9 +64,7 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)
 
 
-def load_cifar10(
-    root: Path, *, download: bool = False
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_cifar10(root: Path, *, download: bool = False) -> dict[str, Split]:
     folder = Path(root) / FOLDER
     if download and not folder.is_dir():
         from torchvision.datasets import CIFAR10  # needs network
@@ -77,8 +76,7 @@ def load_cifar10(
         f"It must hold {FOLDER}/ (data_batch_1..5, test_batch); "
         f"set data.download=true to fetch it where there is network.",
     )
-    missing = [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]
-    if missing:
+    if missing := [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]:
         raise ConfigError(f"data.root={root}: {FOLDER}/ lacks {', '.join(missing)}.")
     images, labels = zip(*(read_batch(folder / n) for n in TRAIN_FILES), strict=True)
     return {"train": (torch.cat(images), torch.cat(labels)), "val": read_batch(folder / TEST_FILE)}

@@ -78,8 +78,7 @@ def write_fake_imagenet(
             folder = tmp / split / f"n{c:08d}"
             folder.mkdir(parents=True)
             for i in range(count):
-                _image(rng, c, classes, sizes).save(
-                    folder / f"{split}_{c:04d}_{i:05d}.JPEG", quality=quality
-                )
+                name = f"{split}_{c:04d}_{i:05d}.JPEG"
+                _image(rng, c, classes, sizes).save(folder / name, quality=quality)
     tmp.rename(root)
     return root

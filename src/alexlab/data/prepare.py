@@ -29,8 +29,7 @@ SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidde
 
 @dataclass(frozen=True)
 class Settings:
-    """What every output image gets: the ``prepare`` command's options of the same names
-    (``--paper`` enlarges where needed, as the paper; otherwise images are never enlarged)."""
+    """What every output image gets: the ``prepare`` command's options of the same names."""
 
     shorter_side: int = 256
     max_side: int | None = None
@@ -152,8 +151,7 @@ def list_jobs(src: Path, dst: Path) -> tuple[list[str], list[Problem]]:
     Creates every class folder in ``dst``, even one whose files all fail: labels stay put."""
     jobs, problems = [], []
     for split in split_folders(src):
-        classes = class_folders(split)
-        if not classes:
+        if not (classes := class_folders(split)):
             problems.append(Problem(split, "no class folders"))
         for name in classes:
             (dst / (split / name).relative_to(src)).mkdir(parents=True, exist_ok=True)
@@ -171,8 +169,7 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     wanted = {"source": str(src.resolve()), **asdict(settings)}
     marker = dst / SETTINGS_FILE
     if marker.is_file():
-        found = json.loads(marker.read_text())
-        if found != wanted:
+        if (found := json.loads(marker.read_text())) != wanted:
             raise ConfigError(
                 f"{dst} was prepared with {found}, not {wanted}. Rerun with the same source "
                 f"and options to continue it, or pick a new DST."
