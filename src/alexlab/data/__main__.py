@@ -8,7 +8,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from alexlab.config import ConfigError
+from alexlab.data.fake_imagenet import SIZES, write_fake_imagenet
 from alexlab.data.images import MAX_IMAGE_PIXELS
+from alexlab.data.prepare import Settings, prepare_tree, report
+from alexlab.data.prepare_imagenet import prepare_val
+from alexlab.data.sources import verify_tree
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     fake = sub.add_parser("fake-imagenet", help="write an ImageNet-shaped JPEG tree")
-    fake.add_argument("out", type=Path)
+    fake.add_argument("root", metavar="out", type=Path)
     fake.add_argument("--classes", type=int, default=10)
     fake.add_argument("--per-class", type=int, default=20, help="train images per class")
     fake.add_argument("--val-per-class", type=int, default=None, help="default: per-class / 5")
     fake.add_argument("--seed", type=int, default=0)
     fake.add_argument(
         "--sizes",
-        choices=("typical", "imagenet"),
+        choices=SIZES,
         default="typical",
         help="typical: 400-599 x 300-449; imagenet: ~400x350 mean, 3%% at 1-5 MP",
     )
@@ -71,10 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     shrink.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     args = parser.parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k != "command"}  # the function's keywords
     try:
         if args.command == "verify":
-            from alexlab.data.sources import verify_tree
-
             if not args.root.is_dir():
                 raise ConfigError(f"{args.root}: no such directory")
             checked, problems = verify_tree(args.root, args.max_pixels)
@@ -83,33 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checked {checked} files: {len(problems)} problem(s)")
             return 1 if problems else 0
         if args.command == "fake-imagenet":
-            from alexlab.data.fake_imagenet import write_fake_imagenet
-
-            root = write_fake_imagenet(
-                args.out,
-                classes=args.classes,
-                per_class=args.per_class,
-                val_per_class=args.val_per_class,
-                seed=args.seed,
-                sizes=args.sizes,
-            )
-            print(f"wrote {root} ({args.classes} classes)")
+            print(f"wrote {write_fake_imagenet(**options)} ({args.classes} classes)")
             return 0
         if args.command == "prepare":
-            from alexlab.data.prepare import Settings, prepare_tree, report
-
             settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
             summary = prepare_tree(
                 args.src, args.dst, settings, workers=args.workers, progress=not args.no_progress
             )
             print(report(summary))
             return 1 if summary.problems else 0
-        from alexlab.data.prepare_imagenet import prepare_val
-
-        n = prepare_val(
-            args.val_dir, args.out_dir, labels=args.labels, devkit=args.devkit, link=args.link
-        )
-        print(f"linked {n} images into {args.out_dir}/<wnid>/")
+        print(f"linked {prepare_val(**options)} images into {args.out_dir}/<wnid>/")
         return 0
     except (ConfigError, FileExistsError) as e:
         print(f"alexlab: {e}", file=sys.stderr)

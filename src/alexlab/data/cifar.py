@@ -25,6 +25,7 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
+Split = tuple[torch.Tensor, torch.Tensor]  # (images, labels)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -49,7 +50,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def read_batch(path: Path) -> Split:
     """One CIFAR batch file -> (uint8 (N, 3, 32, 32), int64 (N,))."""
     try:
         with open(path, "rb") as f:
@@ -63,9 +64,7 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(data.copy()), torch.from_numpy(labels)
 
 
-def load_cifar10(
-    root: Path, *, download: bool = False
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_cifar10(root: Path, *, download: bool = False) -> dict[str, Split]:
     folder = Path(root) / FOLDER
     if download and not folder.is_dir():
         from torchvision.datasets import CIFAR10  # needs network
@@ -77,12 +76,10 @@ def load_cifar10(
         f"It must hold {FOLDER}/ (data_batch_1..5, test_batch); "
         f"set data.download=true to fetch it where there is network.",
     )
-    missing = [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]
-    if missing:
+    if missing := [n for n in (*TRAIN_FILES, TEST_FILE) if not (folder / n).is_file()]:
         raise ConfigError(f"data.root={root}: {FOLDER}/ lacks {', '.join(missing)}.")
-    parts = [read_batch(folder / n) for n in TRAIN_FILES]
-    train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
-    return {"train": train, "val": read_batch(folder / TEST_FILE)}
+    images, labels = zip(*(read_batch(folder / n) for n in TRAIN_FILES), strict=True)
+    return {"train": (torch.cat(images), torch.cat(labels)), "val": read_batch(folder / TEST_FILE)}
 
 
 def augment_on_device(
@@ -111,8 +108,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     The arguments are the ``data.*`` settings of ``alexlab.config.schema.CifarData``."""
 
     has_test = False
-    classes = list(CLASSES)
-    class_names = list(CLASSES)
+    classes = class_names = list(CLASSES)
 
     def __init__(
         self,
@@ -134,13 +130,10 @@ class CIFAR10DataModule(L.LightningDataModule):
                 "data.root is not set: pass data.root=/path holding cifar-10-batches-py/."
             )
         self.splits = load_cifar10(Path(root), download=download)  # checked now, before training
-        self.num_classes = 10
-        self.batch_size = batch_size
-        self.global_batch_size = global_batch_size
-        self.image_size = image_size
-        self.hflip_prob = hflip_prob
-        self.normalize = OnDevice(Augment(mean=mean, std=std))  # constants to the device once
+        self.num_classes, self.batch_size, self.image_size = 10, batch_size, image_size
+        self.global_batch_size, self.hflip_prob = global_batch_size, hflip_prob
         self.num_workers = num_workers
+        self.normalize = OnDevice(Augment(mean=mean, std=std))  # constants to the device once
 
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         return DataLoader(
@@ -161,20 +154,18 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: images per split and the loader."""
-        images = {split: len(labels) for split, (_, labels) in self.splits.items()}
         return {
-            "images": images,
+            "images": {split: len(labels) for split, (_, labels) in self.splits.items()},
             "loader": f"torch DataLoader (in memory), {self.num_workers} "
             "workers; flip and resize on the device",
         }
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        training = self.trainer is not None and self.trainer.training
         images = augment_on_device(
             images,
             image_size=self.image_size,
-            train=training,
+            train=self.trainer is not None and self.trainer.training,
             hflip_prob=self.hflip_prob,
             normalize=self.normalize,
             dtype=input_dtype(self.trainer, torch.float32),

@@ -21,19 +21,14 @@ SIZES = ("typical", "imagenet")
 LARGE_SHARE = 0.03  # `imagenet` sizes: the share of 1-5 megapixel images
 
 
-def _size(rng: np.random.Generator, sizes: str) -> tuple[int, int]:
+def _image(rng: np.random.Generator, class_idx: int, num_classes: int, sizes: str) -> Image.Image:
     if sizes == "typical":
-        return int(rng.integers(400, 600)), int(rng.integers(300, 450))
-    if sizes != "imagenet":
+        w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
+    elif sizes == "imagenet":
+        w = int(rng.integers(1000, 2600) if rng.random() < LARGE_SHARE else rng.integers(280, 480))
+        h = int(w * rng.uniform(0.66, 1.0))
+    else:
         raise ValueError(f"sizes={sizes!r} is unknown; valid: {', '.join(SIZES)}")
-    longer = int(rng.integers(1000, 2600) if rng.random() < LARGE_SHARE else rng.integers(280, 480))
-    return longer, int(longer * rng.uniform(0.66, 1.0))
-
-
-def _image(
-    rng: np.random.Generator, class_idx: int, num_classes: int, sizes: str = "typical"
-) -> Image.Image:
-    w, h = _size(rng, sizes)
     if rng.random() < 0.25:
         w, h = h, w  # some portrait images, as in ImageNet
     hue = (class_idx / max(num_classes, 1) + rng.normal(0, 0.02)) % 1.0
@@ -43,16 +38,12 @@ def _image(
     pixels = (1 - t) * top + t * bottom + rng.normal(0, 6, (h, w, 3))  # (H, W, 3)
     img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
+    shape = (draw.ellipse, draw.rectangle, draw.polygon)[class_idx % 3]
     for _ in range(int(rng.integers(3, 8))):
         x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
         x1, y1 = x0 + int(rng.integers(30, w // 2)), y0 + int(rng.integers(30, h // 2))
-        color = tuple(int(c) for c in rng.integers(0, 255, 3))
-        if class_idx % 3 == 0:
-            draw.ellipse((x0, y0, x1, y1), fill=color)
-        elif class_idx % 3 == 1:
-            draw.rectangle((x0, y0, x1, y1), fill=color)
-        else:
-            draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=color)
+        xy = [(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)] if class_idx % 3 == 2 else (x0, y0, x1, y1)
+        shape(xy, fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 2.0))))
     if sizes != "imagenet":
         return img
@@ -87,8 +78,7 @@ def write_fake_imagenet(
             folder = tmp / split / f"n{c:08d}"
             folder.mkdir(parents=True)
             for i in range(count):
-                _image(rng, c, classes, sizes).save(
-                    folder / f"{split}_{c:04d}_{i:05d}.JPEG", quality=quality
-                )
+                name = f"{split}_{c:04d}_{i:05d}.JPEG"
+                _image(rng, c, classes, sizes).save(folder / name, quality=quality)
     tmp.rename(root)
     return root

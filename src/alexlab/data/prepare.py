@@ -1,23 +1,23 @@
 """A copy of a class-folder tree at training resolution: decode less every epoch (docs/data.md,
-"A prepared copy").
-
-``paper=True`` is Krizhevsky et al. 2012 §2 ("down-sampled to a fixed resolution of 256 x
-256"): shorter side to 256, then the central square. Each output file is written to a hidden
-temporary file and renamed into place, so a file that exists is finished and a killed run
-continues where it stopped."""
+"A prepared copy"). ``paper=True`` is Krizhevsky et al. 2012 §2 ("down-sampled to a fixed
+resolution of 256 x 256"): shorter side to 256, then the central square."""
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image
+from rich import progress as rp
+from rich.console import Console
 
 from alexlab.config import ConfigError
 from alexlab.data import images
@@ -29,8 +29,7 @@ SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidde
 
 @dataclass(frozen=True)
 class Settings:
-    """What every output image gets: the ``prepare`` command's options of the same names
-    (``--paper`` enlarges where needed, as the paper; otherwise images are never enlarged)."""
+    """What every output image gets: the ``prepare`` command's options of the same names."""
 
     shorter_side: int = 256
     max_side: int | None = None
@@ -49,12 +48,9 @@ class Settings:
 
     def plan(self, width: int, height: int) -> tuple[tuple[int, int], tuple | None]:
         """``((resized width, height), central crop box or None)`` for an input image."""
-        short, long = min(width, height), max(width, height)
-        scale = self.shorter_side / short
-        if not self.paper:
-            if self.max_side is not None:
-                scale = min(scale, self.max_side / long)
-            scale = min(scale, 1.0)  # never enlarge: the loader resizes anyway
+        scale = self.shorter_side / min(width, height)
+        if not self.paper:  # never enlarge (the loader resizes anyway); longer side <= --max-side
+            scale = min(scale, 1.0, (self.max_side or float("inf")) / max(width, height))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         if not self.paper:
             return size, None
@@ -82,19 +78,13 @@ class Summary:
     dst: Path
     seconds: float
     workers: int
-    results: list[Result] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)  # folders and files not written
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.results)
-
-
-def _image_format(path: Path) -> str:
-    """The format a file's extension names (``.JPEG`` -> JPEG): what its bytes must hold."""
-    return Image.registered_extensions().get(path.suffix.lower(), "JPEG")
+    results: list[Result]
+    problems: list[Problem]  # folders and files not written
 
 
 def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
+    """Through a hidden temporary file renamed into place: a file that exists is finished, and
+    a killed run continues where it stopped."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
     try:
         write(tmp)
@@ -116,23 +106,22 @@ def _conversions(img: Image.Image, want: str, suffix: str) -> list[str]:
     return notes
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as img:
-        return img.size
-
-
-def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
-    """Resize (and convert where needed) one image from ``src`` to ``dst``."""
+def prepare_one(rel: str, src_root: Path, dst_root: Path, settings: Settings) -> Result:
+    """Resize (and convert where needed) one image, ``src_root / rel`` to ``dst_root / rel``."""
+    src, dst = src_root / rel, dst_root / rel
     if not src.exists():
         return Result(rel, "problem", note="broken link (its target is gone)")
     result = Result(rel, "problem", bytes_in=src.stat().st_size)
     if dst.exists():  # renamed into place by an earlier run: finished
         result.status, result.bytes_out = "done", dst.stat().st_size
-        result.size_in, result.size_out = _header_size(src), _header_size(dst)
+        with Image.open(src) as before, Image.open(dst) as after:
+            result.size_in, result.size_out = before.size, after.size
         return result
     try:
         with images.open_image(str(src)) as img:
-            result.size_in, want = img.size, _image_format(dst)
+            result.size_in = img.size
+            # the format dst's extension names (.JPEG -> JPEG): what its bytes must hold
+            want = Image.registered_extensions().get(dst.suffix.lower(), "JPEG")
             notes = _conversions(img, want, src.suffix)
             size, box = settings.plan(*images.upright_size(img))
             dst.parent.mkdir(parents=True, exist_ok=True)  # sub-folders within a class
@@ -157,26 +146,19 @@ def prepare_one(src: Path, dst: Path, rel: str, settings: Settings) -> Result:
     return result
 
 
-def _prepare_job(job: tuple[Path, Path, str, Settings]) -> Result:
-    return prepare_one(*job)
-
-
-def list_jobs(src: Path, dst: Path, settings: Settings) -> tuple[list, list[Problem]]:
-    """``(jobs, problems)`` for every file of every class folder of every split of ``src``.
+def list_jobs(src: Path, dst: Path) -> tuple[list[str], list[Problem]]:
+    """``(jobs, problems)``: every file (relative to ``src``) of every class folder of every split.
     Creates every class folder in ``dst``, even one whose files all fail: labels stay put."""
     jobs, problems = [], []
     for split in split_folders(src):
-        classes = class_folders(split)
-        if not classes:
+        if not (classes := class_folders(split)):
             problems.append(Problem(split, "no class folders"))
         for name in classes:
             (dst / (split / name).relative_to(src)).mkdir(parents=True, exist_ok=True)
             files = sorted(f for f in (split / name).rglob("*") if f.is_file() or f.is_symlink())
             if not files:
                 problems.append(Problem(split / name, "empty class folder"))
-            for f in files:
-                rel = f.relative_to(src)
-                jobs.append((f, dst / rel, rel.as_posix(), settings))
+            jobs += [f.relative_to(src).as_posix() for f in files]
     return jobs, problems
 
 
@@ -187,8 +169,7 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     wanted = {"source": str(src.resolve()), **asdict(settings)}
     marker = dst / SETTINGS_FILE
     if marker.is_file():
-        found = json.loads(marker.read_text())
-        if found != wanted:
+        if (found := json.loads(marker.read_text())) != wanted:
             raise ConfigError(
                 f"{dst} was prepared with {found}, not {wanted}. Rerun with the same source "
                 f"and options to continue it, or pick a new DST."
@@ -199,28 +180,12 @@ def _check_destination(src: Path, dst: Path, settings: Settings) -> None:
     marker.write_text(json.dumps(wanted, indent=1) + "\n")
 
 
-def _progress(enabled: bool):
-    """A bar with done/total, elapsed time and an ETA, on stderr (stdout keeps the report)."""
-    from rich import progress as rp
-    from rich.console import Console
-
-    columns = [
-        rp.TextColumn("prepare"),
-        rp.BarColumn(),
-        rp.MofNCompleteColumn(),
-        rp.TimeElapsedColumn(),
-        rp.TextColumn("ETA"),
-        rp.TimeRemainingColumn(),
-    ]
-    return rp.Progress(*columns, console=Console(stderr=True), disable=not enabled)
-
-
-def _run(jobs: list, workers: int) -> Iterable[Result]:
+def _run(work: Callable[[str], Result], jobs: list[str], workers: int) -> Iterable[Result]:
     if workers == 1:
-        yield from map(_prepare_job, jobs)
+        yield from map(work, jobs)
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(_prepare_job, jobs, chunksize=8)
+        yield from pool.imap_unordered(work, jobs, chunksize=8)
 
 
 def prepare_tree(
@@ -235,26 +200,19 @@ def prepare_tree(
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1.")
     _check_destination(src, dst, settings)
-    jobs, problems = list_jobs(src, dst, settings)
+    jobs, problems = list_jobs(src, dst)
     for part in dst.rglob(".*.part"):  # an earlier run's unfinished temporary files
         part.unlink(missing_ok=True)
     start = time.perf_counter()
-    summary = Summary(src, dst, 0.0, workers, problems=problems)
-    with _progress(progress) as bar:
-        task = bar.add_task("prepare", total=len(jobs))
-        for result in _run(jobs, workers):
-            summary.results.append(result)
-            bar.advance(task)
-    summary.results.sort(key=lambda r: r.rel)
-    summary.problems += [
-        Problem(src / r.rel, r.note) for r in summary.results if r.status == "problem"
-    ]
-    summary.seconds = time.perf_counter() - start
-    return summary
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    # done/total, elapsed time and an ETA, on stderr (stdout keeps the report)
+    columns = ["prepare", rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), "ETA"]
+    with rp.Progress(
+        *columns, rp.TimeRemainingColumn(), console=Console(stderr=True), disable=not progress
+    ) as bar:
+        work = functools.partial(prepare_one, src_root=src, dst_root=dst, settings=settings)
+        results = sorted(bar.track(_run(work, jobs, workers), total=len(jobs)), key=lambda r: r.rel)
+    problems += [Problem(src / r.rel, r.note) for r in results if r.status == "problem"]
+    return Summary(src, dst, time.perf_counter() - start, workers, results, problems)
 
 
 def _mean_size(sizes: list[tuple[int, int]]) -> str:
@@ -267,17 +225,18 @@ def _mean_size(sizes: list[tuple[int, int]]) -> str:
 def report(summary: Summary) -> str:
     """The converted files, the problems and the sizes before and after, for people."""
     ok = [r for r in summary.results if r.status != "problem"]
+    count = Counter(r.status for r in summary.results)
     lines = [f"converted: {summary.src / r.rel}: {r.note}" for r in ok if r.note]
     lines += [f"not written: {p.path}: {p.reason}" for p in summary.problems]
     before, after = sum(r.bytes_in for r in ok), sum(r.bytes_out for r in ok)
     lines += [
         f"prepared {len(ok)} of {len(summary.results)} files of {summary.src} into {summary.dst} "
-        f"in {summary.seconds:.1f} s ({summary.workers} workers): {summary.count('resized')} "
-        f"resized, {summary.count('copied')} copied as they were, {summary.count('done')} done "
+        f"in {summary.seconds:.1f} s ({summary.workers} workers): {count['resized']} "
+        f"resized, {count['copied']} copied as they were, {count['done']} done "
         f"by an earlier run; {sum(bool(r.note) for r in ok)} converted, "
         f"{len(summary.problems)} problem(s)",
-        f"before: {_megabytes(before)}, mean {_mean_size([r.size_in for r in ok])} px",
-        f"after:  {_megabytes(after)} ({after / max(before, 1):.0%}), "
+        f"before: {before / 1e6:,.1f} MB, mean {_mean_size([r.size_in for r in ok])} px",
+        f"after:  {after / 1e6:,.1f} MB ({after / max(before, 1):.0%}), "
         f"mean {_mean_size([r.size_out for r in ok])} px",
     ]
     return "\n".join(lines)

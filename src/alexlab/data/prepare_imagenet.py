@@ -7,6 +7,7 @@ file order), e.g. a converted ``LOC_val_solution.csv`` or a ``val.txt``."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from alexlab.config import ConfigError
@@ -24,15 +25,12 @@ def read_labels(labels_file: Path, images: list[Path]) -> dict[str, str]:
 
 
 def devkit_labels(devkit: Path, images: list[Path]) -> dict[str, str]:
-    import tempfile
-
+    import torch
     from torchvision.datasets.imagenet import parse_devkit_archive  # reads meta.mat + gt file
 
     with tempfile.TemporaryDirectory() as tmp:
         os.symlink(Path(devkit).resolve(), Path(tmp) / "ILSVRC2012_devkit_t12.tar.gz")
         parse_devkit_archive(tmp)
-        import torch
-
         _, val_wnids = torch.load(Path(tmp) / "meta.bin", weights_only=True)
     return {img.name: wnid for img, wnid in zip(images, val_wnids, strict=True)}
 
@@ -51,16 +49,11 @@ def prepare_val(
     if not images:
         raise ConfigError(f"{val_dir} holds no .JPEG images")
     mapping = read_labels(labels, images) if labels else devkit_labels(devkit, images)
-    missing = [img.name for img in images if img.name not in mapping]
-    if missing:
+    if missing := [img.name for img in images if img.name not in mapping]:
         raise ConfigError(f"no label for {len(missing)} images, e.g. {missing[0]}")
     for img in images:
         target = Path(out_dir) / mapping[img.name] / img.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            continue
-        if link == "hardlink":
-            os.link(img, target)
-        else:
-            target.symlink_to(img.resolve())
+        if not target.exists():
+            (os.link if link == "hardlink" else os.symlink)(img.resolve(), target)
     return len(images)

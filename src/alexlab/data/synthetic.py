@@ -10,14 +10,13 @@ import lightning as L
 import torch
 
 
-@dataclass(kw_only=True, eq=False)
+@dataclass(eq=False)
 class SyntheticLoader:
     """Yields the same ``(images, labels)`` batch ``steps`` times; made on ``device`` at the
     first ``iter()``, so nothing is decoded, copied or transferred per step."""
 
     steps: int
-    batch_size: int
-    image_size: int
+    shape: tuple[int, int, int, int]  # of the images: (B, 3, S, S)
     num_classes: int
     device: torch.device
     seed: int = 0
@@ -29,8 +28,8 @@ class SyntheticLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._batch is None:
             g = torch.Generator(device="cpu").manual_seed(self.seed)
-            images = torch.randn(self.batch_size, 3, self.image_size, self.image_size, generator=g)
-            labels = torch.randint(0, self.num_classes, (self.batch_size,), generator=g)
+            images = torch.randn(self.shape, generator=g)
+            labels = torch.randint(0, self.num_classes, self.shape[:1], generator=g)
             self._batch = (images.to(self.device), labels.to(self.device))
         for _ in range(self.steps):
             yield self._batch
@@ -60,24 +59,15 @@ class SyntheticDataModule(L.LightningDataModule):
         self.classes = self.class_names = [str(i) for i in range(num_classes)]
 
     def _loader(self, steps: int) -> SyntheticLoader:
-        trainer = getattr(self, "trainer", None)
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        return SyntheticLoader(
-            steps=steps,
-            batch_size=self.batch_size,
-            image_size=self.image_size,
-            num_classes=self.num_classes,
-            device=device,
-            seed=self.seed,
-        )
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        shape = (self.batch_size, 3, self.image_size, self.image_size)
+        return SyntheticLoader(steps, shape, self.num_classes, device, self.seed)
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: batches made once on the device, re-used every step."""
+        b = self.batch_size
         return {
-            "images": {
-                "train": self.steps_per_epoch * self.batch_size,
-                "val": self.val_steps * self.batch_size,
-            },
+            "images": {"train": self.steps_per_epoch * b, "val": self.val_steps * b},
             "steps_per_epoch": self.steps_per_epoch,
             "loader": "synthetic (one random batch on the device)",
         }
