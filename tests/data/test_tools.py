@@ -1,8 +1,10 @@
 """python -m alexlab.data verify | fake-imagenet | prepare-imagenet"""
 
+import pytest
 from PIL import Image
 
 from alexlab.data.__main__ import main
+from alexlab.data.fake_imagenet import write_fake_imagenet
 
 
 def test_fake_imagenet_writes_an_imagenet_shaped_tree(tmp_path):
@@ -13,6 +15,12 @@ def test_fake_imagenet_writes_an_imagenet_shaped_tree(tmp_path):
     assert img.format == "JPEG" and min(img.size) >= 300 and max(img.size) <= 600
     assert len(list((tmp_path / "f" / "val").rglob("*.JPEG"))) == 3  # per-class / 5 -> 1
     assert main(["fake-imagenet", str(tmp_path / "f")]) == 2  # refuses to overwrite
+
+
+def test_fake_imagenet_refuses_unknown_sizes_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="sizes='huge' is unknown; valid: typical, imagenet"):
+        write_fake_imagenet(tmp_path / "f", sizes="huge")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_verify_finds_every_planted_bad_file(tmp_path, capsys):

@@ -24,11 +24,9 @@ LARGE_SHARE = 0.03  # `imagenet` sizes: the share of 1-5 megapixel images
 def _image(rng: np.random.Generator, class_idx: int, num_classes: int, sizes: str) -> Image.Image:
     if sizes == "typical":
         w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
-    elif sizes == "imagenet":
+    else:  # imagenet
         w = int(rng.integers(1000, 2600) if rng.random() < LARGE_SHARE else rng.integers(280, 480))
         h = int(w * rng.uniform(0.66, 1.0))
-    else:
-        raise ValueError(f"sizes={sizes!r} is unknown; valid: {', '.join(SIZES)}")
     if rng.random() < 0.25:
         w, h = h, w  # some portrait images, as in ImageNet
     hue = (class_idx / max(num_classes, 1) + rng.normal(0, 0.02)) % 1.0
@@ -69,16 +67,21 @@ def write_fake_imagenet(
     root = Path(root)
     if root.exists():
         raise FileExistsError(f"{root} exists; pick a new folder or remove it first")
+    if sizes not in SIZES:
+        raise ValueError(f"sizes={sizes!r} is unknown; valid: {', '.join(SIZES)}")
     val_per_class = max(1, per_class // 5) if val_per_class is None else val_per_class
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     rng = np.random.default_rng(seed)
-    for split, count in (("train", per_class), ("val", val_per_class)):
-        for c in range(classes):
-            folder = tmp / split / f"n{c:08d}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                name = f"{split}_{c:04d}_{i:05d}.JPEG"
-                _image(rng, c, classes, sizes).save(folder / name, quality=quality)
-    tmp.rename(root)
+    try:
+        for split, count in (("train", per_class), ("val", val_per_class)):
+            for c in range(classes):
+                folder = tmp / split / f"n{c:08d}"
+                folder.mkdir(parents=True)
+                for i in range(count):
+                    name = f"{split}_{c:04d}_{i:05d}.JPEG"
+                    _image(rng, c, classes, sizes).save(folder / name, quality=quality)
+        tmp.rename(root)
+    finally:  # a failure (or Ctrl-C) leaves no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
     return root
