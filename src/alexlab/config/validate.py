@@ -180,21 +180,15 @@ class ValidateOnStart(Callback):
 
 
 def _validate_or_exit(config: DictConfig, job_dir: Path | None = None) -> None:
+    """A refused sweep job's folder goes when it holds nothing but Hydra's ``.hydra/`` and log;
+    so does its sweep folder when nothing but Hydra's ``multirun.yaml`` is left in it."""
     try:
         validate_config(config)
     except ConfigError as e:
-        if job_dir is not None:
-            _remove_if_only_hydra_files(job_dir)
+        from alexlab.run.rundir import only_hydra_files  # imports this package: not at the top
+
+        if job_dir is not None and job_dir.is_dir() and only_hydra_files(job_dir):
+            shutil.rmtree(job_dir, ignore_errors=True)
+            if {p.name for p in job_dir.parent.iterdir()} <= {"multirun.yaml"}:
+                shutil.rmtree(job_dir.parent, ignore_errors=True)
         exit_with(e)
-
-
-def _remove_if_only_hydra_files(job_dir: Path) -> None:
-    """A job folder that holds nothing but Hydra's ``.hydra/`` and log goes; so does its sweep
-    folder when nothing else is left in it but Hydra's ``multirun.yaml``."""
-    from alexlab.run.rundir import only_hydra_files  # imports this package: not at the top
-
-    if job_dir.is_dir() and only_hydra_files(job_dir):
-        shutil.rmtree(job_dir, ignore_errors=True)
-        sweep_dir = job_dir.parent
-        if {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
-            shutil.rmtree(sweep_dir, ignore_errors=True)
