@@ -26,51 +26,45 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     val) split, of ``ckpt_path`` or of ``model=...`` with ``model.weights=...``. The metrics
     are named for the split read (``val/acc1`` where the data has no test split); a start that
     fails on the user's input leaves no ``runs/eval/<date>/`` behind."""
-    with FailedStart(Path(cfg.paths.output_dir)):
-        return _evaluate(cfg)
-
-
-def _evaluate(cfg: DictConfig) -> dict[str, Any]:
-    L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("ten_crop"):
-        with open_dict(cfg):
-            cfg.data.ten_crop = True
-    if cfg.get("ckpt_path") and cfg.get("model"):
-        raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path} and model=... both name a network. A checkpoint's "
-            f"network is the one it was trained with: drop the model override, or drop ckpt_path "
-            f"to evaluate model=... with model.weights=..."
-        )
-    ckpt = open_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
-    datamodule = build(cfg.data)
-    if ckpt is not None:
-        ckpt.check_classes(datamodule.num_classes)
-        module = ckpt.build_module()
-    elif cfg.get("model"):
-        net = build(cfg.model)  # e.g. alexnet_tv with torchvision's weight file
-        module = ClassificationModule(net, num_classes=datamodule.num_classes)
-    else:
-        raise ConfigError(
-            "nothing to evaluate: pass ckpt_path=runs/<run>/checkpoints/<file>.ckpt, or "
-            "model=alexnet_tv model.weights=/path/alexnet-owt-7be5be79.pth"
-        )
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    split = "test" if datamodule.has_test else "val"  # what the test stage reads
-    metrics: dict[str, Any] = {}
-    for result in trainer.test(module, datamodule=datamodule):
-        metrics.update({f"{split}/{k.split('/', 1)[1]}": v for k, v in result.items()})
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "ckpt_path": cfg.get("ckpt_path"),
-        "weights": cfg.model.get("weights") if cfg.get("model") else None,
-        "split": split,
-        "views": 10 if cfg.get("ten_crop") else 1,
-        "metrics": metrics,
-        "output_dir": str(out),
-    }
-    (out / "eval.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    with FailedStart(out):
+        L.seed_everything(cfg.seed, workers=True)
+        if cfg.get("ten_crop"):
+            with open_dict(cfg):
+                cfg.data.ten_crop = True
+        if cfg.get("ckpt_path") and cfg.get("model"):
+            raise ConfigError(
+                f"ckpt_path={cfg.ckpt_path} and model=... both name a network. A checkpoint's "
+                "network is the one it was trained with: drop the model override, or drop "
+                "ckpt_path to evaluate model=... with model.weights=..."
+            )
+        ckpt = open_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+        datamodule = build(cfg.data)
+        if ckpt is not None:
+            ckpt.check_classes(datamodule.num_classes)
+            module = ckpt.build_module()
+        elif cfg.get("model"):  # e.g. alexnet_tv with torchvision's weight file
+            module = ClassificationModule(build(cfg.model), num_classes=datamodule.num_classes)
+        else:
+            raise ConfigError(
+                "nothing to evaluate: pass ckpt_path=runs/<run>/checkpoints/<file>.ckpt, or "
+                "model=alexnet_tv model.weights=/path/alexnet-owt-7be5be79.pth"
+            )
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        split = "test" if datamodule.has_test else "val"  # what the test stage reads
+        results = trainer.test(module, datamodule=datamodule)
+        metrics = {f"{split}/{k.split('/', 1)[1]}": v for r in results for k, v in r.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "ckpt_path": cfg.get("ckpt_path"),
+            "weights": cfg.model.get("weights") if cfg.get("model") else None,
+            "split": split,
+            "views": 10 if cfg.get("ten_crop") else 1,
+            "metrics": metrics,
+            "output_dir": str(out),
+        }
+        (out / "eval.json").write_text(json.dumps(summary, indent=2))
+        return summary
 
 
 @report_config_errors

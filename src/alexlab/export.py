@@ -19,7 +19,7 @@ from alexlab.run.checkpoint import open_checkpoint
 FORMATS = ("onnx",)
 
 
-def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float | None]:
+def export_onnx(ckpt_path: str, output: str | Path | None = None) -> tuple[Path, float | None]:
     """Write the ONNX file; return its path and the largest |onnxruntime - torch| on a test
     batch (None without onnxruntime)."""
     try:
@@ -32,15 +32,13 @@ def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float
     size = ckpt.image_settings().get("image_size", 224)
     net = ckpt.build_net().eval()
     output = Path(output) if output else Path(ckpt_path).with_suffix(".onnx")
-    example = torch.randn(2, 3, size, size)
-    batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         net,
-        (example,),
+        (torch.randn(2, 3, size, size),),
         str(output),
         input_names=["images"],
         output_names=["logits"],
-        dynamic_shapes={"x": {0: batch}},
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
         dynamo=True,
         external_data=False,
     )
@@ -52,8 +50,7 @@ def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float
     check = torch.randn(3, 3, size, size)
     onnx_out = torch.from_numpy(session.run(None, {"images": check.numpy()})[0])
     with torch.no_grad():
-        diff = float((onnx_out - net(check)).abs().max())
-    return output, diff
+        return output, float((onnx_out - net(check)).abs().max())
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
@@ -61,7 +58,7 @@ def export_onnx(ckpt_path: str, output: Path | None = None) -> tuple[Path, float
 def main(cfg: DictConfig) -> None:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format} is unknown; valid: {', '.join(FORMATS)}.")
-    path, diff = export_onnx(cfg.ckpt_path, Path(cfg.output) if cfg.output else None)
+    path, diff = export_onnx(cfg.ckpt_path, cfg.output)
     check = f"; onnxruntime vs torch max |diff| {diff:.2e}" if diff is not None else ""
     print(f"wrote {path}{check}")
 

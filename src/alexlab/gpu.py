@@ -30,14 +30,9 @@ def nvidia_driver() -> str | None:
         words = NVIDIA_DRIVER_FILE.read_text().split()
         return next((w for w in words if w[:1].isdigit() and "." in w), "of unknown version")
     if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
         try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
+            out = subprocess.run(query, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return "of unknown version (nvidia-smi did not answer)"
         return out.stdout.strip().splitlines()[0] if out.stdout.strip() else "of unknown version"
@@ -45,21 +40,18 @@ def nvidia_driver() -> str | None:
 
 
 def warn_if_gpu_unused(trainer: L.Trainer, accelerator: str) -> None:
-    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver (torch
-    cannot use it), instead of training on the CPU in silence."""
+    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver."""
     if accelerator != "auto" or trainer.strategy.root_device.type != "cpu":
         return
-    driver = nvidia_driver()
-    if driver is None:
-        return
-    rank_zero_warn(
-        f"[alexlab] trainer.accelerator=auto is training on the CPU, yet this machine has NVIDIA "
-        f"driver {driver}: torch {torch.__version__} (built for CUDA {torch.version.cuda}) cannot "
-        f"use it, most often because the driver is older than that CUDA needs. Update the driver, "
-        f"or install a torch build for the CUDA this driver supports "
-        f"(https://pytorch.org/get-started/locally/); set trainer=cpu to train on the CPU on "
-        f"purpose."
-    )
+    if (driver := nvidia_driver()) is not None:
+        rank_zero_warn(
+            f"[alexlab] trainer.accelerator=auto is training on the CPU, yet this machine has "
+            f"NVIDIA driver {driver}: torch {torch.__version__} (built for CUDA "
+            f"{torch.version.cuda}) cannot use it, most often because the driver is older than "
+            "that CUDA needs. Update the driver, or install a torch build for the CUDA this driver "
+            "supports (https://pytorch.org/get-started/locally/); set trainer=cpu to train on the "
+            "CPU on purpose."
+        )
 
 
 def sync_then_compile(

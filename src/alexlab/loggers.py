@@ -10,6 +10,7 @@ import netrc
 import os
 import socket
 import warnings
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,18 +36,15 @@ def wandb_offline_reason(timeout: float = 3.0) -> str | None:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "dryrun", "disabled"):
         return f"WANDB_MODE={mode}"
-    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    host = urlparse(base_url).hostname or "api.wandb.ai"
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host = url.hostname or "api.wandb.ai"
     key = os.environ.get("WANDB_API_KEY")
-    if not key:
-        try:
-            key = (netrc.netrc().authenticators(host) or (None, None, None))[2]
-        except (FileNotFoundError, netrc.NetrcParseError, OSError):
-            key = None
+    with suppress(netrc.NetrcParseError, OSError):  # no ~/.netrc, or one that cannot be read
+        key = key or (netrc.netrc().authenticators(host) or (None, None, None))[2]
     if not key:
         return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
     try:
-        socket.create_connection((host, urlparse(base_url).port or 443), timeout=timeout).close()
+        socket.create_connection((host, url.port or 443), timeout=timeout).close()
     except OSError:
         return f"{host} cannot be reached"
     return None
@@ -66,8 +64,7 @@ def prepare_loggers(cfg: DictConfig, *, sweep_name: str | None, resume_ids: dict
             if resume_ids.get("WandbLogger") and node.get("id") is None:
                 node.id = resume_ids["WandbLogger"]  # continue the run the checkpoint came from
                 node.resume = "allow"
-            reason = None if node.get("offline") else wandb_offline_reason()
-            if reason:
+            if not node.get("offline") and (reason := wandb_offline_reason()):
                 node.offline = True
                 rank_zero_info(
                     f"[alexlab] W&B runs offline: {reason}. Upload later with "

@@ -66,9 +66,10 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     device = pick_device(str(cfg.device))  # input and device first: a bad one fails at once
     files = list_inputs(str(cfg.input))
     ckpt = open_checkpoint(cfg.ckpt_path)
-    module = ckpt.build_module().eval()
+    module = ckpt.build_module().eval().to(device)
     data = ckpt.image_settings()
     names = ckpt.class_names
+    label = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
     image_size = data.get("image_size", 224)
     transform = eval_transform(
         image_size=image_size,
@@ -76,7 +77,6 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
         mean=data.get("mean") or IMAGENET_MEAN,
         std=data.get("std") or IMAGENET_STD,
     )
-    module.to(device)
     out: dict[str, list[dict[str, Any]]] = {"results": [], "skipped": []}
     for start in range(0, len(files), cfg.batch_size):
         batch, kept = [], []
@@ -95,17 +95,14 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
         probs = torch.softmax(module(torch.stack(batch).to(device)), dim=1).cpu()  # (B, classes)
         k = min(cfg.topk, probs.shape[1])
         for path, p in zip(kept, probs, strict=True):
-            top = torch.topk(p, k)
-            label = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+            values, indices = torch.topk(p, k)
+            top = zip(indices.tolist(), values.tolist(), strict=True)
             result = {
                 "file": str(path),
-                "top": [
-                    {"index": int(i), "class": label(int(i)), "prob": round(float(v), 6)}
-                    for v, i in zip(top.values, top.indices, strict=True)
-                ],
+                "top": [{"index": i, "class": label(i), "prob": round(v, 6)} for i, v in top],
             }
             if cfg.show_all_probs:
-                result["probs"] = {label(i): round(float(v), 6) for i, v in enumerate(p)}
+                result["probs"] = {label(i): round(v, 6) for i, v in enumerate(p.tolist())}
             out["results"].append(result)
     return out
 
@@ -125,10 +122,7 @@ def render_text(out: dict[str, list[dict[str, Any]]]) -> str:
 @report_config_errors
 def main(cfg: DictConfig) -> None:
     out = predict(cfg)
-    if cfg.format == "json":
-        print(json.dumps(out, indent=2))
-    else:
-        print(render_text(out))
+    print(json.dumps(out, indent=2) if cfg.format == "json" else render_text(out))
     if not out["results"]:
         sys.exit(1)  # nothing could be classified
 

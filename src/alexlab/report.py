@@ -25,12 +25,8 @@ EXTRA = [
 
 def _overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return {}
-    items = yaml.safe_load(path.read_text()) or []
-    return dict(
-        item.split("=", 1) for item in items if "=" in item and not item.startswith("hydra")
-    )
+    items = (yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+    return dict(i.split("=", 1) for i in items if "=" in i and not i.startswith("hydra"))
 
 
 def collect(runs_dir: Path) -> tuple[list[str], list[dict]]:
@@ -92,12 +88,8 @@ def figure(swept: list[str], rows: list[dict]):
     if all(_sort_key(r[x_key])[0] == 0 for r in rows):  # numeric values
         for s in series:
             group = sorted((r for r in rows if pick(r, s)), key=lambda r: float(r[x_key]))
-            ax.plot(
-                [float(r[x_key]) for r in group],
-                [r["val top-1"] for r in group],
-                marker="o",
-                label=label(s),
-            )
+            xs, ys = [float(r[x_key]) for r in group], [r["val top-1"] for r in group]
+            ax.plot(xs, ys, marker="o", label=label(s))
         if x_key.split(".")[-1] in LOG_KEYS and all(float(r[x_key]) > 0 for r in rows):
             ax.set_xscale("log")
     else:
@@ -106,11 +98,9 @@ def figure(swept: list[str], rows: list[dict]):
         for i, s in enumerate(series):
             top1 = {str(r[x_key]): r["val top-1"] for r in rows if pick(r, s)}
             xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(categories))]
-            heights = [top1.get(c) or 0.0 for c in categories]
-            ax.bar(xs, heights, width=width, label=label(s))
+            ax.bar(xs, [top1.get(c) or 0.0 for c in categories], width=width, label=label(s))
         ax.set_xticks(range(len(categories)), categories)
-    ax.set_xlabel(x_key)
-    ax.set_ylabel("val top-1")
+    ax.set(xlabel=x_key, ylabel="val top-1")
     ax.grid(alpha=0.3)
     if series_key:
         ax.legend()

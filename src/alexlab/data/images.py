@@ -14,7 +14,6 @@ from PIL import ExifTags, Image, ImageOps
 # Images above this many pixels are refused before decoding, on both loaders, in predict and in
 # `verify` (PIL's decompression-bomb limit; ImageNet's largest image has about 10M pixels).
 MAX_IMAGE_PIXELS = 89_478_485
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # EXIF orientations 5-8 are quarter turns: the upright picture has width and height swapped
 QUARTER_TURNS = (5, 6, 7, 8)
 
@@ -29,8 +28,7 @@ def open_image(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[Image.
 
     PIL's own process-wide limit (which refuses anything above twice its default whatever
     ``max_pixels`` says) is lifted for this open only: DataLoader workers are processes and
-    DALI's checks run in the main thread.
-    """
+    DALI's checks run in the main thread."""
     previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         img = Image.open(path)
@@ -73,7 +71,7 @@ def draft(img: Image.Image, upright_min: tuple[int, int]) -> float:
 def to_rgb(img: Image.Image) -> Image.Image:
     """Decoded pixels -> upright 8-bit RGB (the rules in the module docstring)."""
     ImageOps.exif_transpose(img, in_place=True)  # (not in place: a copy even when upright)
-    if img.mode in SIXTEEN_BIT:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit grey
         values = np.asarray(img, dtype=np.float64)  # (H, W), 16-bit range
         img = Image.fromarray(np.round(values.clip(0, 65535) / 257.0).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

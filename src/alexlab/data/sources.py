@@ -52,14 +52,13 @@ class FolderSource:
             if not class_folders(split_dir):
                 raise ConfigError(f"{split_dir} has no class folders. {hint}")
             self.splits[name] = split_dir
-        train_classes = class_folders(self.splits["train"])
+        self.classes = class_folders(self.splits["train"])
         for split_dir in self.splits.values():
-            if class_folders(split_dir) != train_classes:
+            if class_folders(split_dir) != self.classes:
                 raise ConfigError(
                     f"{split_dir} and {self.splits['train']} hold different class folders; "
                     f"every split needs the same classes."
                 )
-        self.classes = train_classes
 
     def split_dir(self, split: str) -> Path:
         return self.splits[split]
@@ -89,8 +88,7 @@ class DigitsSource(FolderSource):
     ``<root>/digits-s<seed>-v<val%>-<size>px`` (settings: ``alexlab.config.schema.DigitsSource``).
 
     The split is stratified and fixed by ``seed``; the tree is built in a temporary folder and
-    renamed into place, so a crash never leaves half a cache and parallel ranks agree.
-    """
+    renamed into place, so a crash never leaves half a cache and parallel ranks agree."""
 
     def __init__(
         self, root: str | Path, *, seed: int = 0, val_fraction: float = 0.2, size: int = 32
@@ -185,8 +183,7 @@ class Problem:
 
 
 def split_folders(root: Path) -> list[Path]:
-    """The split folders under ``root`` (train/, val/, test/), or ``root`` itself when it holds
-    class folders directly."""
+    """train/, val/, test/ under ``root``, or ``root`` itself (class folders directly in it)."""
     found = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
     return found or [root]
 
@@ -195,8 +192,7 @@ def verify_tree(root: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, li
     """``(images checked, problems)`` for every split folder of ``root`` (``split_folders``)."""
     problems, checked = [], 0
     for split in split_folders(Path(root)):
-        classes = class_folders(split)
-        if not classes:
+        if not (classes := class_folders(split)):
             problems.append(Problem(split, "no class folders"))
             continue
         try:
