@@ -133,11 +133,14 @@ def write_tree(
         for c in range(classes)
         for start in range(0, count, chunk)
     ]
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            list(pool.map(_write_images, work))
-    else:
-        for item in work:
-            _write_images(item)
-    tmp.rename(root)
+    try:
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs) as pool:
+                list(pool.map(_write_images, work))
+        else:
+            for item in work:
+                _write_images(item)
+        tmp.rename(root)
+    finally:  # a failure (or Ctrl-C) leaves no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
     return root

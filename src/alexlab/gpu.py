@@ -40,7 +40,8 @@ def nvidia_driver() -> str | None:
 
 
 def warn_if_gpu_unused(trainer: L.Trainer, accelerator: str) -> None:
-    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver."""
+    """Warn when ``accelerator=auto`` chose the CPU on a machine with an NVIDIA driver (torch
+    cannot use it), instead of training on the CPU in silence."""
     if accelerator != "auto" or trainer.strategy.root_device.type != "cpu":
         return
     if (driver := nvidia_driver()) is not None:

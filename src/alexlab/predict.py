@@ -66,7 +66,7 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
     device = pick_device(str(cfg.device))  # input and device first: a bad one fails at once
     files = list_inputs(str(cfg.input))
     ckpt = open_checkpoint(cfg.ckpt_path)
-    module = ckpt.build_module().eval().to(device)
+    module = ckpt.build_module().eval()
     data = ckpt.image_settings()
     names = ckpt.class_names
     label = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
@@ -77,6 +77,7 @@ def predict(cfg: DictConfig) -> dict[str, list[dict[str, Any]]]:
         mean=data.get("mean") or IMAGENET_MEAN,
         std=data.get("std") or IMAGENET_STD,
     )
+    module.to(device)
     out: dict[str, list[dict[str, Any]]] = {"results": [], "skipped": []}
     for start in range(0, len(files), cfg.batch_size):
         batch, kept = [], []

@@ -23,6 +23,24 @@ def test_fake_imagenet_refuses_unknown_sizes_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_fake_imagenet_interrupted_leaves_no_partial_tree(tmp_path, monkeypatch):
+    from alexlab.data import fake_imagenet
+
+    made = []
+    real = fake_imagenet._image
+
+    def image_then_interrupt(*args):
+        if len(made) == 3:
+            raise KeyboardInterrupt  # Ctrl-C after three images were written
+        made.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fake_imagenet, "_image", image_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_fake_imagenet(tmp_path / "f", classes=2, per_class=4)
+    assert len(made) == 3 and list(tmp_path.iterdir()) == []
+
+
 def test_verify_finds_every_planted_bad_file(tmp_path, capsys):
     root = tmp_path / "data"
     main(["fake-imagenet", str(root), "--classes", "2", "--per-class", "3"])

@@ -180,8 +180,9 @@ class ValidateOnStart(Callback):
 
 
 def _validate_or_exit(config: DictConfig, job_dir: Path | None = None) -> None:
-    """A refused sweep job's folder goes when it holds nothing but Hydra's ``.hydra/`` and log;
-    so does its sweep folder when nothing but Hydra's ``multirun.yaml`` is left in it."""
+    """``validate_config``, or the error printed and exit 2. A refused sweep job's folder goes
+    when it holds nothing but Hydra's ``.hydra/`` and log; so does its sweep folder when nothing
+    but Hydra's ``multirun.yaml`` is left in it."""
     try:
         validate_config(config)
     except ConfigError as e:

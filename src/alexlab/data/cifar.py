@@ -108,7 +108,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     The arguments are the ``data.*`` settings of ``alexlab.config.schema.CifarData``."""
 
     has_test = False
-    classes = class_names = list(CLASSES)
+    classes, class_names = list(CLASSES), list(CLASSES)
 
     def __init__(
         self,

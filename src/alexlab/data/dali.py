@@ -236,8 +236,9 @@ class DaliLoader:
                     images = images.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
                 order.consumed += order.train
                 yield images, out["labels"].reshape(-1).long()
-        except RuntimeError as e:  # DALI's decoder errors do not say which file: check the
-            # batches it may have been preparing (the next one and the prefetched ones)
+        # DALI's decoder errors do not say which file: check the batches it may have been
+        # preparing (the next one and the prefetched ones)
+        except RuntimeError as e:
             files = self._files(indices, batch, self.prefetch + 1)
             problems = [(f, why) for f in files if (why := image_problem(f, self.max_pixels))]
             raise (bad_files_error(problems) if problems else e) from None

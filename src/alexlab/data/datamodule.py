@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,17 @@ class ImageDataModule(L.LightningDataModule):
         std: Sequence[float] = _AUGMENT.std,
     ) -> None:
         super().__init__()
-        arguments = locals()  # the augmentation settings, handed to `Augment` by name
-        self.augment = Augment(**{f.name: arguments[f.name] for f in fields(Augment)})
+        self.augment = Augment(
+            image_size=image_size,
+            resize_size=resize_size,
+            crop=crop,
+            scale=scale,
+            ratio=ratio,
+            hflip_prob=hflip_prob,
+            lighting_std=lighting_std,
+            mean=mean,
+            std=std,
+        )
         self.skip_corrupt = skip_corrupt
         # auto: DALI where it imports, else torch; skip_corrupt (per image) needs torch
         if loader == "dali" and skip_corrupt:

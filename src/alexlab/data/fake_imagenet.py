@@ -24,9 +24,11 @@ LARGE_SHARE = 0.03  # `imagenet` sizes: the share of 1-5 megapixel images
 def _image(rng: np.random.Generator, class_idx: int, num_classes: int, sizes: str) -> Image.Image:
     if sizes == "typical":
         w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
-    else:  # imagenet
+    elif sizes == "imagenet":
         w = int(rng.integers(1000, 2600) if rng.random() < LARGE_SHARE else rng.integers(280, 480))
         h = int(w * rng.uniform(0.66, 1.0))
+    else:
+        raise ValueError(f"sizes={sizes!r} is unknown; valid: {', '.join(SIZES)}")
     if rng.random() < 0.25:
         w, h = h, w  # some portrait images, as in ImageNet
     hue = (class_idx / max(num_classes, 1) + rng.normal(0, 0.02)) % 1.0

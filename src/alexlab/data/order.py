@@ -4,8 +4,9 @@ Training: epoch ``e`` reads a permutation fixed by ``(seed, e)``; its ``k``-th `
 are global batch ``k``, rank ``r`` of ``W`` taking the ``r``-th ``B`` (what one process with
 ``W x B`` would read). New order and rank subsets every epoch; no sample read twice. Each rank
 gets whole optimizer steps; the rest (under one global step) is left out, counted in ``dropped``.
-Evaluation: every sample exactly once, in order, in contiguous rank shares. A resumed epoch
-continues at the next unseen batch of its slice (``state_dict()``: epoch, batches consumed).
+Evaluation: in order, rank ``r`` takes ``[N r / W, N (r + 1) / W)``: every sample exactly once.
+A resumed epoch continues at the next unseen batch of its slice (``state_dict()``: epoch,
+batches consumed).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ SETTINGS_FILE = ".alexlab-prepare.json"  # the settings DST was made with (hidde
 
 @dataclass(frozen=True)
 class Settings:
-    """What every output image gets: the ``prepare`` command's options of the same names."""
+    """What every output image gets: the ``prepare`` command's options of the same names
+    (``--paper`` enlarges where needed, as the paper; otherwise images are never enlarged)."""
 
     shorter_side: int = 256
     max_side: int | None = None

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 
-@dataclass(eq=False)
+@dataclass(kw_only=True, eq=False)
 class SyntheticLoader:
     """Yields the same ``(images, labels)`` batch ``steps`` times; made on ``device`` at the
     first ``iter()``, so nothing is decoded, copied or transferred per step."""
@@ -61,7 +61,9 @@ class SyntheticDataModule(L.LightningDataModule):
     def _loader(self, steps: int) -> SyntheticLoader:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         shape = (self.batch_size, 3, self.image_size, self.image_size)
-        return SyntheticLoader(steps, shape, self.num_classes, device, self.seed)
+        return SyntheticLoader(
+            steps=steps, shape=shape, num_classes=self.num_classes, device=device, seed=self.seed
+        )
 
     def describe(self, *, gpu: bool) -> dict[str, Any]:
         """For the run's start line: batches made once on the device, re-used every step."""

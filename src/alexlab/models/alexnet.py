@@ -62,9 +62,8 @@ class AlexNet(nn.Module):
             return [c, *bn, nn.ReLU(inplace=True)]
 
         def lrn() -> list:
-            if norm != "lrn":
-                return []
-            return [nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA * LRN_SIZE, LRN_BETA, LRN_K)]
+            lrn = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K)
+            return [lrn] if norm == "lrn" else []
 
         pool = lambda: nn.MaxPool2d(kernel_size=3, stride=2)  # noqa: E731 (overlapping pool, §3.4)
         self.features = nn.Sequential(

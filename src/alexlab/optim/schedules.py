@@ -132,7 +132,13 @@ class WarmupLR(LambdaLR):
     ) -> float:
         """Lengths in epochs counted from the resumed point (``start_epoch`` at optimizer step
         ``start_step``) with this run's steps per epoch; returns the lr at ``start_step``."""
-        fresh = _schedule(total_steps, steps_per_epoch, start_step, start_epoch, **self.plan)
+        fresh = _schedule(
+            total_steps,
+            steps_per_epoch,
+            start_step=start_step,
+            start_epoch=start_epoch,
+            **self.plan,
+        )
         for fn in {id(f): f for f in self.lr_lambdas}.values():
             vars(fn).update({k: v for k, v in vars(fresh).items() if k not in RUN_STATE})
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
@@ -145,9 +151,9 @@ class WarmupLR(LambdaLR):
 def _schedule(
     total_steps: int,
     steps_per_epoch: int,
+    *,
     start_step: int = 0,
     start_epoch: float = 0.0,
-    *,
     warmup_epochs: float = 0.0,
     milestones_epochs: Sequence[float] = (),
     **kwargs: Any,

@@ -52,13 +52,13 @@ class FailedStart(AbstractContextManager):
 
     def __init__(self, run_dir: Path, *, enabled: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.fresh = enabled and only_hydra_files(self.run_dir)  # until done()
+        self.remove_on_error = enabled and only_hydra_files(self.run_dir)  # until done()
 
     def done(self) -> None:
-        self.fresh = False
+        self.remove_on_error = False
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
-        if isinstance(error, InputError) and self.fresh:
+        if isinstance(error, InputError) and self.remove_on_error:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
